@@ -1,0 +1,77 @@
+"""Shared fixtures: the fake clock, the asyncio backend, and the real servers.
+
+Tests that need PostgreSQL, Redis, Node or Chromium skip with a reason when the service is
+missing — except under ``CI=true``, where a missing service is a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from keyfob._clock import FakeClock
+
+CI = os.environ.get("CI", "").lower() == "true"
+PG_URL = os.environ.get("KEYFOB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("KEYFOB_TEST_REDIS", "redis://127.0.0.1:6379/0")
+SECRET = "kf-test-secret-0123456789abcdef0123456789abcdef0123456789ab"
+OLD_SECRET = "kf-test-old-secret-fedcba9876543210fedcba9876543210fedcba98"
+
+
+def port_open(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def require_service(name: str, available: bool, how: str) -> None:
+    """Skip (or, under CI=true, fail) when a real service the test needs is missing."""
+    if available:
+        return
+    msg = f"{name} is not available ({how})"
+    if CI:
+        pytest.fail(f"CI=true but {msg}", pytrace=False)
+    pytest.skip(msg)
+
+
+def require_postgres() -> None:
+    require_service("PostgreSQL", port_open("127.0.0.1", 5432), "start it on 127.0.0.1:5432")
+
+
+def require_redis() -> None:
+    require_service("Redis", port_open("127.0.0.1", 6379), "start it on 127.0.0.1:6379")
+
+
+def require_node() -> None:
+    here = os.path.join(os.path.dirname(__file__), "interop", "node_modules")
+    require_service("Node.js + tests/interop/node_modules", bool(shutil.which("node")) and os.path.isdir(here),
+                    "run `npm ci --prefix tests/interop`")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def secret() -> str:
+    return SECRET
+
+
+@pytest.fixture(autouse=True)
+def _no_env_leak(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    for k in list(os.environ):
+        if k.startswith("KEYFOB_") and not k.startswith("KEYFOB_TEST_"):
+            monkeypatch.delenv(k, raising=False)
+    yield
