@@ -1,0 +1,77 @@
+"""Layer 2: session storage. One protocol, thin adapters chosen by URL; no driver imported here.
+
+```python
+store = open_store("sqlite:///keyfob.db")      # embedded default
+store = open_store("postgresql://127.0.0.1/test")
+store = open_store("redis://127.0.0.1:6379/0")
+store = open_store("memory://")                 # tests and demos
+```
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from ..errors import ConfigError
+from ._protocol import FeedHandler, RevocationFeed, SessionRecord, SessionStore
+
+__all__ = ["FeedHandler", "RevocationFeed", "SessionRecord", "SessionStore", "open_feed", "open_store"]
+
+_STORES: dict[str, tuple[str, str]] = {
+    "memory": ("keyfob.stores.memory:MemoryStore", ""),
+    "sqlite": ("keyfob.stores.sql:SQLStore", ""),
+    "sqlite+aiosqlite": ("keyfob.stores.sql:SQLStore", ""),
+    "postgresql": ("keyfob.stores.sql:SQLStore", "postgres"),
+    "postgresql+asyncpg": ("keyfob.stores.sql:SQLStore", "postgres"),
+    "postgres": ("keyfob.stores.sql:SQLStore", "postgres"),
+    "redis": ("keyfob.stores.redis:RedisStore", "redis"),
+    "rediss": ("keyfob.stores.redis:RedisStore", "redis"),
+}
+
+_FEEDS: dict[str, tuple[str, str]] = {
+    "memory": ("keyfob.stores.memory:MemoryFeed", ""),
+    "postgresql": ("keyfob.stores.sql:PostgresFeed", "postgres"),
+    "postgresql+asyncpg": ("keyfob.stores.sql:PostgresFeed", "postgres"),
+    "postgres": ("keyfob.stores.sql:PostgresFeed", "postgres"),
+    "redis": ("keyfob.stores.redis:RedisFeed", "redis"),
+    "rediss": ("keyfob.stores.redis:RedisFeed", "redis"),
+}
+
+
+def _load(table: dict[str, tuple[str, str]], url: str, what: str) -> Any:
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in table:
+        raise ConfigError(
+            f"no {what} for URL scheme {scheme!r}",
+            hint=f"use one of: {', '.join(sorted(table))} (e.g. sqlite:///keyfob.db)",
+        )
+    target, extra = table[scheme]
+    module_name, cls_name = target.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        if not extra:
+            raise
+        raise ConfigError(
+            f"the {scheme} {what} needs a driver that is not installed ({exc.name})",
+            hint=f"pip install 'keyfob[{extra}]'",
+        ) from exc
+    return getattr(module, cls_name)
+
+
+def open_store(url: str, **options: Any) -> SessionStore:
+    """Open the store a URL names (lazily importing its driver). Call ``await store.migrate()`` once."""
+    cls = _load(_STORES, url, "store")
+    store: SessionStore = cls(url, **options)
+    return store
+
+
+def open_feed(url: str, **options: Any) -> RevocationFeed | None:
+    """The revocation feed that goes with a store URL, or None where the store has none (SQLite)."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme not in _FEEDS:
+        return None
+    cls = _load(_FEEDS, url, "revocation feed")
+    feed: RevocationFeed = cls(url, **options)
+    return feed

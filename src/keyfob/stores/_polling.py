@@ -1,0 +1,93 @@
+"""A revocation feed for stores without pub/sub (SQLite): poll the store's revocation list.
+
+SQLite lives on one machine, so every process sharing the file sees the same rows; this
+feed re-reads the revoked session ids and user versions every ``interval`` seconds and hands
+the new ones to the view. Reads are cheap (an indexed scan of a table that only holds
+revocations still inside their token lifetime); publishing is a no-op because the revoking
+node has already written the row.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from .._clock import Clock, system_clock
+from ..errors import StoreUnavailable
+from ._protocol import FeedHandler, SessionStore, StateHandler
+
+log = logging.getLogger("keyfob.feed")
+
+__all__ = ["PollingFeed"]
+
+
+class PollingFeed:
+    """``RevocationFeed`` by polling; ``interval`` bounds the cross-process propagation delay."""
+
+    def __init__(self, store: SessionStore, *, interval: float = 0.1, clock: Clock = system_clock) -> None:
+        self.store = store
+        self.interval = interval
+        self.clock = clock
+        self._task: asyncio.Task[None] | None = None
+        self._seen_revoked: dict[str, float] = {}
+        self._seen_versions: dict[str, int] = {}
+
+    async def publish(self, event: Mapping[str, Any]) -> None:
+        """Nothing to send: the store row written by the revoking node is the message."""
+
+    async def start(self, handler: FeedHandler, on_state: StateHandler) -> None:
+        await self._poll(handler)  # first read before declaring the view live
+        result = on_state(True)
+        if result is not None:
+            await result
+        self._task = asyncio.create_task(self._run(handler, on_state), name="keyfob-polling-feed")
+
+    async def _poll(self, handler: FeedHandler) -> None:
+        for sid, until in (await self.store.revocations(self.clock())).items():
+            if self._seen_revoked.get(sid) != until:
+                self._seen_revoked[sid] = until
+                handler({"t": "sid", "sid": sid, "until": until})
+        for user, ver in (await self.store.user_versions()).items():
+            if self._seen_versions.get(user, 0) < ver:
+                self._seen_versions[user] = ver
+                handler({"t": "ver", "user": user, "ver": ver})
+        if len(self._seen_revoked) > 4096:
+            now = self.clock()
+            self._seen_revoked = {s: u for s, u in self._seen_revoked.items() if u > now}
+
+    async def _run(self, handler: FeedHandler, on_state: StateHandler) -> None:
+        up = True
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self._poll(handler)
+            except StoreUnavailable:
+                if up:
+                    up = False
+                    result = on_state(False)
+                    if result is not None:
+                        await result
+                continue
+            except Exception:  # never let the poller die silently: the view must go to store checks
+                log.exception("revocation poller failed")
+                if up:
+                    up = False
+                    result = on_state(False)
+                    if result is not None:
+                        await result
+                continue
+            if not up:
+                up = True
+                result = on_state(True)
+                if result is not None:
+                    await result
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+            self._task = None

@@ -1,0 +1,165 @@
+"""The one store protocol and the records that cross it.
+
+Stores are dumb: they keep rows and answer atomically. Whether a session is valid,
+expired or revoked is decided in ``keyfob.strategies`` (Lucia's split).
+
+Times are epoch seconds (float). Token hashes are ``sha256(token).digest()`` (32 bytes);
+a raw token never reaches a store (except in Auth.js compatibility mode, where the
+Auth.js schema stores raw tokens and the adapter does the mapping itself).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = ["FeedHandler", "RevocationFeed", "SessionRecord", "SessionStore"]
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """One stored session token.
+
+    ``token_hash`` is the primary key. ``id`` is the public handle (safe to show, log and
+    put in URLs); several rows share an ``id`` only in the hybrid strategy, where the
+    retired refresh tokens of a session are kept (``retired_at`` set) for reuse detection.
+    """
+
+    token_hash: bytes
+    id: str
+    user_id: str
+    created_at: float
+    last_seen_at: float
+    expires_at: float
+    absolute_expires_at: float | None = None
+    authenticated_at: float | None = None  # when the user last proved who they are (fresh_age)
+    ip: str | None = None
+    user_agent: str | None = None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    retired_at: float | None = None  # hybrid: this refresh token was rotated away at this time
+    generation: int = 0  # hybrid: refresh rotation counter within the session (family)
+
+
+@runtime_checkable
+class SessionStore(Protocol):
+    """Async storage of session records and per-user token versions.
+
+    Every method translates driver/connection errors into ``keyfob.StoreUnavailable``
+    (``raise StoreUnavailable(...) from exc``): callers fail closed on it.
+
+    Every store also has a ``stores_raw_tokens: bool`` attribute (not part of the structural
+    check, so third-party stores without it still match): False for keyfob's own schema, True for
+    ``SQLStore(url, authjs_compat=True)``, whose ``SessionRecord.token_hash`` carries the *raw*
+    token's UTF-8 bytes because Auth.js stores raw tokens. Strategies read it with
+    ``getattr(store, "stores_raw_tokens", False)`` to decide whether to hash.
+    """
+
+    async def get(self, token_hash: bytes) -> SessionRecord | None:
+        """The row with this token hash (live or retired), or None. Never writes."""
+        ...
+
+    async def add(self, record: SessionRecord) -> None:
+        """Insert a new row. Raises ValueError if a row with this ``token_hash`` exists."""
+        ...
+
+    async def touch(self, token_hash: bytes, *, seen: float, expires: float) -> None:
+        """Set ``last_seen_at`` and ``expires_at`` of a live row (rolling sessions).
+
+        A missing or retired row is left alone (no error).
+        """
+        ...
+
+    async def replace(self, old_hash: bytes, new: SessionRecord, *, now: float, keep_old: bool) -> bool:
+        """Atomically swap a live row for ``new`` (same ``id``).
+
+        Returns False, changing nothing, if ``old_hash`` is missing or already retired.
+        ``keep_old=False`` deletes the old row (``rotate``); ``keep_old=True`` keeps it with
+        ``retired_at=now`` (hybrid refresh rotation, for reuse detection). Two concurrent calls
+        with the same ``old_hash`` can never both return True.
+        """
+        ...
+
+    async def delete(self, session_id: str) -> int:
+        """Delete every row (live and retired) of this session id; return how many live ones went."""
+        ...
+
+    async def get_by_id(self, session_id: str) -> SessionRecord | None:
+        """The live row with this public id, or None."""
+        ...
+
+    async def list_user(self, user_id: str) -> Sequence[SessionRecord]:
+        """The user's live (not retired) rows, oldest first. Expired rows may be included."""
+        ...
+
+    async def delete_user(self, user_id: str, *, keep: str | None = None) -> list[str]:
+        """Delete all the user's sessions except the one with id ``keep``; return the ids deleted."""
+        ...
+
+    async def delete_expired(self, now: float, *, batch: int = 1000) -> int:
+        """Delete up to ``batch`` rows whose ``expires_at`` (or ``absolute_expires_at``) is past.
+
+        Callers loop until it returns less than ``batch``; each call is one short transaction.
+        Rows expiring exactly at ``now`` stay. Also drops revocations whose ``until`` is past.
+        """
+        ...
+
+    async def count(self) -> int:
+        """How many rows are stored (for the CLI and benchmarks)."""
+        ...
+
+    async def get_user_version(self, user_id: str) -> int:
+        """The user's token version (0 if never bumped)."""
+        ...
+
+    async def bump_user_version(self, user_id: str) -> int:
+        """Atomically increment and return the user's token version."""
+        ...
+
+    async def user_versions(self) -> Mapping[str, int]:
+        """Every non-zero user version (for the hybrid revocation view's resync)."""
+        ...
+
+    async def add_revocation(self, session_id: str, *, until: float) -> None:
+        """Remember that ``session_id`` was revoked, until ``until`` (when its last access token
+        expires). Feeds the hybrid/jwt revocation view's resync; idempotent."""
+        ...
+
+    async def revocations(self, now: float) -> Mapping[str, float]:
+        """Revoked session ids whose ``until`` is still in the future → their ``until``."""
+        ...
+
+    async def migrate(self) -> None:
+        """Create or upgrade the schema. Idempotent; never loses rows."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections."""
+        ...
+
+
+FeedHandler = Callable[[Mapping[str, Any]], None]
+StateHandler = Callable[[bool], Awaitable[None] | None]
+
+
+@runtime_checkable
+class RevocationFeed(Protocol):
+    """Broadcast of revocation events between nodes (Redis pub/sub, PostgreSQL LISTEN/NOTIFY, memory).
+
+    Events are small JSON objects: ``{"t": "sid", "sid": ..., "until": ...}`` (a session revoked),
+    ``{"t": "ver", "user": ..., "ver": ...}`` (a user's minimum token version raised).
+    """
+
+    async def publish(self, event: Mapping[str, Any]) -> None:
+        """Send an event to every subscribed node (this one included). Raises StoreUnavailable."""
+        ...
+
+    async def start(self, handler: FeedHandler, on_state: StateHandler) -> None:
+        """Start listening in a background task; call ``handler`` for each event and
+        ``on_state(True)`` once subscribed, ``on_state(False)`` when the connection drops
+        (the task keeps reconnecting with backoff, calling ``on_state(True)`` again when back)."""
+        ...
+
+    async def close(self) -> None:
+        """Stop listening and release the connection."""
+        ...

@@ -1,0 +1,241 @@
+"""In-process store and revocation feed: the test double that ships (like httpx's MockTransport).
+
+``MemoryStore("memory://")`` is private to the object. ``MemoryStore("memory://name")`` shares
+its rows with every other store opened with the same name in this process, so two engines in one
+process see the same sessions (as two nodes would with one database).
+
+``MemoryFeed(url)`` is an in-process broker: every feed opened with the same URL (``memory://``
+included) shares one channel. Events are delivered through ``loop.call_soon`` after a JSON round
+trip, so handlers see what a real broker would deliver and never run inside ``publish``.
+
+Every method runs without awaiting anything, so under asyncio each one is atomic — that is what
+makes ``replace`` and ``bump_user_version`` safe against concurrent callers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import replace as dc_replace
+from typing import Any
+
+from ..errors import StoreUnavailable
+from ._protocol import FeedHandler, SessionRecord, StateHandler
+
+__all__ = ["MemoryFeed", "MemoryStore"]
+
+
+class _State:
+    def __init__(self) -> None:
+        self.rows: dict[bytes, SessionRecord] = {}
+        self.by_id: dict[str, set[bytes]] = {}
+        self.versions: dict[str, int] = {}
+        self.revoked: dict[str, float] = {}
+
+
+_SHARED_STATES: dict[str, _State] = {}
+
+
+def _name(url: str) -> str:
+    if not url.startswith("memory://"):
+        raise ValueError(f"not a memory:// URL: {url!r}")
+    return url[len("memory://") :].strip("/")
+
+
+def _end(r: SessionRecord) -> float:
+    if r.absolute_expires_at is None:
+        return r.expires_at
+    return min(r.expires_at, r.absolute_expires_at)
+
+
+class MemoryStore:
+    """A :class:`~keyfob.stores.SessionStore` kept in dicts (tests, demos, single-process apps)."""
+
+    stores_raw_tokens: bool = False
+
+    def __init__(self, url: str = "memory://") -> None:
+        name = _name(url)
+        if name:
+            self._s = _SHARED_STATES.setdefault(name, _State())
+        else:
+            self._s = _State()
+        self._closed = False
+
+    def _check(self) -> _State:
+        if self._closed:
+            raise StoreUnavailable("the memory store is closed", hint="open a new store")
+        return self._s
+
+    async def get(self, token_hash: bytes) -> SessionRecord | None:
+        return self._check().rows.get(token_hash)
+
+    async def add(self, record: SessionRecord) -> None:
+        s = self._check()
+        if record.token_hash in s.rows:
+            raise ValueError("a session with this token hash already exists")
+        s.rows[record.token_hash] = dc_replace(record, data=dict(record.data))
+        s.by_id.setdefault(record.id, set()).add(record.token_hash)
+
+    async def touch(self, token_hash: bytes, *, seen: float, expires: float) -> None:
+        s = self._check()
+        row = s.rows.get(token_hash)
+        if row is not None and row.retired_at is None:
+            s.rows[token_hash] = dc_replace(row, last_seen_at=seen, expires_at=expires)
+
+    async def replace(self, old_hash: bytes, new: SessionRecord, *, now: float, keep_old: bool) -> bool:
+        s = self._check()
+        old = s.rows.get(old_hash)
+        if old is None or old.retired_at is not None or new.token_hash in s.rows:
+            return False
+        if keep_old:
+            s.rows[old_hash] = dc_replace(old, retired_at=now)
+        else:
+            self._drop(s, old_hash)
+        s.rows[new.token_hash] = dc_replace(new, data=dict(new.data))
+        s.by_id.setdefault(new.id, set()).add(new.token_hash)
+        return True
+
+    @staticmethod
+    def _drop(s: _State, token_hash: bytes) -> SessionRecord | None:
+        row = s.rows.pop(token_hash, None)
+        if row is not None:
+            hashes = s.by_id.get(row.id)
+            if hashes is not None:
+                hashes.discard(token_hash)
+                if not hashes:
+                    del s.by_id[row.id]
+        return row
+
+    async def delete(self, session_id: str) -> int:
+        s = self._check()
+        live = 0
+        for h in list(s.by_id.get(session_id, ())):
+            row = self._drop(s, h)
+            if row is not None and row.retired_at is None:
+                live += 1
+        return live
+
+    async def get_by_id(self, session_id: str) -> SessionRecord | None:
+        s = self._check()
+        for h in s.by_id.get(session_id, ()):
+            row = s.rows[h]
+            if row.retired_at is None:
+                return row
+        return None
+
+    async def list_user(self, user_id: str) -> Sequence[SessionRecord]:
+        rows = [r for r in self._check().rows.values() if r.user_id == user_id and r.retired_at is None]
+        rows.sort(key=lambda r: (r.created_at, r.id))
+        return rows
+
+    async def delete_user(self, user_id: str, *, keep: str | None = None) -> list[str]:
+        s = self._check()
+        doomed = [r for r in s.rows.values() if r.user_id == user_id and r.id != keep]
+        doomed.sort(key=lambda r: (r.created_at, r.id))
+        ids: dict[str, None] = {}
+        for r in doomed:
+            self._drop(s, r.token_hash)
+            ids[r.id] = None
+        return list(ids)
+
+    async def delete_expired(self, now: float, *, batch: int = 1000) -> int:
+        s = self._check()
+        doomed = [h for h, r in s.rows.items() if _end(r) < now][:batch]
+        for h in doomed:
+            self._drop(s, h)
+        for sid in [k for k, until in s.revoked.items() if until < now]:
+            del s.revoked[sid]
+        return len(doomed)
+
+    async def count(self) -> int:
+        return len(self._check().rows)
+
+    async def get_user_version(self, user_id: str) -> int:
+        return self._check().versions.get(user_id, 0)
+
+    async def bump_user_version(self, user_id: str) -> int:
+        s = self._check()
+        v = s.versions.get(user_id, 0) + 1
+        s.versions[user_id] = v
+        return v
+
+    async def user_versions(self) -> Mapping[str, int]:
+        return {k: v for k, v in self._check().versions.items() if v}
+
+    async def add_revocation(self, session_id: str, *, until: float) -> None:
+        s = self._check()
+        s.revoked[session_id] = max(until, s.revoked.get(session_id, until))
+
+    async def revocations(self, now: float) -> Mapping[str, float]:
+        return {k: v for k, v in self._check().revoked.items() if v > now}
+
+    async def migrate(self) -> None:
+        self._check()
+
+    async def close(self) -> None:
+        self._closed = True
+
+
+class _Channel:
+    def __init__(self) -> None:
+        self.subscribers: set[MemoryFeed] = set()
+
+
+_CHANNELS: dict[str, _Channel] = {}
+
+
+async def _call_state(on_state: StateHandler, up: bool) -> None:
+    result = on_state(up)
+    if inspect.isawaitable(result):
+        await result
+
+
+class MemoryFeed:
+    """A :class:`~keyfob.stores.RevocationFeed` between the engines of one process.
+
+    :meth:`disconnect` and :meth:`reconnect` simulate a broker outage for tests: while
+    disconnected the feed neither receives nor publishes (``publish`` raises StoreUnavailable).
+    """
+
+    def __init__(self, url: str = "memory://") -> None:
+        self._channel = _CHANNELS.setdefault(_name(url), _Channel())
+        self._handler: FeedHandler | None = None
+        self._on_state: StateHandler | None = None
+        self._connected = True
+
+    async def publish(self, event: Mapping[str, Any]) -> None:
+        if not self._connected:
+            raise StoreUnavailable("the memory feed is disconnected")
+        payload = json.dumps(event, separators=(",", ":"))
+        loop = asyncio.get_running_loop()
+        for feed in list(self._channel.subscribers):
+            if feed._connected and feed._handler is not None:
+                loop.call_soon(feed._handler, json.loads(payload))
+
+    async def start(self, handler: FeedHandler, on_state: StateHandler) -> None:
+        self._handler = handler
+        self._on_state = on_state
+        self._channel.subscribers.add(self)
+        if self._connected:
+            await _call_state(on_state, True)
+
+    async def disconnect(self) -> None:
+        """Simulate losing the broker: ``on_state(False)``, and no events until :meth:`reconnect`."""
+        if self._connected:
+            self._connected = False
+            if self._on_state is not None:
+                await _call_state(self._on_state, False)
+
+    async def reconnect(self) -> None:
+        """Simulate the broker coming back: ``on_state(True)`` (events missed meanwhile are lost)."""
+        if not self._connected:
+            self._connected = True
+            if self._on_state is not None:
+                await _call_state(self._on_state, True)
+
+    async def close(self) -> None:
+        self._channel.subscribers.discard(self)
+        self._handler = None
+        self._on_state = None
