@@ -1,0 +1,67 @@
+"""Store URLs for the strategy contract suite: memory, SQLite (tmp file), PostgreSQL, Redis.
+
+Server-backed stores are emptied before each test (PostgreSQL tables truncated, Redis test
+db flushed), skip with a reason when the server is down, and fail under CI=true.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import PG_URL, REDIS_URL, require_postgres, require_redis
+
+StoreFactory = Callable[[str], Awaitable[str]]
+
+STORE_PARAMS = [
+    pytest.param("memory", id="memory"),
+    pytest.param("sqlite", id="sqlite"),
+    pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+    pytest.param("redis", id="redis", marks=pytest.mark.redis),
+]
+REDIS_TEST_URL = REDIS_URL.rsplit("/", 1)[0] + "/13"
+
+
+async def empty_postgres() -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        for table in ("keyfob_sessions", "keyfob_user_versions", "keyfob_revocations"):
+            exists = await conn.fetchval("SELECT to_regclass($1)", table)
+            if exists:
+                await conn.execute(f"TRUNCATE {table}")
+    finally:
+        await conn.close()
+
+
+async def empty_redis() -> None:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(REDIS_TEST_URL)
+    try:
+        await client.flushdb()
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+def make_store_url(tmp_path: Path) -> StoreFactory:
+    async def factory(kind: str) -> str:
+        if kind == "memory":
+            return f"memory://{tmp_path.name}"
+        if kind == "sqlite":
+            return f"sqlite:///{tmp_path / 'keyfob.db'}"
+        if kind == "postgresql":
+            require_postgres()
+            await empty_postgres()
+            return PG_URL
+        if kind == "redis":
+            require_redis()
+            await empty_redis()
+            return REDIS_TEST_URL
+        raise ValueError(kind)
+
+    return factory
