@@ -1,0 +1,37 @@
+"""Layer 5: cookies and CSRF, pure code shared by the engine and every integration.
+
+* :class:`CookieSpec` — one logical cookie: ``__Host-``/``__Secure-`` prefix, attributes,
+  Auth.js-compatible chunking (``name.0``, ``name.1``, ...) with reassembly and stale-chunk clearing.
+* :class:`SetCookie` — one validated ``Set-Cookie`` header.
+* :func:`parse_cookie_header`, :func:`is_local_development` — request-side helpers that never raise.
+* :class:`CSRFProtect` — Origin/Referer check plus a signed double-submit token.
+"""
+
+from __future__ import annotations
+
+from ._cookies import (
+    CHUNK_SIZE,
+    MAX_CHUNKS,
+    MAX_VALUE_SIZE,
+    CookieSpec,
+    SetCookie,
+    is_local_development,
+    parse_cookie_header,
+)
+from .csrf import SAFE_METHODS, CSRFProtect
+
+__all__ = [
+    "CHUNK_SIZE",
+    "MAX_CHUNKS",
+    "MAX_VALUE_SIZE",
+    "SAFE_METHODS",
+    "CSRFProtect",
+    "CookieSpec",
+    "SetCookie",
+    "is_local_development",
+    "parse_cookie_header",
+]
+
+for _name in ("CSRFProtect", "CookieSpec", "SetCookie", "is_local_development", "parse_cookie_header"):
+    globals()[_name].__module__ = __name__
+del _name
