@@ -1,0 +1,11 @@
+"""The keyfob demo: a small FastAPI app with sign-up, sign-in, a session page, a device list,
+password change and sign-out, for each strategy. Run it with ``keyfob demo``.
+
+Needs the ``demo`` extra: ``pip install 'keyfob[demo]'``.
+"""
+
+from __future__ import annotations
+
+from ._app import create_app
+
+__all__ = ["create_app"]

@@ -1,0 +1,485 @@
+"""The demo app: sign up, sign in, see your session, manage your devices, change your password.
+
+Server-rendered pages (Jinja2, autoescaped), keyfob installed with ``keyfob.fastapi.install``:
+its middleware authenticates every request and checks CSRF (Origin + the double-submit token
+each form carries as ``csrf_token``) on every POST.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+import secrets
+import stat
+import sys
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from argon2 import PasswordHasher
+from fastapi import FastAPI, Request
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.datastructures import FormData
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .._session import Session
+from ..engine import Keyfob
+from ..fastapi import install
+from ..settings import STRATEGIES
+from ..starlette import sign_in, sign_out
+from ..strategies._lifetimes import touch_interval
+from ..web import CSRFProtect
+from ._users import MAX_PASSWORD, MIN_PASSWORD, EmailTaken, Users
+
+__all__ = ["SECURITY_HEADERS", "create_app"]
+
+HERE = Path(__file__).parent
+SECRET_FILE = "keyfob-secret"
+USERS_FILE = "keyfob-demo.db"
+SESSIONS_FILE = "keyfob.db"
+
+SECURITY_HEADERS: dict[str, str] = {
+    "content-security-policy": (
+        "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+    ),
+    "x-frame-options": "DENY",
+    "referrer-policy": "same-origin",
+    "x-content-type-options": "nosniff",
+}
+
+# ?m=<key> → a fixed message (never reflect text from the URL)
+NOTICES = {
+    "signed-out": "You are signed out.",
+    "session-ended": "Your session ended (expired or signed out elsewhere). Sign in again.",
+    "revoked": "That device was signed out.",
+    "others": "Every other device was signed out.",
+    "password": "Password changed. Every other device was signed out; this browser got a fresh session.",
+    "welcome": "Welcome! Your account is ready and you are signed in.",
+    "not-found": "That session is not one of yours (or it is already gone).",
+    "need-signin": "Sign in to see that page.",
+}
+
+
+class SecurityHeaders:
+    """Pure ASGI middleware: adds CSP, X-Frame-Options, Referrer-Policy and nosniff to every response."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self.headers = [(k.encode(), v.encode()) for k, v in SECURITY_HEADERS.items()]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                present = {k.lower() for k, _ in message.get("headers", [])}
+                extra = [(k, v) for k, v in self.headers if k not in present]
+                message = {**message, "headers": [*message.get("headers", []), *extra]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
+def load_or_create_secret(data_dir: Path, echo: Callable[[str], None]) -> str:
+    """The demo's secret from ``<data_dir>/keyfob-secret``, generated (mode 0600) the first time."""
+    path = data_dir / SECRET_FILE
+    try:
+        value = path.read_text().strip()
+    except FileNotFoundError:
+        value = ""
+    if value:
+        if path.stat().st_mode & (stat.S_IRWXG | stat.S_IRWXO):
+            echo(f"warning: {path} is readable by other users; run: chmod 600 {path}")
+        return value
+    value = base64.urlsafe_b64encode(secrets.token_bytes(32)).rstrip(b"=").decode("ascii")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(value + "\n")
+    os.chmod(path, 0o600)
+    echo(
+        f"no KEYFOB_SECRET set: generated a secret and saved it to {path} (mode 0600); "
+        "set KEYFOB_SECRET to use your own"
+    )
+    return value
+
+
+def _stderr(msg: str) -> None:
+    print(f"keyfob demo: {msg}", file=sys.stderr)
+
+
+def _when(ts: float | None, now: float | None = None) -> str:
+    if ts is None:
+        return "—"
+    now = datetime.now(UTC).timestamp() if now is None else now
+    stamp = datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    delta = ts - now
+    s = abs(int(delta))
+    if s < 60:
+        rel = f"{s} s"
+    elif s < 3600:
+        rel = f"{s // 60} min"
+    elif s < 86400:
+        rel = f"{s // 3600} h {s % 3600 // 60} min"
+    else:
+        rel = f"{s // 86400} d {s % 86400 // 3600} h"
+    return f"{stamp} ({'in ' + rel if delta > 0 else rel + ' ago'})"
+
+
+def _span(seconds: float) -> str:
+    """A duration in the largest whole unit: ``2592000`` → ``"30 days"``, ``600`` → ``"10 min"``."""
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "min")):
+        if seconds >= size and seconds % size == 0:
+            n = int(seconds // size)
+            return f"{n} {unit}{'s' if n != 1 and unit != 'min' else ''}"
+    return f"{seconds:g} s"
+
+
+def _field(form: FormData, name: str) -> str:
+    value = form.get(name)
+    return value if isinstance(value, str) else ""
+
+
+def create_app(
+    strategy: str = "hybrid",
+    store: str | None = None,
+    data_dir: str | Path = ".keyfob-demo",
+    secret: str | Sequence[str] | None = None,
+    *,
+    password_hasher: PasswordHasher | None = None,
+    echo: Callable[[str], None] = _stderr,
+) -> FastAPI:
+    """Build the demo app.
+
+    Users live in ``<data_dir>/keyfob-demo.db``; sessions in ``store`` (default the SQLite file
+    ``<data_dir>/keyfob.db``). The secret is ``secret``, else ``KEYFOB_SECRET``, else one generated
+    once and kept in ``<data_dir>/keyfob-secret``.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
+    data = Path(data_dir)
+    data.mkdir(parents=True, exist_ok=True)
+    overrides: dict[str, Any] = {
+        "strategy": strategy,
+        "store": store or f"sqlite:///{(data / SESSIONS_FILE).resolve()}",
+    }
+    if secret is not None:
+        overrides["secret"] = secret
+    elif not (os.environ.get("KEYFOB_SECRET") or os.environ.get("AUTH_SECRET")):
+        overrides["secret"] = load_or_create_secret(data, echo)
+    fob = Keyfob.from_env(**overrides)
+    users = Users(data / USERS_FILE, password_hasher)
+    templates = Environment(
+        loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"])
+    )
+    store_label = "memory" if fob.settings.store.startswith("memory") else fob.settings.store.split("://")[0]
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await fob.start()  # create the tables now: fail at startup, not at the first sign-in
+        yield
+        await fob.close()
+
+    app = FastAPI(title="keyfob demo", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    install(app, fob)
+    app.add_middleware(SecurityHeaders)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
+    app.state.keyfob = fob
+    app.state.users = users
+
+    # -- helpers ---------------------------------------------------------------------------------------
+    def render(request: Request, name: str, *, status: int = 200, **ctx: Any) -> HTMLResponse:
+        protect: CSRFProtect = request.state.keyfob_csrf
+        token, cookies = protect.issue(protect.cookie.read(request.state.keyfob_cookies))
+        notice = NOTICES.get(request.query_params.get("m", ""))
+        html = templates.get_template(name).render(
+            csrf_token=token,
+            session=request.state.session,
+            strategy=fob.settings.strategy,
+            notice=notice,
+            users_db=USERS_FILE,
+            store=store_label,
+            min_password=MIN_PASSWORD,
+            when=_when,
+            **ctx,
+        )
+        response = HTMLResponse(html, status_code=status, headers={"cache-control": "no-store"})
+        for c in cookies:
+            response.headers.append("set-cookie", c.header())
+        return response
+
+    def redirect(url: str) -> RedirectResponse:
+        return RedirectResponse(url, status_code=303, headers={"cache-control": "no-store"})
+
+    def need_session(request: Request) -> Session | RedirectResponse:
+        session: Session | None = request.state.session
+        if session is not None:
+            return session
+        result = getattr(request.state, "keyfob_result", None)
+        ended = result is not None and result.reason is not None
+        return redirect("/signin?m=session-ended" if ended else "/signin?m=need-signin")
+
+    def email_of(session: Session) -> str:
+        value = session.data.get("email")
+        return value if isinstance(value, str) else session.user_id
+
+    # -- pages -------------------------------------------------------------------------------------------
+    @app.get("/", include_in_schema=False)
+    async def home(request: Request) -> Response:
+        return redirect("/dashboard" if request.state.session else "/signin")
+
+    @app.get("/signin", include_in_schema=False)
+    async def signin_page(request: Request) -> Response:
+        if request.state.session is not None:
+            return redirect("/dashboard")
+        return render(request, "signin.html")
+
+    @app.post("/signin", include_in_schema=False)
+    async def signin(request: Request) -> Response:
+        form = await request.form()
+        email, password = _field(form, "email"), _field(form, "password")
+        if not email or not password or len(password) > MAX_PASSWORD:
+            return render(
+                request, "signin.html", status=400, email=email, error="Enter your email and your password."
+            )
+        user = await users.authenticate(email, password)
+        if user is None:
+            return render(
+                request,
+                "signin.html",
+                status=401,
+                email=email,
+                error="Wrong email or password. Check them and try again, or",
+                error_link=("/signup", "create an account."),
+            )
+        await sign_in(request, user.id, {"email": user.email})
+        return redirect("/dashboard")
+
+    @app.get("/signup", include_in_schema=False)
+    async def signup_page(request: Request) -> Response:
+        if request.state.session is not None:
+            return redirect("/dashboard")
+        return render(request, "signup.html")
+
+    @app.post("/signup", include_in_schema=False)
+    async def signup(request: Request) -> Response:
+        form = await request.form()
+        email, password = _field(form, "email").strip(), _field(form, "password")
+        if "@" not in email or len(email) > 254 or email.startswith("@") or email.endswith("@"):
+            return render(
+                request,
+                "signup.html",
+                status=400,
+                email=email,
+                error="That does not look like an email address; check it and try again.",
+            )
+        if len(password) < MIN_PASSWORD or len(password) > MAX_PASSWORD:
+            return render(
+                request,
+                "signup.html",
+                status=400,
+                email=email,
+                error=f"Choose a password of at least {MIN_PASSWORD} characters.",
+            )
+        try:
+            user = await users.add(email, password)
+        except EmailTaken:
+            return render(
+                request,
+                "signup.html",
+                status=409,
+                email=email,
+                error="That email is taken —",
+                error_link=("/signin", "sign in instead."),
+            )
+        await sign_in(request, user.id, {"email": user.email})
+        return redirect("/dashboard?m=welcome")
+
+    @app.get("/dashboard", include_in_schema=False)
+    async def dashboard(request: Request) -> Response:
+        session = need_session(request)
+        if isinstance(session, Response):
+            return session
+        return render(
+            request,
+            "dashboard.html",
+            email=email_of(session),
+            facts=await session_facts(session),
+            cookies=cookie_list(request),
+            strategy_note=STRATEGY_NOTES[fob.settings.strategy],
+        )
+
+    async def session_facts(session: Session) -> list[tuple[str, str, str]]:
+        s = fob.settings
+        facts = [
+            ("User", f"{email_of(session)} (id {session.user_id})", ""),
+            ("Strategy", s.strategy, ""),
+            ("Session id", session.id, "public handle: safe to show and log, useless as a credential"),
+            ("Signed in", _when(session.authenticated_at), "when you last proved your password"),
+            ("Session created", _when(session.created_at), ""),
+        ]
+        if s.strategy == "jwt":
+            iat = session.claims.get("iat")
+            issued = float(iat) if isinstance(iat, int | float) else session.created_at
+            facts += [
+                ("Cookie issued", _when(issued), "the encrypted cookie holds the whole session"),
+                (
+                    "Rolls",
+                    _when(issued + touch_interval(s)),
+                    "on the first request after this the cookie is re-issued "
+                    f"(update_age {_span(s.update_age)})",
+                ),
+                (
+                    "Expires",
+                    _when(session.expires_at),
+                    f"unless it rolls first: max_age {_span(s.max_age)} of inactivity",
+                ),
+            ]
+        elif s.strategy == "database":
+            info = await fob.get_session(session.id)
+            if info is not None:
+                facts += [
+                    ("Last seen", _when(info.last_seen_at), "written at most once per update_age"),
+                    (
+                        "Extends",
+                        _when(info.last_seen_at + touch_interval(s)),
+                        "the first request after this pushes the expiry out again",
+                    ),
+                ]
+            facts.append(
+                ("Expires", _when(session.expires_at), f"max_age {_span(s.max_age)} after the last extension")
+            )
+        else:
+            hybrid = fob.hybrid
+            margin = hybrid.refresh_margin if hybrid is not None else 60.0
+            info = await fob.get_session(session.id)
+            facts += [
+                (
+                    "Access token expires",
+                    _when(session.expires_at),
+                    f"a signed JWT checked without a store read; lives {_span(s.access_ttl)}",
+                ),
+                (
+                    "Refreshes",
+                    _when(session.expires_at - margin),
+                    "the first request after this rotates the refresh token and mints a new access token",
+                ),
+            ]
+            if info is not None:
+                facts += [
+                    ("Refresh token last used", _when(info.last_seen_at), ""),
+                    (
+                        "Session expires",
+                        _when(info.expires_at),
+                        f"max_age {_span(s.max_age)} after the last refresh",
+                    ),
+                ]
+        return facts
+
+    def cookie_list(request: Request) -> list[tuple[str, int]]:
+        """keyfob's cookies in this request: names and sizes only, never values."""
+        cookies: dict[str, str] = request.state.keyfob_cookies
+        out = []
+        for name, value in sorted(cookies.items()):
+            if name.removeprefix("__Host-").removeprefix("__Secure-").startswith("keyfob."):
+                out.append((name, len(value)))
+        return out
+
+    @app.get("/devices", include_in_schema=False)
+    async def devices(request: Request) -> Response:
+        session = need_session(request)
+        if isinstance(session, Response):
+            return session
+        items = (
+            []
+            if fob.settings.strategy == "jwt"
+            else await fob.list_sessions(session.user_id, current=session.id)
+        )
+        return render(request, "devices.html", devices=items)
+
+    @app.post("/devices/revoke-others", include_in_schema=False)
+    async def revoke_others(request: Request) -> Response:
+        session = need_session(request)
+        if isinstance(session, Response):
+            return session
+        _, reissued = await fob.revoke_others(
+            request.state.keyfob_cookies, secure=request.state.keyfob_secure
+        )
+        if reissued is not None:
+            request.state.keyfob_pending.extend(reissued.cookies)
+        return redirect("/devices?m=others")
+
+    @app.post("/devices/{sid}/revoke", include_in_schema=False)
+    async def revoke_device(request: Request, sid: str) -> Response:
+        session = need_session(request)
+        if isinstance(session, Response):
+            return session
+        if sid == session.id:
+            await sign_out(request)
+            return redirect("/signin?m=signed-out")
+        info = await fob.get_session(sid)
+        if info is None or info.user_id != session.user_id:
+            return redirect("/devices?m=not-found")
+        await fob.revoke(sid)
+        return redirect("/devices?m=revoked")
+
+    @app.get("/password", include_in_schema=False)
+    async def password_page(request: Request) -> Response:
+        session = need_session(request)
+        if isinstance(session, Response):
+            return session
+        return render(request, "password.html", email=email_of(session))
+
+    @app.post("/password", include_in_schema=False)
+    async def change_password(request: Request) -> Response:
+        session = need_session(request)
+        if isinstance(session, Response):
+            return session
+        form = await request.form()
+        current, new = _field(form, "current_password"), _field(form, "new_password")
+        user = users.by_id(session.user_id)
+        if user is None or await users.authenticate(user.email, current) is None:
+            return render(
+                request,
+                "password.html",
+                status=400,
+                email=email_of(session),
+                error="That is not your current password. Try again.",
+            )
+        if len(new) < MIN_PASSWORD or len(new) > MAX_PASSWORD:
+            return render(
+                request,
+                "password.html",
+                status=400,
+                email=email_of(session),
+                error=f"Choose a new password of at least {MIN_PASSWORD} characters.",
+            )
+        await users.set_password(user.id, new)
+        # Every token of this user dies (jwt cookies and hybrid access tokens carry the version;
+        # stored sessions are deleted); this browser gets a fresh session id.
+        await fob.bump_user_version(user.id)
+        await sign_in(request, user.id, {"email": user.email})
+        return redirect("/dashboard?m=password")
+
+    @app.post("/signout", include_in_schema=False)
+    async def signout(request: Request) -> Response:
+        await sign_out(request)
+        return redirect("/signin?m=signed-out")
+
+    return app
+
+
+STRATEGY_NOTES = {
+    "jwt": "jwt strategy: the session is an encrypted JWT in your cookie (Auth.js v5 format). "
+    "The server reads no store per request; revocation works through a per-user token version "
+    "and a denylist of ids.",
+    "database": "database strategy: your cookie is an opaque random token; the server keeps only its SHA-256 "
+    "and looks it up on every request, so revoking a session takes effect at once.",
+    "hybrid": "hybrid strategy: a short-lived signed access token (checked without a store read) plus a "
+    "rotating refresh token; revocations reach every node through the revocation feed.",
+}
