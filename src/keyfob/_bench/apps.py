@@ -1,0 +1,114 @@
+"""The FastAPI apps the HTTP benchmark serves (``uvicorn keyfob._bench.apps:factory --factory``).
+
+The app is chosen by the ``KFBENCH_APP`` environment variable (JSON): ``{"kind": "open"}``, ``{"kind":
+"keyfob", "strategy": ..., "store": ..., "url": ..., "prefix": ..., "channel": ...}`` or ``{"kind":
+"fastapi_users", "url": ...}``. Every app answers ``GET /p`` with the same small JSON body; only
+what guards it differs. ``GET /health`` is open everywhere (readiness probe).
+"""
+
+
+import contextlib
+import json
+import os
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI
+
+from ._core import SECRET
+
+__all__ = ["build_fob", "factory"]
+
+
+def _open_app() -> FastAPI:
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+
+    @app.get("/p")
+    async def protected() -> dict[str, Any]:
+        return {"ok": True, "user": "anonymous"}
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"ok": True}
+
+    return app
+
+
+def build_fob(conf: dict[str, Any]) -> Any:
+    """A Keyfob on the store (and feed) ``conf`` names — the same one the parent process measures."""
+    from keyfob import Keyfob
+    from keyfob.stores import open_feed, open_store
+
+    strategy, store, url = conf["strategy"], conf["store"], conf["url"]
+    feed: Any = None
+    if store == "postgres":
+        from keyfob.stores.sql import SQLStore
+
+        store_obj: Any = SQLStore(url, table_prefix=conf["prefix"])
+    elif store == "redis":
+        store_obj = open_store(url, prefix=conf["prefix"])
+    else:
+        store_obj = open_store(url)
+    if strategy != "database" and conf.get("channel"):
+        feed = open_feed(url, channel=conf["channel"])
+    return Keyfob(strategy=strategy, secret=SECRET, store=store_obj, feed=feed, cookie_secure=True)
+
+
+def _keyfob_app(conf: dict[str, Any]) -> FastAPI:
+    from keyfob import Session
+    from keyfob.fastapi import install, require_session
+
+    fob = build_fob(conf)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        await fob.start()
+        yield
+        await fob.close()
+
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
+    install(app, fob)
+
+    @app.get("/p")
+    async def protected(session: Annotated[Session, Depends(require_session)]) -> dict[str, Any]:
+        return {"ok": True, "user": session.user_id}
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"ok": True}
+
+    @app.get("/open")
+    async def open_route() -> dict[str, Any]:
+        return {"ok": True, "user": "anonymous"}
+
+    return app
+
+
+def _fastapi_users_app(conf: dict[str, Any]) -> FastAPI:
+    from ._fastapi_users import make_app_parts
+
+    _fu, current_user = make_app_parts(conf["url"])
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+
+    @app.get("/p")
+    async def protected(user: Annotated[Any, Depends(current_user)]) -> dict[str, Any]:
+        return {"ok": True, "user": str(user.id)}
+
+    @app.get("/health")
+    async def health() -> dict[str, Any]:
+        return {"ok": True}
+
+    return app
+
+
+def factory() -> FastAPI:
+    """Build the app ``KFBENCH_APP`` names."""
+    conf: dict[str, Any] = json.loads(os.environ.get("KFBENCH_APP", '{"kind": "open"}'))
+    kind = conf.get("kind")
+    if kind == "open":
+        return _open_app()
+    if kind == "keyfob":
+        return _keyfob_app(conf)
+    if kind == "fastapi_users":
+        return _fastapi_users_app(conf)
+    raise SystemExit(f"unknown KFBENCH_APP kind {kind!r}")

@@ -1,0 +1,420 @@
+"""HTTP: a protected FastAPI endpoint per strategy against the same endpoint unprotected.
+
+Each app (:mod:`keyfob._bench.apps`) runs in its own ``uvicorn`` (httptools, uvloop) subprocess on a
+free 127.0.0.1 port, with 1 and then 2 workers. The load generator is in-repo and lean: an
+``asyncio.Protocol`` per keep-alive HTTP/1.1 connection that writes a pre-built request and parses
+just the status line and ``content-length`` — it shares the machine's cores with the servers, so
+every microsecond it spends is one the servers do not get. Per app: a warm-up, then a timed run;
+apps are interleaved (rotating order) and repeated; req/s median/min/max and latency p50/p99
+(of the median-throughput run's requests) are reported. Servers are always killed at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any, cast
+
+from ._core import Config, Results, log
+from ._stores import Stores
+
+__all__ = ["LoadResult", "load", "run_http"]
+
+
+@dataclass
+class LoadResult:
+    """One timed run of the load generator."""
+
+    requests: int = 0
+    errors: int = 0
+    elapsed_s: float = 0.0
+    latencies_ns: list[int] = field(default_factory=list)
+    first_error: str = ""
+
+    @property
+    def rps(self) -> float:
+        return self.requests / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def pct_ms(self, q: float) -> float | None:
+        lat = sorted(self.latencies_ns)
+        if not lat:
+            return None
+        return lat[min(len(lat) - 1, int(q * len(lat)))] / 1e6
+
+
+class _Conn(asyncio.Protocol):
+    """One keep-alive connection: send, read one response, repeat until the deadline."""
+
+    def __init__(self, request: bytes, res: LoadResult, deadline: int, done: asyncio.Future[None]) -> None:
+        self.req = request
+        self.res = res
+        self.deadline = deadline
+        self.done = done
+        self.buf = b""
+        self.start = 0
+        self.transport: asyncio.Transport | None = None
+        self.last = 0
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transport is not an asyncio.Transport subclass, but it is one in every way we use
+        self.transport = cast(asyncio.Transport, transport)
+        self.start = time.perf_counter_ns()
+        self.transport.write(self.req)
+
+    def data_received(self, data: bytes) -> None:
+        buf = self.buf + data if self.buf else data
+        res = self.res
+        while True:
+            end = buf.find(b"\r\n\r\n")
+            if end < 0:
+                break
+            head = buf[:end].lower()
+            i = head.find(b"content-length:")
+            if i < 0:
+                self._fail("response without content-length")
+                return
+            j = head.find(b"\r\n", i)
+            total = end + 4 + int(head[i + 15 : j if j >= 0 else end])
+            if len(buf) < total:
+                break
+            now = time.perf_counter_ns()
+            if buf[9:12] == b"200":
+                res.requests += 1
+                res.latencies_ns.append(now - self.start)
+            else:
+                res.errors += 1
+                if not res.first_error:
+                    res.first_error = buf[:total].decode("latin-1", "replace")[:300]
+            self.last = now
+            buf = buf[total:]
+            if now >= self.deadline:
+                self._finish()
+                return
+            self.start = now
+            assert self.transport is not None
+            self.transport.write(self.req)
+        self.buf = buf
+
+    def _fail(self, why: str) -> None:
+        if not self.res.first_error:
+            self.res.first_error = why
+        self._finish()
+
+    def _finish(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+        if not self.done.done():
+            self.done.set_result(None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.done.done():
+            if exc is not None and not self.res.first_error:
+                self.res.first_error = f"connection lost: {exc}"
+            self.done.set_result(None)
+
+
+async def load(port: int, request: bytes, *, duration: float, concurrency: int) -> LoadResult:
+    """Drive ``concurrency`` keep-alive connections for ``duration`` seconds; return what came back."""
+    loop = asyncio.get_running_loop()
+    res = LoadResult()
+    t0 = time.perf_counter_ns()
+    deadline = t0 + int(duration * 1e9)
+    conns: list[_Conn] = []
+    futs: list[asyncio.Future[None]] = []
+    for _ in range(concurrency):
+        fut: asyncio.Future[None] = loop.create_future()
+        futs.append(fut)
+        proto = _Conn(request, res, deadline, fut)
+        conns.append(proto)
+        await loop.create_connection(lambda p=proto: p, "127.0.0.1", port)  # type: ignore[misc]
+    await asyncio.wait_for(asyncio.gather(*futs), timeout=duration + 30)
+    last = max((c.last for c in conns), default=t0)
+    res.elapsed_s = max(last - t0, 1) / 1e9
+    return res
+
+
+def _request(port: int, path: str, cookies: dict[str, str]) -> bytes:
+    lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "User-Agent: kfbench", "Accept: */*"]
+    if cookies:
+        lines.append("Cookie: " + "; ".join(f"{k}={v}" for k, v in cookies.items()))
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class _Server:
+    name: str
+    conf: dict[str, Any]
+    workers: int
+    port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: str = ""
+
+    def start(self, workdir: str) -> None:
+        self.port = _free_port()
+        env = {**os.environ, "KFBENCH_APP": json.dumps(self.conf), "PYTHONWARNINGS": "ignore"}
+        self.log_path = os.path.join(workdir, f"uvicorn-{self.name}-{self.workers}.log")
+        cmd = [
+            sys.executable,
+            "-m",
+            "uvicorn",
+            "keyfob._bench.apps:factory",
+            "--factory",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+            "--log-level",
+            "warning",
+            "--no-access-log",
+            "--http",
+            "httptools",
+            "--loop",
+            "uvloop",
+        ]
+        with open(self.log_path, "wb") as out:
+            self.proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+
+    def tail(self) -> str:
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read()[-600:].decode("utf-8", "replace").strip()
+        except OSError:
+            return ""
+
+    def kill(self) -> None:
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(timeout=5)
+        self.proc = None
+
+
+async def _get(port: int, request: bytes) -> tuple[int, str]:
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 1)
+    try:
+        writer.write(request)
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5)
+        status = int(head[9:12])
+        length = 0
+        for line in head.split(b"\r\n"):
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":", 1)[1])
+        body = await asyncio.wait_for(reader.readexactly(length), 5)
+        return status, body.decode("utf-8", "replace")[:200]
+    finally:
+        writer.close()
+
+
+async def _wait_ready(server: _Server, timeout: float = 30) -> None:
+    end = time.monotonic() + timeout
+    req = _request(server.port, "/health", {})
+    while True:
+        if server.proc is not None and server.proc.poll() is not None:
+            raise RuntimeError(f"uvicorn exited ({server.proc.returncode}): {server.tail()}")
+        with contextlib.suppress(OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError):
+            if (await _get(server.port, req))[0] == 200:
+                return
+        if time.monotonic() > end:
+            raise RuntimeError(f"uvicorn did not become ready in {timeout:g} s: {server.tail()}")
+        await asyncio.sleep(0.1)
+
+
+@dataclass
+class _Target:
+    """One measured endpoint: a server, a path and the cookies a signed-in browser would send."""
+
+    name: str
+    server: str
+    path: str
+    cookies: dict[str, str]
+    label: str
+
+
+async def _prepare(
+    cfg: Config, stores: Stores
+) -> tuple[dict[str, dict[str, Any]], list[_Target], dict[str, str]]:
+    """Server configs, targets, and reasons for what cannot run."""
+    servers: dict[str, dict[str, Any]] = {"open": {"kind": "open"}}
+    targets = [_Target("open", "open", "/p", {}, "FastAPI, open (no keyfob)")]
+    skipped: dict[str, str] = {}
+    small = cfg.scale_sizes[0]
+    plan = [
+        ("jwt", "jwt", "sqlite", None),
+        ("hybrid", "hybrid", "redis", None),
+        ("db_sqlite", "database", "sqlite", small),
+        ("db_postgres", "database", "postgres", small),
+        ("db_redis", "database", "redis", small),
+    ]
+    for name, strategy, store, fill in plan:
+        try:
+            _fob, cookies = await stores.session(strategy, store, fill)
+        except Exception as exc:
+            if name == "hybrid":  # no Redis: hybrid on SQLite (single node, no feed needed)
+                try:
+                    _fob, cookies = await stores.session(strategy, "sqlite", None)
+                    store = "sqlite"
+                except Exception as exc2:
+                    skipped[name] = f"{type(exc2).__name__}: {exc2}"
+                    continue
+            else:
+                skipped[name] = f"{type(exc).__name__}: {exc}"
+                continue
+        conf = {
+            "kind": "keyfob",
+            "strategy": strategy,
+            "store": store,
+            **stores.server_conf(strategy, store, fill),
+        }
+        servers[name] = conf
+        targets.append(_Target(name, name, "/p", cookies, f"FastAPI + keyfob {strategy} ({store})"))
+        if name == "jwt":
+            targets.append(
+                _Target(
+                    "open_keyfob_mw",
+                    "jwt",
+                    "/open",
+                    {},
+                    "FastAPI + keyfob middleware, unprotected route, no cookie",
+                )
+            )
+    try:
+        from ._fastapi_users import COOKIE, FUsers
+
+        url = f"sqlite+aiosqlite:///{cfg.workdir}/fastapi_users_http.db"
+        fu = FUsers(url)
+        jwt_token, _db_token = await fu.setup()
+        await fu.close()
+        servers["fastapi_users"] = {"kind": "fastapi_users", "url": url}
+        targets.append(
+            _Target(
+                "fastapi_users",
+                "fastapi_users",
+                "/p",
+                {COOKIE: jwt_token},
+                "FastAPI + fastapi-users JWT cookie backend (SQLAlchemy async, aiosqlite)",
+            )
+        )
+    except Exception as exc:
+        skipped["fastapi_users"] = f"{type(exc).__name__}: {exc}"
+    return servers, targets, skipped
+
+
+async def _run(cfg: Config, results: Results) -> None:
+    stores = Stores(cfg)
+    all_servers: list[_Server] = []
+    out: dict[str, Any] = {
+        "concurrency": cfg.http_concurrency,
+        "duration_s": cfg.http_duration,
+        "warmup_s": cfg.http_warmup,
+        "rounds": cfg.http_rounds,
+        "runs": {},
+        "skipped": {},
+        "labels": {},
+    }
+    try:
+        server_confs, targets, skipped = await _prepare(cfg, stores)
+        out["skipped"].update(skipped)
+        out["labels"] = {t.name: t.label for t in targets}
+        for workers in cfg.http_workers:
+            servers = {name: _Server(name, conf, workers) for name, conf in server_confs.items()}
+            all_servers += servers.values()
+            for s in servers.values():
+                s.start(cfg.workdir)
+            live: list[_Target] = []
+            for t in targets:
+                s = servers[t.server]
+                try:
+                    await _wait_ready(s)
+                    status, body = await _get(s.port, _request(s.port, t.path, t.cookies))
+                    if status != 200:
+                        raise RuntimeError(f"GET {t.path} answered {status}: {body}")
+                    live.append(t)
+                except Exception as exc:
+                    out["skipped"][f"{t.name}_w{workers}"] = f"{type(exc).__name__}: {exc}"
+                    log(f"http: {t.name} ({workers} worker(s)) cannot run: {exc}")
+            runs: dict[str, list[LoadResult]] = {t.name: [] for t in live}
+            log(
+                f"http: {len(live)} endpoints x {cfg.http_rounds} round(s), {workers} worker(s), "
+                f"{cfg.http_duration:g} s each, {cfg.http_concurrency} connections"
+            )
+            for r in range(cfg.http_rounds):
+                order = live[r % len(live) :] + live[: r % len(live)] if live else []
+                for t in order:
+                    s = servers[t.server]
+                    req = _request(s.port, t.path, t.cookies)
+                    await load(s.port, req, duration=cfg.http_warmup, concurrency=cfg.http_concurrency)
+                    runs[t.name].append(
+                        await load(s.port, req, duration=cfg.http_duration, concurrency=cfg.http_concurrency)
+                    )
+            out["runs"][f"w{workers}"] = {name: _summary(rs) for name, rs in runs.items()}
+            for s in servers.values():
+                s.kill()
+    finally:
+        for s in all_servers:
+            s.kill()
+        await stores.close()
+    results.http = out
+
+
+def _summary(runs: list[LoadResult]) -> dict[str, Any]:
+    rps = sorted(r.rps for r in runs)
+    mid = sorted(runs, key=lambda r: r.rps)[len(runs) // 2]
+    errors = sum(r.errors for r in runs)
+    out: dict[str, Any] = {
+        "rps": round(statistics.median(rps), 1),
+        "rps_min": round(rps[0], 1),
+        "rps_max": round(rps[-1], 1),
+        "p50_ms": _r(mid.pct_ms(0.50)),
+        "p99_ms": _r(mid.pct_ms(0.99)),
+        "requests": sum(r.requests for r in runs),
+        "errors": errors,
+    }
+    if errors:
+        out["first_error"] = next(r.first_error for r in runs if r.first_error)
+    return out
+
+
+def _r(x: float | None) -> float | None:
+    return None if x is None else round(x, 3)
+
+
+def run_http(cfg: Config, results: Results) -> None:
+    """The HTTP phase, in one (uvloop, when installed) event loop of this process."""
+    try:
+        import uvicorn  # noqa: F401
+    except ImportError as exc:
+        results.http = {"skipped": f"uvicorn is not installed ({exc}); pip install 'keyfob[bench]'"}
+        return
+    factory: Any = None
+    with contextlib.suppress(ImportError):
+        import uvloop
+
+        factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        runner.run(_run(cfg, results))
