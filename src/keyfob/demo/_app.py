@@ -213,6 +213,11 @@ def create_app(
             response.headers.append("set-cookie", c.header())
         return response
 
+    def form_error(request: Request, name: str, status: int, email: str, error: str, *,
+                   link: tuple[str, str] | None = None) -> HTMLResponse:
+        """Re-render a form with the email kept and a message that says what to do."""
+        return render(request, name, status=status, email=email, error=error, error_link=link)
+
     def redirect(url: str) -> RedirectResponse:
         return RedirectResponse(url, status_code=303, headers={"cache-control": "no-store"})
 
@@ -244,18 +249,12 @@ def create_app(
         form = await request.form()
         email, password = _field(form, "email"), _field(form, "password")
         if not email or not password or len(password) > MAX_PASSWORD:
-            return render(
-                request, "signin.html", status=400, email=email, error="Enter your email and your password."
-            )
+            return form_error(request, "signin.html", 400, email, "Enter your email and your password.")
         user = await users.authenticate(email, password)
         if user is None:
-            return render(
-                request,
-                "signin.html",
-                status=401,
-                email=email,
-                error="Wrong email or password. Check them and try again, or",
-                error_link=("/signup", "create an account."),
+            return form_error(
+                request, "signin.html", 401, email, "Wrong email or password. Check them and try again, or",
+                link=("/signup", "create an account."),
             )
         await sign_in(request, user.id, {"email": user.email})
         return redirect("/dashboard")
@@ -271,31 +270,21 @@ def create_app(
         form = await request.form()
         email, password = _field(form, "email").strip(), _field(form, "password")
         if "@" not in email or len(email) > 254 or email.startswith("@") or email.endswith("@"):
-            return render(
-                request,
-                "signup.html",
-                status=400,
-                email=email,
-                error="That does not look like an email address; check it and try again.",
+            return form_error(
+                request, "signup.html", 400, email,
+                "That does not look like an email address; check it and try again.",
             )
         if len(password) < MIN_PASSWORD or len(password) > MAX_PASSWORD:
-            return render(
-                request,
-                "signup.html",
-                status=400,
-                email=email,
-                error=f"Choose a password of at least {MIN_PASSWORD} characters.",
+            return form_error(
+                request, "signup.html", 400, email,
+                f"Choose a password of at least {MIN_PASSWORD} characters.",
             )
         try:
             user = await users.add(email, password)
         except EmailTaken:
-            return render(
-                request,
-                "signup.html",
-                status=409,
-                email=email,
-                error="That email is taken —",
-                error_link=("/signin", "sign in instead."),
+            return form_error(
+                request, "signup.html", 409, email, "That email is taken —",
+                link=("/signin", "sign in instead."),
             )
         await sign_in(request, user.id, {"email": user.email})
         return redirect("/dashboard?m=welcome")
