@@ -326,7 +326,7 @@ async def _kill_pg_backends(application_name: str) -> None:
     try:
         await conn.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-            "WHERE datname = 'test' AND pid <> pg_backend_pid() AND application_name = $1",
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name = $1",
             application_name,
         )
     finally:

@@ -30,9 +30,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -43,7 +42,8 @@ from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ..errors import StoreUnavailable
-from ._protocol import FeedHandler, SessionRecord, StateHandler
+from ._feedloop import ReconnectingFeed, deliver
+from ._protocol import FeedHandler, SessionRecord
 
 __all__ = ["RedisFeed", "RedisStore"]
 
@@ -392,13 +392,7 @@ class RedisStore:
         await self._r.aclose()
 
 
-async def _call(fn: StateHandler, up: bool) -> None:
-    result = fn(up)
-    if inspect.isawaitable(result):
-        await result
-
-
-class RedisFeed:
+class RedisFeed(ReconnectingFeed):
     """:class:`~keyfob.stores.RevocationFeed` over Redis pub/sub (channel ``keyfob:revocations``).
 
     The listener reads with ``get_message(timeout=health_interval)`` and PINGs when the line is
@@ -408,15 +402,16 @@ class RedisFeed:
     same way, because events may have been missed meanwhile.
     """
 
+    _task_name = "keyfob-redis-feed"
+
     def __init__(self, url: str, *, channel: str = CHANNEL, health_interval: float = 0.3,
                  connect_timeout: float = 2.0) -> None:  # fmt: skip
+        super().__init__()
         self._url = url
         self._channel = channel
         self._health = health_interval
         self._connect_timeout = connect_timeout
         self._pub = self._client(retries=1)
-        self._task: asyncio.Task[None] | None = None
-        self._closing = False
         self._reconnected = False
 
     def _client(self, retries: int) -> aioredis.Redis:
@@ -435,79 +430,41 @@ class RedisFeed:
         except (RedisError, OSError) as exc:
             raise StoreUnavailable(f"cannot publish to Redis: {type(exc).__name__}: {exc}") from exc
 
-    async def start(self, handler: FeedHandler, on_state: StateHandler) -> None:
-        self._closing = False
-        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._task = asyncio.create_task(self._run(handler, on_state, ready), name="keyfob-redis-feed")
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(ready), self._connect_timeout + 1)
-
     async def _on_connect(self, _conn: Any) -> None:
         self._reconnected = True
 
-    async def _run(self, handler: FeedHandler, on_state: StateHandler,
-                   ready: asyncio.Future[None]) -> None:  # fmt: skip
+    async def _listen(self, handler: FeedHandler, subscribed: Callable[[], Awaitable[None]]) -> None:
         loop = asyncio.get_running_loop()
-        backoff = 0.05
-        up: bool | None = None
-        while not self._closing:
-            client = self._client(retries=0)
-            pubsub = client.pubsub()
-            try:
-                await pubsub.subscribe(self._channel)
-                if pubsub.connection is not None:
-                    pubsub.connection.register_connect_callback(self._on_connect)
-                self._reconnected = False
-                backoff = 0.05
-                if up is not True:
-                    up = True
-                    await _call(on_state, True)
-                if not ready.done():
-                    ready.set_result(None)
-                last = loop.time()
-                pinged = False
-                while not self._closing:
-                    msg = await pubsub.get_message(timeout=self._health)
-                    if self._reconnected:
-                        raise ConnectionError("redis-py reconnected under us; events may be lost")
-                    now = loop.time()
-                    if msg is not None:
-                        last, pinged = now, False
-                        if msg.get("type") == "message":
-                            try:
-                                event = json.loads(msg["data"])
-                            except ValueError:
-                                continue
-                            if isinstance(event, dict):
-                                handler(event)
-                    elif now - last > 3 * self._health:
-                        raise ConnectionError("no answer to PING")
-                    elif now - last > self._health and not pinged:
-                        await pubsub.ping()
-                        pinged = True
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                pass
-            finally:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(pubsub.aclose(), 1)  # type: ignore[no-untyped-call]
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(client.aclose(), 1)
-            if self._closing:
-                break
-            if up is not False:
-                up = False
-                await _call(on_state, False)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
+        client = self._client(retries=0)
+        pubsub = client.pubsub()
+        try:
+            await pubsub.subscribe(self._channel)
+            if pubsub.connection is not None:
+                pubsub.connection.register_connect_callback(self._on_connect)
+            self._reconnected = False
+            await subscribed()
+            last = loop.time()
+            pinged = False
+            while not self._closing:
+                msg = await pubsub.get_message(timeout=self._health)
+                if self._reconnected:
+                    raise ConnectionError("redis-py reconnected under us; events may be lost")
+                now = loop.time()
+                if msg is not None:
+                    last, pinged = now, False
+                    if msg.get("type") == "message":
+                        deliver(handler, msg["data"])
+                elif now - last > 3 * self._health:
+                    raise ConnectionError("no answer to PING")
+                elif now - last > self._health and not pinged:
+                    await pubsub.ping()
+                    pinged = True
+        finally:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(pubsub.aclose(), 1)  # type: ignore[no-untyped-call]
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(client.aclose(), 1)
 
-    async def close(self) -> None:
-        self._closing = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+    async def _close_publisher(self) -> None:
         with contextlib.suppress(Exception):
             await self._pub.aclose()

@@ -57,7 +57,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import json
 import re
 import sqlite3
@@ -77,7 +76,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine.interfaces import Dialect
 
 from ..errors import ConfigError, StoreUnavailable
-from ._protocol import FeedHandler, SessionRecord, StateHandler
+from ._feedloop import ReconnectingFeed, deliver
+from ._protocol import FeedHandler, SessionRecord
 from ._schema import MIGRATIONS, SCHEMA_VERSION, Tables, create_statements, make_tables
 
 if TYPE_CHECKING:
@@ -1025,31 +1025,26 @@ class AuthjsSQLStore(SQLStore):
 CHANNEL = "keyfob_revocations"
 
 
-async def _call(fn: Callable[[bool], Awaitable[None] | None], up: bool) -> None:
-    result = fn(up)
-    if inspect.isawaitable(result):
-        await result
-
-
-class PostgresFeed:
+class PostgresFeed(ReconnectingFeed):
     """:class:`~keyfob.stores.RevocationFeed` over PostgreSQL ``LISTEN/NOTIFY`` (channel
     ``keyfob_revocations``), on a dedicated asyncpg connection.
 
-    The listener task reconnects with exponential backoff (0.05 s → 2 s) and checks the connection
+    The listener reconnects with exponential backoff (0.05 s → 2 s) and checks the connection
     with ``SELECT 1`` every ``health_interval`` seconds, so a silently dead server is noticed
     within about a second. NOTIFY payloads are limited to 8000 bytes by PostgreSQL.
     """
 
+    _task_name = "keyfob-pg-feed"
+
     def __init__(self, url: str, *, channel: str = CHANNEL, health_interval: float = 0.5,
                  connect_timeout: float = 3.0) -> None:  # fmt: skip
+        super().__init__()
         self._dsn = _pg_dsn(url)
         self._channel = channel
         self._health = health_interval
         self._connect_timeout = connect_timeout
-        self._task: asyncio.Task[None] | None = None
         self._pub: asyncpg.Connection | None = None
         self._pub_lock: asyncio.Lock | None = None
-        self._closing = False
 
     async def _connect(self) -> asyncpg.Connection:
         import asyncpg
@@ -1077,69 +1072,23 @@ class PostgresFeed:
                             f"cannot publish to PostgreSQL: {type(exc).__name__}: {exc}"
                         ) from exc
 
-    async def start(self, handler: FeedHandler, on_state: StateHandler) -> None:
-        self._closing = False
-        ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._task = asyncio.create_task(self._run(handler, on_state, ready), name="keyfob-pg-feed")
-        # wait briefly for the first subscription so events published right after start() arrive
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(asyncio.shield(ready), self._connect_timeout)
+    async def _listen(self, handler: FeedHandler, subscribed: Callable[[], Awaitable[None]]) -> None:
+        lost = asyncio.Event()
+        conn = await self._connect()
+        try:
+            conn.add_termination_listener(lambda _c: lost.set())
+            await conn.add_listener(self._channel, lambda _c, _pid, _ch, payload: deliver(handler, payload))
+            await subscribed()
+            while not self._closing and not lost.is_set():
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(lost.wait(), self._health)
+                if lost.is_set() or self._closing:
+                    return
+                await asyncio.wait_for(conn.fetchval("SELECT 1"), max(self._health * 2, 1.0))
+        finally:
+            conn.terminate()
 
-    async def _run(self, handler: FeedHandler, on_state: StateHandler,
-                   ready: asyncio.Future[None]) -> None:  # fmt: skip
-        backoff = 0.05
-        up: bool | None = None  # on_state is called on transitions only
-
-        def on_notify(_c: Any, _pid: int, _channel: str, payload: str) -> None:
-            try:
-                event = json.loads(payload)
-            except ValueError:
-                return
-            if isinstance(event, dict):
-                handler(event)
-
-        while not self._closing:
-            conn: asyncpg.Connection | None = None
-            lost = asyncio.Event()
-            try:
-                conn = await self._connect()
-                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
-                await conn.add_listener(self._channel, on_notify)
-                backoff = 0.05
-                if up is not True:
-                    up = True
-                    await _call(on_state, True)
-                if not ready.done():
-                    ready.set_result(None)
-                while not self._closing and not lost.is_set():
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(lost.wait(), self._health)
-                    if lost.is_set() or self._closing:
-                        break
-                    await asyncio.wait_for(conn.fetchval("SELECT 1"), max(self._health * 2, 1.0))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                if self._closing:
-                    break
-            finally:
-                if conn is not None:
-                    conn.terminate()
-            if self._closing:
-                break
-            if up is not False:
-                up = False
-                await _call(on_state, False)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
-
-    async def close(self) -> None:
-        self._closing = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._task
-            self._task = None
+    async def _close_publisher(self) -> None:
         if self._pub is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._pub.close(), 2)
