@@ -17,6 +17,7 @@ from typing import Any
 
 from ._clock import Clock, system_clock
 from ._devices import device_label
+from ._frozen import fast_constructor
 from ._session import Event, EventName, RequestMeta, Session, SessionInfo
 from .errors import ConfigError, InvalidToken, KeyfobError, SessionError, StoreUnavailable
 from .settings import Settings
@@ -42,6 +43,9 @@ class AuthResult:
 
     def __bool__(self) -> bool:
         return self.session is not None
+
+
+_new_result = fast_constructor(AuthResult)
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,7 +136,8 @@ class Keyfob:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Keyfob:
-        """Build from ``KEYFOB_SECRET`` (comma list, newest first), ``KEYFOB_STRATEGY``, ``KEYFOB_STORE``..."""
+        """Build from ``KEYFOB_SECRET`` (comma list, newest first), ``KEYFOB_STRATEGY``, ``KEYFOB_STORE``...
+        """
         engine_kw = {k: overrides.pop(k) for k in ("clock", "store", "feed", "on_token", "on_session",
                                                    "on_event", "auto_migrate") if k in overrides}
         if isinstance(engine_kw.get("store"), str):
@@ -196,7 +201,8 @@ class Keyfob:
               detail: Mapping[str, Any]) -> None:
         event = Event(name=name, session_id=session_id, user_id=user_id, at=self.clock(), detail=detail)
         log.info("session %s", name, extra={"keyfob_event": name, "session_id": session_id,
-                                            "user_id": user_id, **{f"detail_{k}": v for k, v in detail.items()}})
+                                            "user_id": user_id,
+                                            **{f"detail_{k}": v for k, v in detail.items()}})
         for handler in self._listeners:
             try:
                 handler(event)
@@ -220,9 +226,11 @@ class Keyfob:
             out += prof.refresh.clear(cookies)
         return out
 
-    def _issued(self, prof: _Profile, session: Session, tokens: Tokens, existing: Mapping[str, str]) -> Issued:
+    def _issued(self, prof: _Profile, session: Session, tokens: Tokens,
+                existing: Mapping[str, str]) -> Issued:
         return Issued(session=session, cookies=self._cookies(prof, tokens, existing),
-                      access_token=tokens.session, refresh_token=tokens.refresh if tokens.set_refresh else None,
+                      access_token=tokens.session,
+                      refresh_token=tokens.refresh if tokens.set_refresh else None,
                       expires_in=max(0.0, session.expires_at - self.clock()))
 
     # -- the API -----------------------------------------------------------------------------------------
@@ -257,7 +265,9 @@ class Keyfob:
         Raises only ``StoreUnavailable`` (fail closed → 503). ``result.cookies`` must be sent
         back (rolling renewal, transparent refresh, or clearing a dead session).
         """
-        prof = self.profile(secure)
+        if type(cookies) is dict and not cookies:  # no cookie at all: nothing to read or clear
+            return _new_result(None)
+        prof = self._profiles[True if secure is None else secure]
         token = prof.session.read(cookies)
         refresh = prof.refresh.read(cookies) if self.settings.strategy == "hybrid" else None
         if token is None and refresh is None:
@@ -267,8 +277,20 @@ class Keyfob:
                 err = InvalidToken()
                 return AuthResult(None, cookies=self.clear_cookies(cookies, secure=prof.secure),
                                   reason=err.code, error=err)
-            return AuthResult(None)
-        return await self._authenticate(prof, token, refresh, cookies)
+            return _new_result(None)
+        # _authenticate inlined: this is the per-request path (one coroutine fewer per request)
+        if not self._started:
+            await self.start()
+        try:
+            out: Outcome = await self.strategy.authenticate(token, refresh, cookie_salt=prof.session.name,
+                                                            now=self.clock())
+        except StoreUnavailable:
+            raise
+        except Exception as exc:
+            return self._refused(prof, cookies, exc)
+        if out.tokens is None and out.session is not None:
+            return _new_result(out.session)
+        return self._result(prof, out, cookies)
 
     async def authenticate_token(self, token: str) -> AuthResult:
         """Authenticate a bearer token (API clients): the session token / access token itself."""
@@ -281,22 +303,29 @@ class Keyfob:
         try:
             out: Outcome = await self.strategy.authenticate(token, refresh, cookie_salt=prof.session.name,
                                                             now=self.clock())
-        except SessionError as exc:
-            return AuthResult(None, cookies=self.clear_cookies(cookies, secure=prof.secure) if cookies else [],
-                              reason=exc.code, error=exc)
         except StoreUnavailable:
             raise
-        except KeyfobError as exc:
+        except Exception as exc:
+            return self._refused(prof, cookies, exc)
+        return self._result(prof, out, cookies)
+
+    def _refused(self, prof: _Profile, cookies: Mapping[str, str], exc: Exception) -> AuthResult:
+        """The result for a strategy that raised (called inside the ``except`` block)."""
+        if isinstance(exc, SessionError):
+            cleared = self.clear_cookies(cookies, secure=prof.secure) if cookies else []
+            return AuthResult(None, cookies=cleared, reason=exc.code, error=exc)
+        if isinstance(exc, KeyfobError):
             return AuthResult(None, reason=exc.code)
-        except Exception:
-            # A bug, or input that got past the parsers: fail closed, never 500, never log the token.
-            log.exception("keyfob could not check a session token; treating it as invalid")
-            err = InvalidToken()
-            return AuthResult(None, reason=err.code, error=err)
+        # A bug, or input that got past the parsers: fail closed, never 500, never log the token.
+        log.exception("keyfob could not check a session token; treating it as invalid")
+        err = InvalidToken()
+        return AuthResult(None, reason=err.code, error=err)
+
+    def _result(self, prof: _Profile, out: Outcome, cookies: Mapping[str, str]) -> AuthResult:
         if out.session is None:
             err = out.error if isinstance(out.error, SessionError) else None
-            return AuthResult(None, cookies=self.clear_cookies(cookies, secure=prof.secure) if out.clear else [],
-                              reason=err.code if err else None, error=err)
+            cleared = self.clear_cookies(cookies, secure=prof.secure) if out.clear else []
+            return AuthResult(None, cookies=cleared, reason=err.code if err else None, error=err)
         set_cookies = self._cookies(prof, out.tokens, cookies) if out.tokens is not None else []
         return AuthResult(out.session, cookies=set_cookies)
 
@@ -323,7 +352,8 @@ class Keyfob:
         """
         await self.start()
         prof = self.profile(secure)
-        token = prof.refresh.read(cookies) if self.settings.strategy == "hybrid" else prof.session.read(cookies)
+        spec = prof.refresh if self.settings.strategy == "hybrid" else prof.session
+        token = spec.read(cookies)
         if token is None:
             raise InvalidToken("no session to rotate", hint="sign in first")
         session, tokens = await self.strategy.rotate(token, cookie_salt=prof.session.name, now=self.clock(),
@@ -345,7 +375,8 @@ class Keyfob:
         if token is None and refresh is None:
             return None
         try:
-            return await self.strategy.sign_out(token, refresh, cookie_salt=prof.session.name, now=self.clock())
+            return await self.strategy.sign_out(token, refresh, cookie_salt=prof.session.name,
+                                                now=self.clock())
         except SessionError:
             return None
 
@@ -353,7 +384,8 @@ class Keyfob:
         """Revoke one session by its public id (immediately for database and hybrid)."""
         await self.start()
         done = await self.strategy.revoke(session_id, now=self.clock())
-        self._emit("revoked", session_id, None, {})
+        if done:  # an unknown or already-revoked id is not a lifecycle event
+            self._emit("revoked", session_id, None, {})
         return done
 
     async def revoke_user(self, user_id: str, *, keep: str | None = None) -> int:
@@ -379,7 +411,8 @@ class Keyfob:
             self._emit("revoked", sid, user_id, {"reason": "revoke_user"})
         return len(ids)
 
-    async def revoke_others(self, cookies: Mapping[str, str], *, secure: bool | None = None) -> tuple[int, Issued | None]:
+    async def revoke_others(self, cookies: Mapping[str, str], *,
+                            secure: bool | None = None) -> tuple[int, Issued | None]:
         """"Sign out everywhere else": revoke every other session of the current user.
 
         Returns (count, re-issued current session or None). For jwt the user's version is bumped
@@ -410,7 +443,8 @@ class Keyfob:
             now = self.clock()
             for sid in await self.store.delete_user(user_id):
                 if self.settings.strategy == "hybrid":
-                    await self.view.revoke(sid, until=now + self.settings.access_ttl + self.settings.clock_skew)
+                    until = now + self.settings.access_ttl + self.settings.clock_skew
+                    await self.view.revoke(sid, until=until)
                 self._emit("revoked", sid, user_id, {"reason": "user_version_bumped"})
         self._emit("user_version_bumped", None, user_id, {"version": ver})
         return ver
@@ -425,7 +459,8 @@ class Keyfob:
                 continue
             if rec.absolute_expires_at is not None and rec.absolute_expires_at <= now:
                 continue
-            if self.settings.idle_timeout is not None and now - rec.last_seen_at >= self.settings.idle_timeout:
+            idle = self.settings.idle_timeout
+            if idle is not None and now - rec.last_seen_at >= idle:
                 continue
             out.append(SessionInfo(id=rec.id, user_id=rec.user_id, created_at=rec.created_at,
                                    last_seen_at=rec.last_seen_at, expires_at=rec.expires_at, ip=rec.ip,

@@ -82,7 +82,8 @@ class KeyfobFlask:
     def call(self, fn: Callable[P, Coroutine[Any, Any, R]], *args: P.args, **kwargs: P.kwargs) -> R:
         """Run an engine coroutine from a sync view."""
         assert self.portal is not None, "KeyfobFlask.init_app() was not called"
-        return self.portal.call(functools.partial(fn, *args, **kwargs))
+        result: R = self.portal.call(functools.partial(fn, *args, **kwargs))
+        return result
 
     def secure(self) -> bool:
         assert self.fob is not None

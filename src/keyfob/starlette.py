@@ -31,7 +31,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ._session import RequestMeta, Session
 from .engine import AuthResult, Issued, Keyfob
 from .errors import CSRFError, InvalidToken, KeyfobError, SessionError, StoreUnavailable
-from .web import CSRFProtect, CookieSpec, SetCookie, is_local_development, parse_cookie_header
+from .web import CookieSpec, CSRFProtect, SetCookie, is_local_development, parse_cookie_header
 
 __all__ = [
     "KeyfobMiddleware",
@@ -91,21 +91,37 @@ class KeyfobMiddleware:
                                 cookie=self.csrf_cookie[secure])
             for secure in (True, False)
         }
+        self._local_cache: dict[tuple[str, bytes | None], bool] = {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
         fob = self.fob
-        secure = request_is_secure(fob, scope)
-        cookies = parse_cookie_header(_header(scope, b"cookie") or "")
+        # One pass over the headers (the first of each wins, as _header does).
+        cookie_raw: bytes | None = None
+        auth_raw: bytes | None = None
+        host_raw: bytes | None = None
+        for k, v in scope.get("headers", ()):
+            if k == b"cookie":
+                if cookie_raw is None:
+                    cookie_raw = v
+            elif k == b"authorization":
+                if auth_raw is None:
+                    auth_raw = v
+            elif k == b"host" and host_raw is None:
+                host_raw = v
+        secure = fob.settings.cookie_secure
+        if secure is None:
+            secure = not self._local(scope.get("scheme", "http"), host_raw)
+        cookies = parse_cookie_header(cookie_raw.decode("latin-1")) if cookie_raw else {}
         state: MutableMapping[str, Any] = scope.setdefault("state", {})
         state["keyfob"] = fob
         state["keyfob_secure"] = secure
         state["keyfob_cookies"] = cookies
         state["keyfob_pending"] = []
         state["keyfob_csrf"] = self.csrf[secure]
-        auth = _header(scope, b"authorization")
+        auth = auth_raw.decode("latin-1") if auth_raw is not None else None
         bearer = auth[7:].strip() if auth and auth[:7].lower() == "bearer " else None
         try:
             if bearer:
@@ -138,6 +154,16 @@ class KeyfobMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_cookies)
+
+    def _local(self, scheme: str, host_raw: bytes | None) -> bool:
+        """``is_local_development`` for this request, memoised per (scheme, Host) — bounded."""
+        key = (scheme, host_raw)
+        hit = self._local_cache.get(key)
+        if hit is None:
+            hit = is_local_development(scheme, host_raw.decode("latin-1") if host_raw is not None else "")
+            if len(self._local_cache) < 256:  # Host is client-controlled: never grow without bound
+                self._local_cache[key] = hit
+        return hit
 
     def _exempt(self, scope: Scope) -> bool:
         path: str = scope.get("path", "")
@@ -212,7 +238,8 @@ def current_session(request: Request) -> Session | None:
 
 def _meta(request: Request) -> RequestMeta:
     ua = request.headers.get("user-agent")
-    return RequestMeta(ip=request.client.host if request.client else None, user_agent=ua[:512] if ua else None)
+    return RequestMeta(ip=request.client.host if request.client else None,
+                       user_agent=ua[:512] if ua else None)
 
 
 async def sign_in(request: Request, user_id: str, data: Mapping[str, Any] | None = None,
@@ -295,7 +322,8 @@ def auth_routes(fob: Keyfob, *, prefix: str | None = None) -> list[BaseRoute]:
 
     async def revoke_others(request: Request) -> Response:
         _require(request)
-        n, reissued = await fob.revoke_others(request.state.keyfob_cookies, secure=request.state.keyfob_secure)
+        n, reissued = await fob.revoke_others(request.state.keyfob_cookies,
+                                              secure=request.state.keyfob_secure)
         response = JSONResponse({"revoked": n})
         if reissued is not None:
             _queue(request, reissued.cookies, response)
@@ -312,13 +340,17 @@ def auth_routes(fob: Keyfob, *, prefix: str | None = None) -> list[BaseRoute]:
             try:
                 body = json.loads(await request.body() or b"{}")
             except ValueError:
-                raise InvalidToken("the request body is not JSON", hint='send {"refresh_token": "..."}') from None
+                raise InvalidToken("the request body is not JSON",
+                                   hint='send {"refresh_token": "..."}') from None
             if isinstance(body, dict) and isinstance(body.get("refresh_token"), str):
                 token = body["refresh_token"]
         issued = await fob.refresh(token, cookies=request.state.keyfob_cookies,
                                    secure=request.state.keyfob_secure)
-        payload = {**issued.session.to_authjs(), "access_token": issued.access_token,
-                   "refresh_token": issued.refresh_token if token is not None else None,
+        # Tokens go in the body only to a client that sent its refresh token in the body (mobile,
+        # CLI); a browser refreshing with its cookie gets them as HttpOnly cookies only (ASVS 3.3.4).
+        in_body = token is not None
+        payload = {**issued.session.to_authjs(), "access_token": issued.access_token if in_body else None,
+                   "refresh_token": issued.refresh_token if in_body else None,
                    "token_type": "Bearer", "expires_in": int(fob.settings.access_ttl)}
         response = JSONResponse(payload, headers={"cache-control": "no-store"})
         _queue(request, issued.cookies, response)

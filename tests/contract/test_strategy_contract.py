@@ -1,6 +1,6 @@
 """The contract every strategy keeps, on every store: create → authenticate → roll → expire → sign out.
 
-Parametrized strategy × store; server-backed stores skip with a reason locally and fail
+Parametrized strategy x store; server-backed stores skip with a reason locally and fail
 under CI=true when their server is missing. Time is a fake clock, never sleep.
 """
 
@@ -68,7 +68,8 @@ def fob(make_fob: MakeFob) -> Keyfob:
 
 async def sign_in(fob: Keyfob, user: str = "u1", **data: Any) -> Jar:
     issued = await fob.create(user, data or {"name": "Ada", "role": "admin"},
-                              RequestMeta(ip="127.0.0.1", user_agent="Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0"))
+                              RequestMeta(ip="127.0.0.1",
+                                          user_agent="Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0"))
     return Jar().apply(issued.cookies)
 
 
@@ -138,7 +139,9 @@ async def test_session_expires_after_max_age_without_activity(make_fob: MakeFob,
     assert result.reason in {"session_expired", "invalid_token"}
 
 
-async def test_rolling_keeps_an_active_session_alive_past_max_age(make_fob: MakeFob, clock: FakeClock) -> None:
+async def test_rolling_keeps_an_active_session_alive_past_max_age(
+    make_fob: MakeFob, clock: FakeClock
+) -> None:
     fob = make_fob(max_age=3 * DAY, update_age=DAY)
     jar = await sign_in(fob)
     for _ in range(6):  # six days of daily use
@@ -224,6 +227,18 @@ async def test_rotate_gives_a_new_token_and_kills_the_old_one(fob: Keyfob) -> No
     assert (await fob.authenticate(old)).session is None
 
 
+async def test_rotate_on_privilege_change_does_not_count_as_a_fresh_sign_in(
+    fob: Keyfob, clock: FakeClock
+) -> None:
+    jar = await sign_in(fob, role="user")
+    clock.advance(600)
+    issued = await fob.rotate(jar, data={"role": "admin"})
+    session = (await fob.authenticate(Jar(jar).apply(issued.cookies))).session
+    assert session is not None and session.data["role"] == "admin"
+    assert not fob.is_fresh(session, max_age=300)  # require_fresh still asks for the password
+    assert fob.is_fresh(session, max_age=900)
+
+
 async def test_revoke_others_keeps_only_the_current_session(fob: Keyfob) -> None:
     phone, laptop, tablet = await sign_in(fob), await sign_in(fob), await sign_in(fob)
     n, reissued = await fob.revoke_others(laptop)
@@ -263,7 +278,7 @@ async def test_events_carry_public_ids_never_tokens(make_fob: MakeFob, clock: Fa
     assert any(n in ("rolled", "refreshed") for n in names)
     tokens = set(jar.values())
     for e in events:
-        assert e.session_id and e.session_id not in tokens or e.name == "signed_out"
+        assert (e.session_id and e.session_id not in tokens) or e.name == "signed_out"
         assert not any(t and t in repr(e) for t in tokens)
 
 

@@ -3,7 +3,9 @@
 The app is chosen by the ``KFBENCH_APP`` environment variable (JSON): ``{"kind": "open"}``, ``{"kind":
 "keyfob", "strategy": ..., "store": ..., "url": ..., "prefix": ..., "channel": ...}`` or ``{"kind":
 "fastapi_users", "url": ...}``. Every app answers ``GET /p`` with the same small JSON body; only
-what guards it differs. ``GET /health`` is open everywhere (readiness probe).
+what guards it differs. ``GET /health`` is open everywhere (readiness probe). In the keyfob apps the
+endpoints are declared before ``install`` adds keyfob's ``/auth`` routes, so every app matches ``/p``
+on its first route (the comparison is the guard, not the length of the route table).
 """
 
 
@@ -67,7 +69,6 @@ def _keyfob_app(conf: dict[str, Any]) -> FastAPI:
         await fob.close()
 
     app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
-    install(app, fob)
 
     @app.get("/p")
     async def protected(session: Annotated[Session, Depends(require_session)]) -> dict[str, Any]:
@@ -81,6 +82,9 @@ def _keyfob_app(conf: dict[str, Any]) -> FastAPI:
     async def open_route() -> dict[str, Any]:
         return {"ok": True, "user": "anonymous"}
 
+    # After the app's own routes, so /p is matched first here as in the open app: Starlette tries
+    # routes in order, and eight /auth routes in front would bill FastAPI's route matching to keyfob.
+    install(app, fob)
     return app
 
 

@@ -41,6 +41,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from .._frozen import fast_constructor
+from .._json import loads as _json_loads
 from ..errors import StoreUnavailable
 from ._feedloop import ReconnectingFeed, deliver
 from ._protocol import FeedHandler, SessionRecord
@@ -242,12 +244,15 @@ def _opt(v: bytes | None) -> float | None:
     return None if v is None else float(v)
 
 
+_new_record = fast_constructor(SessionRecord)  # per-request reads: see keyfob._frozen
+
+
 def _record(token_hash: bytes, h: Mapping[bytes, bytes]) -> SessionRecord:
     g = h.get
     d = g(b"d")
     p = g(b"p")
     ua = g(b"g")
-    return SessionRecord(
+    return _new_record(  # SessionRecord(...), positionally
         token_hash,
         h[b"i"].decode(),
         h[b"u"].decode(),
@@ -258,7 +263,7 @@ def _record(token_hash: bytes, h: Mapping[bytes, bytes]) -> SessionRecord:
         _opt(g(b"t")),
         None if p is None else p.decode(),
         None if ua is None else ua.decode(),
-        json.loads(d) if d else {},
+        _json_loads(d.decode()) if d else {},
         _opt(g(b"r")),
         int(h.get(b"n", 0)),
     )

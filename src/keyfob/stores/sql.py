@@ -29,9 +29,11 @@ through SQLAlchemy's async ORM/Core costs 240-650 µs. So:
   connection. A connection that raised anything is discarded, never reused; reads that fail on a
   connection that had been idle are retried once on a fresh one, so a restarted server or killed
   backend costs no failed request when the server is back.
-* ``replace`` is one transaction whose first statement is a conditional
-  ``UPDATE/DELETE ... WHERE token_hash = :old AND retired_at IS NULL``: the row lock (PostgreSQL)
-  or the write lock (SQLite) makes a second concurrent call see zero rows and return False.
+* ``replace`` rewrites the live row in place with a conditional
+  ``UPDATE ... WHERE token_hash = :old AND retired_at IS NULL`` (plus, with ``keep_old``, a
+  ``SELECT ... FOR UPDATE`` first and an insert of the retired copy, in one transaction): the row
+  lock (PostgreSQL) or the write lock (SQLite) makes a second concurrent call see zero rows and
+  return False, and a concurrent ``delete(id)`` that waited on the lock deletes the new version.
 
 Every driver or OS error becomes :class:`~keyfob.StoreUnavailable` (``from`` the driver error).
 
@@ -75,6 +77,8 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine.interfaces import Dialect
 
+from .._frozen import fast_constructor
+from .._json import loads as _json_loads
 from ..errors import ConfigError, StoreUnavailable
 from ._feedloop import ReconnectingFeed, deliver
 from ._protocol import FeedHandler, SessionRecord
@@ -147,8 +151,12 @@ class _Statements:
             .where(t.c.token_hash == bp("h"), live)
             .values(last_seen_at=bp("seen"), expires_at=bp("exp"))
         )
-        self.retire = q(sa.update(t).where(t.c.token_hash == bp("h"), live).values(retired_at=bp("now")))
-        self.delete_live = q(sa.delete(t).where(t.c.token_hash == bp("h"), live))
+        self.lock_live = q(sa.select(*cols).where(t.c.token_hash == bp("h"), live).with_for_update())
+        self.swap = q(
+            sa.update(t)
+            .where(t.c.token_hash == bp("old"), live)
+            .values({f: bp(f"new_{f}") for f in _FIELDS})
+        )
         self.delete_id = q(sa.delete(t).where(t.c.id == bp("sid")).returning(t.c.retired_at))
         deleted = (t.c.id, t.c.created_at)
         self.delete_user = q(sa.delete(t).where(t.c.user_id == bp("uid")).returning(*deleted))
@@ -186,7 +194,7 @@ class _Statements:
 def _loads(text: str | None) -> dict[str, Any]:
     if not text or text == "{}":
         return {}
-    value = json.loads(text)
+    value = _json_loads(text)  # json.loads, minus its Python wrapper (per-request read path)
     return value if isinstance(value, dict) else {}
 
 
@@ -196,8 +204,11 @@ def _dumps(data: Mapping[str, Any]) -> str:
     return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
+_new_record = fast_constructor(SessionRecord)  # per-request reads: see keyfob._frozen
+
+
 def _record(row: Row) -> SessionRecord:
-    return SessionRecord(
+    return _new_record(
         row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9],
         _loads(row[10]), row[11], row[12],
     )  # fmt: skip
@@ -652,6 +663,18 @@ class SQLStore:
             self._driver, "one_now", None
         )
         self._dialect = dialect
+        #: SQLite only (None elsewhere): ``get`` as a plain call, for the database strategy's
+        #: per-request lookup — the statement runs on the held connection in the loop anyway, so
+        #: the coroutine around it is pure overhead. Not offered by subclasses that override get.
+        self.get_sync: Callable[[bytes], SessionRecord | None] | None = None
+        if self._one_now is not None and type(self).get is SQLStore.get:
+            self.get_sync = self._get_sync
+
+    def _get_sync(self, token_hash: bytes) -> SessionRecord | None:
+        one_now = self._one_now
+        assert one_now is not None
+        row = one_now(self._get_sql, (token_hash,))
+        return None if row is None else _record(row)
 
     # -- sessions ------------------------------------------------------------------------------
 
@@ -675,16 +698,23 @@ class SQLStore:
         )
 
     async def replace(self, old_hash: bytes, new: SessionRecord, *, now: float, keep_old: bool) -> bool:
+        # The live row is rewritten in place (its token_hash changes), never deleted and re-inserted:
+        # a concurrent ``delete(id)`` waiting on the row lock then re-checks the *new* version and
+        # deletes it (PostgreSQL READ COMMITTED), so a revoke racing a rotation cannot miss the new
+        # token. With ``keep_old`` a retired copy of the old row is inserted next to it.
         q = self._q
+        values = {f"new_{f}": v for f, v in zip(_FIELDS, _params(new), strict=True)}
+        swap = q.swap.bind(old=old_hash, **values)
         try:
+            if not keep_old:
+                return await self._driver.execute(q.swap.sql, swap) == 1
             async with self._driver.transaction() as tx:
-                if keep_old:
-                    n = await tx.execute(q.retire.sql, q.retire.bind(h=old_hash, now=now))
-                else:
-                    n = await tx.execute(q.delete_live.sql, (old_hash,))
-                if n != 1:
+                old = await tx.one(q.lock_live.sql, (old_hash,))
+                if old is None or await tx.execute(q.swap.sql, swap) != 1:
                     raise _Lost
-                await tx.execute(q.insert.sql, _params(new))
+                retired = list(old)
+                retired[_FIELDS.index("retired_at")] = now
+                await tx.execute(q.insert.sql, retired)
         except (_Lost, _Duplicate):
             return False
         return True
@@ -929,17 +959,15 @@ class AuthjsSQLStore(SQLStore):
                 "the Auth.js sessions table cannot keep retired refresh tokens",
                 hint="use the database strategy with authjs_compat, or keyfob's own schema for hybrid",
             )
+        # In place, like SQLStore.replace: the row (and its id) stays, so a concurrent delete(id)
+        # that waited on the row lock deletes the rotated session too.
+        sql = self._prep('UPDATE {t} SET "sessionToken" = $2, expires = to_ts($3) WHERE "sessionToken" = $1')
         try:
-            async with self._driver.transaction() as tx:
-                n = await tx.execute(
-                    self._prep('DELETE FROM {t} WHERE "sessionToken" = $1'), (old_hash.decode(),)
-                )
-                if n != 1:
-                    raise _Lost
-                await self._insert(tx, new)
-        except (_Lost, ValueError):
+            params = (old_hash.decode(), new.token_hash.decode(), self._ts(new.expires_at))
+            n = await self._driver.execute(sql, params)
+        except _Duplicate:
             return False
-        return True
+        return n == 1
 
     async def delete(self, session_id: str) -> int:
         types = await self._udt()

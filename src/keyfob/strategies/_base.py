@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .._clock import Clock
+from .._frozen import fast_constructor
 from .._session import Event, EventName, RequestMeta, Session
 from ..settings import Settings
 from ..stores import SessionStore
@@ -65,6 +66,11 @@ class Outcome:
     tokens: Tokens | None = None  # set when the cookies must be (re)written
     clear: bool = False  # True: clear the session cookies (invalid / expired / revoked)
     error: Exception | None = None
+
+
+# Per-request constructors (frozen dataclasses built without per-field object.__setattr__).
+new_session = fast_constructor(Session)
+new_outcome = fast_constructor(Outcome)
 
 
 @dataclass

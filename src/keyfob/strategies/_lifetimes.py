@@ -11,13 +11,27 @@ from ..stores import SessionRecord
 
 
 def check_alive(rec: SessionRecord, now: float, s: Settings) -> None:
-    """Raise SessionExpired if the stored session is past any of its deadlines."""
+    """Raise SessionExpired if the stored session is past any of its deadlines.
+
+    Idle is checked before ``expires_at`` because ``new_expiry`` folds the idle deadline into it.
+    """
     if rec.absolute_expires_at is not None and now >= rec.absolute_expires_at:
         raise SessionExpired(expired_at=rec.absolute_expires_at, reason="absolute")
-    if now >= rec.expires_at:
-        raise SessionExpired(expired_at=rec.expires_at, reason="max_age")
     if s.idle_timeout is not None and now - rec.last_seen_at >= s.idle_timeout:
         raise SessionExpired(expired_at=rec.last_seen_at + s.idle_timeout, reason="idle")
+    if now >= rec.expires_at:
+        raise SessionExpired(expired_at=rec.expires_at, reason="max_age")
+
+
+def is_alive(rec: SessionRecord, now: float, s: Settings) -> bool:
+    """``check_alive`` as a predicate (live = not retired and within every deadline)."""
+    if rec.retired_at is not None:
+        return False
+    try:
+        check_alive(rec, now, s)
+    except SessionExpired:
+        return False
+    return True
 
 
 def touch_interval(s: Settings) -> float:
@@ -33,8 +47,12 @@ def needs_touch(rec: SessionRecord, now: float, s: Settings) -> bool:
 
 
 def new_expiry(now: float, absolute: float | None, s: Settings) -> float:
-    """Rolling ``max_age`` expiry, capped by the absolute deadline."""
+    """Rolling expiry of a session seen at ``now``: ``max_age``, capped by the idle timeout and the
+    absolute deadline, so the stored ``expires_at`` is the real end of life (``cleanup`` deletes
+    idle sessions by it, Redis sets its TTL from it, the cookie's Max-Age follows it)."""
     exp = now + s.max_age
+    if s.idle_timeout is not None:
+        exp = min(exp, now + s.idle_timeout)
     return exp if absolute is None else min(exp, absolute)
 
 

@@ -14,7 +14,17 @@ from .._session import RequestMeta, Session
 from ..errors import InvalidToken, KeyfobError, SessionExpired
 from ..stores import SessionRecord
 from . import _lifetimes as life
-from ._base import Context, Outcome, Tokens, looks_like_opaque_token, new_id, new_token, token_hash
+from ._base import (
+    Context,
+    Outcome,
+    Tokens,
+    looks_like_opaque_token,
+    new_id,
+    new_outcome,
+    new_session,
+    new_token,
+    token_hash,
+)
 
 __all__ = ["DatabaseStrategy", "SessionLimitReached"]
 
@@ -28,14 +38,10 @@ class SessionLimitReached(KeyfobError):
 
 
 def session_from_record(rec: SessionRecord, strategy: str, expires_at: float | None = None) -> Session:
-    return Session(
-        id=rec.id,
-        user_id=rec.user_id,
-        data=rec.data,
-        created_at=rec.created_at,
-        expires_at=rec.expires_at if expires_at is None else expires_at,
-        authenticated_at=rec.authenticated_at if rec.authenticated_at is not None else rec.created_at,
-        strategy=strategy,
+    auth = rec.authenticated_at
+    return new_session(  # Session(id, user_id, data, created_at, expires_at, authenticated_at, strategy)
+        rec.id, rec.user_id, rec.data, rec.created_at, rec.expires_at if expires_at is None else expires_at,
+        auth if auth is not None else rec.created_at, strategy,
     )
 
 
@@ -48,6 +54,8 @@ class DatabaseStrategy:
         self.ctx = ctx
         self.s = ctx.settings
         self._raw = bool(getattr(ctx.store, "stores_raw_tokens", False))
+        # A store may offer its lookup as a plain call (SQLite: no coroutine per request).
+        self._get_sync = getattr(ctx.store, "get_sync", None)
 
     def _plausible(self, token: str) -> bool:
         if self._raw:  # Auth.js tokens are UUIDs (or whatever its adapter generated)
@@ -62,8 +70,7 @@ class DatabaseStrategy:
         limit = self.s.max_sessions_per_user
         if limit is None:
             return
-        live = [r for r in await self.ctx.store.list_user(user_id)
-                if r.retired_at is None and r.expires_at > now]
+        live = [r for r in await self.ctx.store.list_user(user_id) if life.is_alive(r, now, self.s)]
         if len(live) < limit:
             return
         if self.s.session_limit_policy == "refuse":
@@ -91,7 +98,8 @@ class DatabaseStrategy:
         )
         await self.ctx.store.add(rec)
         self.ctx.emit("created", rec.id, user_id, {})
-        return session_from_record(rec, self.name), Tokens(session=token, session_max_age=rec.expires_at - now)
+        tokens = Tokens(session=token, session_max_age=rec.expires_at - now)
+        return session_from_record(rec, self.name), tokens
 
     async def authenticate(self, token: str | None, refresh: str | None, *, cookie_salt: str,
                            now: float) -> Outcome:
@@ -101,7 +109,9 @@ class DatabaseStrategy:
         if not self._plausible(token):
             raise InvalidToken()
         # 2. lookup by hash
-        rec = await self.ctx.store.get(self._key(token))
+        get_sync = self._get_sync
+        key = self._key(token)
+        rec = get_sync(key) if get_sync is not None else await self.ctx.store.get(key)
         if rec is None or rec.retired_at is not None:
             raise InvalidToken()
         # 3. deadlines (absolute, rolling max_age, idle)
@@ -117,7 +127,7 @@ class DatabaseStrategy:
             self.ctx.emit("rolled", rec.id, rec.user_id, {})
             return Outcome(session_from_record(rec, self.name, expires),
                            tokens=Tokens(session=token, session_max_age=expires - now))
-        return Outcome(session_from_record(rec, self.name))
+        return new_outcome(session_from_record(rec, self.name))
 
     async def refresh(self, refresh: str, *, cookie_salt: str, now: float) -> tuple[Session, Tokens]:
         raise InvalidToken("the database strategy has no refresh tokens", hint="use strategy='hybrid'")
@@ -136,7 +146,7 @@ class DatabaseStrategy:
         life.check_alive(old, now, self.s)
         new_token_ = new_token()
         new = dataclasses.replace(
-            old, token_hash=self._key(new_token_), last_seen_at=now, authenticated_at=now,
+            old, token_hash=self._key(new_token_), last_seen_at=now,
             expires_at=life.new_expiry(now, old.absolute_expires_at, self.s),
             data=old.data if data is None else self._shape(old.user_id, data),
         )

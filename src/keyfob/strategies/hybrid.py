@@ -19,13 +19,44 @@ from ..errors import InvalidToken, SessionExpired, SessionRevoked, TokenReuseDet
 from ..stores import SessionRecord
 from ..tokens import JWSSigner, JWSVerifier, KeyRing
 from . import _lifetimes as life
-from ._base import Context, Outcome, Tokens, looks_like_opaque_token, new_id, new_token, token_hash
+from ._base import (
+    Context,
+    Outcome,
+    Tokens,
+    looks_like_opaque_token,
+    new_id,
+    new_outcome,
+    new_session,
+    new_token,
+    token_hash,
+)
 from .database import SessionLimitReached, session_from_record
 from .jwt import RESERVED_CLAIMS
 
-__all__ = ["ACCESS_TYP", "HybridStrategy"]
+__all__ = ["ACCESS_TYP", "HybridStrategy", "access_identity", "access_verifier"]
 
 ACCESS_TYP = "at+jwt"  # RFC 9068: an access token is never accepted where another token is expected
+
+
+def access_verifier(ring: KeyRing, *, audience: str) -> JWSVerifier:
+    """The verifier of hybrid access tokens: ``typ`` at+jwt, this audience, the ring's algorithms.
+
+    Shared by the strategy and by ``keyfob.Verifier`` (other services), so both accept exactly
+    the same tokens.
+    """
+    algs = tuple(sorted({k.alg for k in ring.keys}))
+    return JWSVerifier(ring, typ=ACCESS_TYP, audience=audience, algorithms=algs)
+
+
+def access_identity(claims: Mapping[str, Any]) -> tuple[str, str, int]:
+    """``(sid, sub, ver)`` of verified access-token claims — what the revocation view checks.
+
+    Raises ``InvalidToken`` unless all three are there with their types (non-empty strings, int).
+    """
+    sid, sub, ver = claims.get("sid"), claims.get("sub"), claims.get("ver")
+    if not isinstance(sid, str) or not isinstance(sub, str) or not sid or not sub or type(ver) is not int:
+        raise InvalidToken()
+    return sid, sub, ver
 
 
 class HybridStrategy:
@@ -39,8 +70,7 @@ class HybridStrategy:
         self.ring = ring
         self.audience = audience
         self.signer = JWSSigner(ring)
-        algs = tuple(sorted({k.alg for k in ring.keys}))
-        self.verifier = JWSVerifier(ring, typ=ACCESS_TYP, audience=audience, algorithms=algs)
+        self.verifier = access_verifier(ring, audience=audience)
         # refresh the access token in the same request once less than this is left
         self.refresh_margin = min(60.0, self.s.access_ttl / 5)
 
@@ -60,11 +90,10 @@ class HybridStrategy:
         data = {k: v for k, v in claims.items() if k not in RESERVED_CLAIMS}
         if self.ctx.on_session is not None:
             data = self.ctx.on_session(data, claims)
-        return Session(
-            id=str(claims["sid"]), user_id=str(claims["sub"]), data=data,
-            created_at=float(claims.get("ct", claims["iat"])), expires_at=float(claims["exp"]),
-            authenticated_at=float(claims.get("auth_time", claims["iat"])), strategy=self.name,
-            claims=claims,
+        iat = claims["iat"]
+        return new_session(  # Session(id, user_id, data, created_at, expires_at, authenticated_at, ...)
+            str(claims["sid"]), str(claims["sub"]), data, float(claims.get("ct", iat)),
+            float(claims["exp"]), float(claims.get("auth_time", iat)), self.name, claims,
         )
 
     async def _version(self, user_id: str) -> int:
@@ -126,9 +155,7 @@ class HybridStrategy:
                     raise
                 claims = None
         if claims is not None:
-            sid, sub, ver = claims.get("sid"), claims.get("sub"), claims.get("ver")
-            if not isinstance(sid, str) or not isinstance(sub, str) or not sid or not sub or type(ver) is not int:
-                raise InvalidToken()
+            sid, sub, ver = access_identity(claims)
             view = self.ctx.view
             if view.live:
                 if view.check_live(sid, sub, ver):
@@ -136,7 +163,7 @@ class HybridStrategy:
             else:
                 await view.check(sid, sub, ver, session_must_exist=True)
             if refresh is None or claims["exp"] - now > self.refresh_margin:
-                return Outcome(self._session_from_claims(claims))
+                return new_outcome(self._session_from_claims(claims))
         if refresh is None:
             return Outcome(None) if token is None else Outcome(None, clear=True, error=SessionExpired(
                 reason="access"))
@@ -157,7 +184,8 @@ class HybridStrategy:
             new_refresh = new_token()
             new = dataclasses.replace(
                 rec, token_hash=token_hash(new_refresh), last_seen_at=now, retired_at=None,
-                expires_at=life.new_expiry(now, rec.absolute_expires_at, self.s), generation=rec.generation + 1,
+                expires_at=life.new_expiry(now, rec.absolute_expires_at, self.s),
+                generation=rec.generation + 1,
             )
             if await store.replace(h, new, now=now, keep_old=True):
                 access, claims = self._access(new, await self._version(new.user_id), now)
@@ -202,7 +230,7 @@ class HybridStrategy:
         if data is not None and self.ctx.on_token is not None:
             stored = self.ctx.on_token(dict(stored), old.user_id)
         new = dataclasses.replace(old, token_hash=token_hash(refresh), id=new_id(), last_seen_at=now,
-                                  authenticated_at=now, generation=0, data=stored,
+                                  generation=0, data=stored,
                                   expires_at=life.new_expiry(now, old.absolute_expires_at, self.s))
         await self.ctx.store.add(new)
         await self.revoke(old.id, now=now)

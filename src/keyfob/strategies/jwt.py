@@ -11,15 +11,17 @@ from collections.abc import Mapping
 from typing import Any
 
 from .._session import RequestMeta, Session
-from ..errors import InvalidToken, SessionExpired
+from ..errors import InvalidToken, SessionExpired, SessionRevoked
 from ..tokens import JWECodec
-from ._base import Context, Outcome, Tokens, new_id
+from ._base import Context, Outcome, Tokens, new_id, new_outcome, new_session
 from ._lifetimes import touch_interval
 
 __all__ = ["RESERVED_CLAIMS", "JWTStrategy"]
 
 # Claims keyfob manages; app data cannot overwrite them.
-RESERVED_CLAIMS = frozenset({"sub", "iat", "exp", "nbf", "jti", "sid", "ver", "auth_time", "ct", "iss", "aud"})
+RESERVED_CLAIMS = frozenset(
+    {"sub", "iat", "exp", "nbf", "jti", "sid", "ver", "auth_time", "ct", "iss", "aud"}
+)
 
 
 class JWTStrategy:
@@ -52,15 +54,16 @@ class JWTStrategy:
         if self.ctx.on_session is not None:
             data = self.ctx.on_session(data, claims)
         iat = claims.get("iat", 0)
-        return Session(
-            id=str(claims.get("sid") or claims.get("jti") or ""),
-            user_id=str(claims["sub"]),
-            data=data,
-            created_at=float(claims.get("ct", iat)),
-            expires_at=float(claims["exp"]),
-            authenticated_at=float(claims.get("auth_time", claims.get("ct", iat))),
-            strategy=self.name,
-            claims=claims,
+        created = claims.get("ct", iat)
+        return new_session(  # Session(id, user_id, data, created_at, expires_at, authenticated_at, ...)
+            str(claims.get("sid") or claims.get("jti") or ""),
+            str(claims["sub"]),
+            data,
+            float(created),
+            float(claims["exp"]),
+            float(claims.get("auth_time", created)),
+            self.name,
+            claims,
         )
 
     def _max_age(self, created: float, now: float) -> float:
@@ -102,7 +105,12 @@ class JWTStrategy:
         # 3. revocation view (two dict lookups while the feed is live)
         sid = claims.get("sid") or claims.get("jti")
         if isinstance(sid, str):
-            await self.ctx.view.check(sid, sub, ver, session_must_exist=False)
+            view = self.ctx.view
+            if view.live:
+                if view.check_live(sid, sub, ver):
+                    raise SessionRevoked()
+            else:
+                await view.check(sid, sub, ver, session_must_exist=False)
         # 4. roll when older than update_age (Auth.js re-issues the cookie)
         session = self._session(claims)
         if now - iat >= touch_interval(self.s):
@@ -112,7 +120,7 @@ class JWTStrategy:
             self.ctx.emit("rolled", session.id, sub, {})
             return Outcome(self._session({**rolled, "iat": int(now), "exp": int(now + max_age)}),
                            tokens=Tokens(session=new, session_max_age=max_age))
-        return Outcome(session)
+        return new_outcome(session)
 
     async def refresh(self, refresh: str, *, cookie_salt: str, now: float) -> tuple[Session, Tokens]:
         raise InvalidToken("the jwt strategy has no refresh tokens", hint="use strategy='hybrid'")
@@ -132,7 +140,8 @@ class JWTStrategy:
         if isinstance(old_sid, str):
             await self.revoke(old_sid, now=now)
         ver = await self.ctx.store.get_user_version(sub)
-        new = self._claims(sub, base, sid=new_id(), ver=ver, auth_time=now, created=created)
+        auth_time = float(claims.get("auth_time", created))  # a rotation is not a new sign-in
+        new = self._claims(sub, base, sid=new_id(), ver=ver, auth_time=auth_time, created=created)
         max_age = self._max_age(created, now)
         out = self.codec(cookie_salt).encode(new, max_age=max_age, now=now)
         self.ctx.emit("rotated", new["sid"], sub, {})

@@ -43,6 +43,7 @@ from ._parse import (
     MAX_HEADER_CHARS,
     MAX_TOKEN_BYTES,
     _b64url_decode_checked,
+    b64url_decode_strict,
     b64url_encode,
     check_claims,
     fail,
@@ -214,18 +215,22 @@ class JWECodec:
         self, token: str, *, now: float | None = None, leeway: float = 0
     ) -> tuple[dict[str, Any], int]:
         """Like :meth:`decode`, also returning which secret decrypted it (0 = newest)."""
-        if type(token) is not str or len(token) > MAX_TOKEN_BYTES:
+        if type(token) is not str or len(token) > MAX_TOKEN_BYTES or not token.isascii():
             fail()
-        m = _JWE(token)
-        if m is None:
+        # header..iv.ciphertext.tag: five segments, the encrypted key empty ("dir"), the others
+        # not; their alphabet is enforced by the strict decodes (a known header is compared whole).
+        parts = token.split(".")
+        if len(parts) != 5:
             fail()
-        header, iv_b64, ct_b64, tag_b64 = m.groups()
+        header, encrypted_key, iv_b64, ct_b64, tag_b64 = parts
+        if encrypted_key or not header or not iv_b64 or not ct_b64 or not tag_b64:
+            fail()
         candidates = self._by_header.get(header)
         if candidates is None:
             candidates = self._candidates(header)
-        iv = _b64url_decode_checked(iv_b64)
-        ct = _b64url_decode_checked(ct_b64)
-        tag = _b64url_decode_checked(tag_b64)
+        iv = b64url_decode_strict(iv_b64)
+        ct = b64url_decode_strict(ct_b64)
+        tag = b64url_decode_strict(tag_b64)
         if len(iv) != 16 or len(tag) != 32 or not ct or len(ct) & 15:
             fail()
         aad = header.encode("ascii")
@@ -250,7 +255,7 @@ class JWECodec:
         """Strictly parse a protected header we did not produce; return the keys to try."""
         if len(header_b64) > MAX_HEADER_CHARS:
             fail()
-        header = parse_json_object(_b64url_decode_checked(header_b64), max_depth=1)
+        header = parse_json_object(b64url_decode_strict(header_b64), max_depth=1)
         if header.keys() - _HEADER_KEYS or header.get("alg") != _ALG or header.get("enc") != _ENC:
             fail()
         if "kid" not in header:

@@ -31,6 +31,7 @@ __all__ = [
     "MAX_HEADER_CHARS",
     "MAX_TOKEN_BYTES",
     "b64url_decode",
+    "b64url_decode_strict",
     "b64url_encode",
     "check_claims",
     "fail",
@@ -106,6 +107,29 @@ def _b64url_decode_checked(s: str) -> bytes:
         fail()
 
 
+# The strict decoder's table: base64url → standard alphabet, and the standard alphabet's own
+# "+", "/" and "=" (never valid in base64url) → "!", which strict ``a2b_base64`` refuses.
+_TO_STD_STRICT = bytes.maketrans(b"-_+/=", b"+/!!!")
+
+
+def b64url_decode_strict(s: str) -> bytes:
+    """:func:`b64url_decode` without the regex: the alphabet is enforced by a strict decode.
+
+    Same acceptance as :func:`b64url_decode` (canonical unpadded base64url, nothing else), at
+    the cost of the decode alone — the per-request token paths call this one.
+    """
+    rem = len(s) & 3
+    if rem:
+        if rem == 1 or s[-1] not in _LAST_OK[rem]:
+            fail()
+    if not s.isascii():
+        fail()
+    try:
+        return _a2b(s.encode("ascii").translate(_TO_STD_STRICT) + _PAD[rem], strict_mode=True)
+    except binascii.Error:
+        fail()
+
+
 def _reject_constant(name: str) -> NoReturn:
     fail()
 
@@ -127,13 +151,16 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _DECODER = json.JSONDecoder(
     object_pairs_hook=_no_duplicates, parse_constant=_reject_constant, parse_float=_parse_float
 )
-_raw_decode = _DECODER.raw_decode
+# The C scanner itself (JSONDecoder.raw_decode is a Python wrapper around it).
+_scan_once = _DECODER.scan_once  # type: ignore[attr-defined]
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKETS = re.compile(rb"[\[\]{}]")
 
 
 def _depth_ok(raw: bytes, max_depth: int) -> bool:
     """True when ``raw``'s bracket nesting is at most ``max_depth`` (cheap path first)."""
+    if raw.find(b"{", 1) < 0 and b"[" not in raw:
+        return True  # a flat object (memchr scans; bytes.count is a slower byte loop)
     if raw.count(b"{") + raw.count(b"[") <= max_depth:
         return True  # fewer openers than the limit: cannot nest deeper
     depth = 0
@@ -159,8 +186,8 @@ def parse_json_object(raw: bytes, *, max_depth: int = MAX_DEPTH) -> dict[str, An
         fail()
     try:
         text = raw.decode("utf-8")
-        obj, end = _raw_decode(text)
-    except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        obj, end = _scan_once(text, 0)
+    except (StopIteration, ValueError, RecursionError):  # no JSON value / UnicodeDecodeError / hooks
         fail()
     if end != len(text):  # trailing data (our producers and Auth.js never add whitespace)
         fail()
@@ -197,6 +224,16 @@ def check_claims(
     - ``exp + leeway <= now`` (jose / Auth.js semantics) →
       :class:`SessionExpired` with ``expired_at=exp`` and ``reason="max_age"``.
     """
+    exp = claims.get("exp")
+    if type(exp) is int and "nbf" not in claims and -_MAX_NUMERIC_DATE <= exp <= _MAX_NUMERIC_DATE:
+        # Fast path for the usual shape (integer exp, integer or no iat, no nbf): same checks.
+        iat = claims.get("iat")
+        if type(iat) is int and -_MAX_NUMERIC_DATE <= iat <= _MAX_NUMERIC_DATE:
+            if iat > now + leeway:
+                fail()
+            if exp + leeway <= now:
+                raise SessionExpired(expired_at=float(exp), reason="max_age")
+            return
     exp = _numeric_date(claims, "exp")
     nbf = _numeric_date(claims, "nbf")
     iat = _numeric_date(claims, "iat")

@@ -353,11 +353,23 @@ class CookieSpec:
         return [self._cookie(n, "", 0) for n in names]
 
 
+# The bytes _COOKIE_VALUE_RE accepts. Deleting them with bytes.translate leaves nothing exactly
+# when the regex would match: the same check, at about half the cost (it runs on every request).
+_COOKIE_OCTETS = bytes(b for b in range(128) if _COOKIE_VALUE_RE.fullmatch(chr(b)))
+
+
 def _valid_value(value: object) -> bool:
-    return isinstance(value, str) and len(value) <= MAX_VALUE_SIZE and bool(_COOKIE_VALUE_RE.fullmatch(value))
+    return (
+        isinstance(value, str)
+        and len(value) <= MAX_VALUE_SIZE
+        and value.isascii()
+        and not value.encode("ascii").translate(None, _COOKIE_OCTETS)
+    )
 
 
 _MAX_HEADER = 64 * 1024
+# bytes.translate table: every byte _CONTROL_RE matches (\x00-\x1F, \x7F) → NUL, the rest unchanged.
+_CONTROL_TO_NUL = bytes(0 if _CONTROL_RE.match(chr(b)) else b for b in range(256))
 
 
 def parse_cookie_header(header: str) -> dict[str, str]:
@@ -372,12 +384,18 @@ def parse_cookie_header(header: str) -> dict[str, str]:
     cookies: dict[str, str] = {}
     if not isinstance(header, str):
         return cookies
-    for pair in header[:_MAX_HEADER].split(";"):
+    header = header[:_MAX_HEADER]
+    # One scan of the whole header instead of two regex searches per pair: when no character of
+    # it is a control character (the usual case), no pair can contain one.
+    clean = header.isascii() and b"\x00" not in header.encode("ascii").translate(_CONTROL_TO_NUL)
+    for pair in header.split(";"):
         name, sep, value = pair.partition("=")
         if not sep:
             continue
         name, value = name.strip(" \t"), value.strip(" \t")
-        if not name or name in cookies or _CONTROL_RE.search(name) or _CONTROL_RE.search(value):
+        if not name or name in cookies:
+            continue
+        if not clean and (_CONTROL_RE.search(name) or _CONTROL_RE.search(value)):
             continue
         if len(value) >= 2 and value[0] == value[-1] == '"':
             value = value[1:-1]

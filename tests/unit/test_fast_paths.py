@@ -1,0 +1,90 @@
+"""The per-request shortcuts build exactly what the plain code builds."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pickle
+from typing import Any
+
+import pytest
+
+from keyfob._frozen import fast_constructor
+from keyfob._json import loads
+from keyfob._session import Session
+from keyfob.engine import AuthResult
+from keyfob.stores import SessionRecord
+from keyfob.strategies._base import Outcome
+from keyfob.web._cookies import _COOKIE_VALUE_RE, _valid_value, parse_cookie_header
+
+
+@pytest.mark.parametrize("cls", [Session, AuthResult, Outcome, SessionRecord])
+def test_fast_constructor_is_used_and_builds_the_real_class(cls: type[Any]) -> None:
+    make = fast_constructor(cls)
+    assert make is not cls  # the layouts are compatible: the shortcut is active
+    args: list[Any] = [f"v{i}" for i, f in enumerate(dataclasses.fields(cls)) if
+                       f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    fast, plain = make(*args), cls(*args)
+    assert type(fast) is cls
+    assert fast == plain and repr(fast) == repr(plain)
+    assert pickle.loads(pickle.dumps(fast)) == plain
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        fast.__setattr__(dataclasses.fields(cls)[0].name, "changed")
+
+
+def test_fast_constructor_positional_order_matches_session_fields() -> None:
+    # strategies build Session positionally: (id, user_id, data, created_at, expires_at, authenticated_at,
+    # strategy, claims) — a reordering of the dataclass must fail here, not silently swap values.
+    assert [f.name for f in dataclasses.fields(Session)] == [
+        "id", "user_id", "data", "created_at", "expires_at", "authenticated_at", "strategy", "claims",
+    ]
+
+
+def test_fast_constructor_defaults_are_fresh() -> None:
+    make = fast_constructor(AuthResult)
+    assert make(None).cookies is not make(None).cookies
+
+
+def test_fast_constructor_leaves_other_classes_alone() -> None:
+    @dataclasses.dataclass(frozen=True, slots=True)
+    class Checked:
+        x: int
+
+        def __post_init__(self) -> None:
+            if self.x < 0:
+                raise ValueError("x")
+
+    assert fast_constructor(Checked) is Checked
+
+    @dataclasses.dataclass
+    class Mutable:
+        x: int
+
+    assert fast_constructor(Mutable) is Mutable
+
+
+@pytest.mark.parametrize("text", ['{"a":1}', ' {"a":1}', '{"a":1} ', '{"a":1}x', "", "NaN", "[1]", '{"a":'])
+def test_json_loads_matches_the_stdlib(text: str) -> None:
+    try:
+        expected: Any = ("ok", json.loads(text))
+    except ValueError as exc:
+        expected = ("error", type(exc), str(exc))
+    try:
+        got: Any = ("ok", loads(text))
+    except ValueError as exc:
+        got = ("error", type(exc), str(exc))
+    if expected[0] == "ok" and expected[1] != expected[1]:  # NaN
+        assert got[0] == "ok" and got[1] != got[1]
+    else:
+        assert got == expected
+
+
+def test_cookie_value_check_matches_the_regex() -> None:
+    for code in range(0x180):
+        for value in (chr(code), f"ab{chr(code)}cd"):
+            assert _valid_value(value) == bool(_COOKIE_VALUE_RE.fullmatch(value))
+
+
+def test_cookie_header_control_characters_still_drop_only_their_pair() -> None:
+    got = parse_cookie_header('a=1; b="2"; c=x\x01y; d\x7f=4; e=é; f=5')
+    assert got == {"a": "1", "b": "2", "e": "é", "f": "5"}
