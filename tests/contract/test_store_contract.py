@@ -617,7 +617,25 @@ async def test_migrate_upgrades_an_older_schema_without_losing_rows(
         assert await new.schema_version() == 2  # type: ignore[attr-defined]
         got = await new.get(th("survivor"))
         assert got is not None and got.data == {"x": 1}
+        assert await _raw_note_column(url, f"{PRIVATE_PREFIX}_mig_sessions") == [None], "v2 really ran"
     finally:
         await new.close()
         if kind == "postgresql":
             await drop_postgres_tables(f"{PRIVATE_PREFIX}_mig_")
+
+
+async def _raw_note_column(url: str, table: str) -> list[Any]:
+    """The ``note`` column the test's v2 migration adds, read past keyfob (fails if it is missing)."""
+    if url.startswith("sqlite"):
+        db = sqlite3.connect(url.split("://", 1)[1][1:])
+        try:
+            return [r[0] for r in db.execute(f"SELECT note FROM {table}")]
+        finally:
+            db.close()
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        return [r[0] for r in await conn.fetch(f"SELECT note FROM {table}")]
+    finally:
+        await conn.close()
