@@ -11,6 +11,7 @@ def test_public_names_are_pinned_and_sorted() -> None:
         "AuthResult", "CSRFError", "ConfigError", "Event", "FakeClock", "InvalidToken", "Issued", "Keyfob",
         "KeyfobError", "RequestMeta", "Session", "SessionError", "SessionExpired", "SessionInfo",
         "SessionLimitReached", "SessionRevoked", "Settings", "StoreUnavailable", "TokenReuseDetected",
+        "Verifier",
     ]
 
 
@@ -22,8 +23,8 @@ def test_public_classes_claim_the_keyfob_module() -> None:
 
 
 def test_every_error_derives_from_keyfoberror_with_code_and_status() -> None:
-    errors = [getattr(keyfob, n) for n in keyfob.__all__ if n.endswith(("Error", "Token", "Expired", "Revoked",
-                                                                          "Detected", "Unavailable", "Reached"))]
+    suffixes = ("Error", "Token", "Expired", "Revoked", "Detected", "Unavailable", "Reached")
+    errors = [getattr(keyfob, n) for n in keyfob.__all__ if n.endswith(suffixes)]
     assert len(errors) >= 9
     for cls in errors:
         assert issubclass(cls, keyfob.KeyfobError)

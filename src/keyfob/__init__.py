@@ -8,6 +8,10 @@ One engine, three strategies chosen by one setting (``jwt``, ``database``, ``hyb
 
 from __future__ import annotations
 
+from ._clock import FakeClock
+from ._session import Event, RequestMeta, Session, SessionInfo
+from ._verifier import Verifier
+from .engine import AuthResult, Issued, Keyfob
 from .errors import (
     ConfigError,
     CSRFError,
@@ -19,9 +23,6 @@ from .errors import (
     StoreUnavailable,
     TokenReuseDetected,
 )
-from ._clock import FakeClock
-from ._session import Event, RequestMeta, Session, SessionInfo
-from .engine import AuthResult, Issued, Keyfob
 from .settings import Settings
 from .strategies import SessionLimitReached
 
@@ -47,6 +48,7 @@ __all__ = [
     "Settings",
     "StoreUnavailable",
     "TokenReuseDetected",
+    "Verifier",
 ]
 
 for _name in __all__:

@@ -164,6 +164,7 @@ class _Server:
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     log_path: str = ""
+    app: str = "keyfob._bench.apps:factory"  # uvicorn --factory target; KFBENCH_APP is its config
 
     def start(self, workdir: str) -> None:
         self.port = _free_port()
@@ -173,7 +174,7 @@ class _Server:
             sys.executable,
             "-m",
             "uvicorn",
-            "keyfob._bench.apps:factory",
+            self.app,
             "--factory",
             "--host",
             "127.0.0.1",
