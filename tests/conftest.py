@@ -15,6 +15,10 @@ import pytest
 
 from keyfob._clock import FakeClock
 
+# Suite-wide log hygiene (tests/security/_log_hygiene.py): every log line of the run is checked for
+# the secrets, tokens and passwords the run used; a leak fails the session.
+pytest_plugins = ("tests.security._log_hygiene",)
+
 CI = os.environ.get("CI", "").lower() == "true"
 PG_URL = os.environ.get("KEYFOB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("KEYFOB_TEST_REDIS", "redis://127.0.0.1:6379/0")
@@ -50,7 +54,8 @@ def require_redis() -> None:
 
 def require_node() -> None:
     here = os.path.join(os.path.dirname(__file__), "interop", "node_modules")
-    require_service("Node.js + tests/interop/node_modules", bool(shutil.which("node")) and os.path.isdir(here),
+    require_service("Node.js + tests/interop/node_modules",
+                    bool(shutil.which("node")) and os.path.isdir(here),
                     "run `npm ci --prefix tests/interop`")
 
 

@@ -5,8 +5,8 @@
 * ``Keyfob.authenticate`` never raises (only ``StoreUnavailable`` may escape, and the memory store
   never is), never authenticates garbage, and never reaches its "bug" fallback (an ERROR log).
 
-Profiles (``tests/security/conftest.py``): 200 examples per property by default,
-10 000 with ``KEYFOB_FUZZ_PROFILE=slow``.
+Profiles (``tests/security/conftest.py``): 200 examples per property by default, 700 with
+``KEYFOB_FUZZ_PROFILE=slow`` (CI: 11 200 in all), 10 000 with ``KEYFOB_FUZZ_PROFILE=deep``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from keyfob.tokens import JWECodec, JWSSigner, JWSVerifier, KeyRing, decode_v4
 from keyfob.tokens._parse import b64url_decode, check_claims, parse_json_object
 
 from ._support import SECRET, b64, dumps, jwe_cbc_hs512, jws_hs256
-from .conftest import fuzz_settings
+from .conftest import counted, fuzz_settings
 
 NOW = 1_800_000_000.0
 SALT = "keyfob.session-token"
@@ -102,6 +102,7 @@ def _only_keyfob_errors(fn: Any, *args: Any, **kw: Any) -> Any:
 
 @fuzz_settings
 @given(st.one_of(any_text, b64ish, jose_shaped, mutated(VALID_JWE)))
+@counted
 def test_jwe_decode_raises_only_keyfob_errors(token: str) -> None:
     claims = _only_keyfob_errors(CODEC.decode, token, now=NOW, leeway=30)
     assert claims is None or token == VALID_JWE
@@ -109,6 +110,7 @@ def test_jwe_decode_raises_only_keyfob_errors(token: str) -> None:
 
 @fuzz_settings
 @given(st.one_of(any_text, b64ish, jose_shaped, mutated(VALID_JWS)))
+@counted
 def test_jws_verify_raises_only_keyfob_errors(token: str) -> None:
     claims = _only_keyfob_errors(VERIFIER.verify, token, now=NOW)
     assert claims is None or token == VALID_JWS
@@ -116,12 +118,14 @@ def test_jws_verify_raises_only_keyfob_errors(token: str) -> None:
 
 @fuzz_settings
 @given(st.one_of(any_text, b64ish, jose_shaped))
+@counted
 def test_decode_v4_raises_only_keyfob_errors(token: str) -> None:
     assert _only_keyfob_errors(decode_v4, token, secret=SECRET, now=NOW) is None
 
 
 @fuzz_settings
 @given(mutated(VALID_JWE))
+@counted
 def test_one_edit_to_a_genuine_jwe_never_decodes(token: str) -> None:
     if token != VALID_JWE:
         with pytest.raises(InvalidToken):
@@ -130,6 +134,7 @@ def test_one_edit_to_a_genuine_jwe_never_decodes(token: str) -> None:
 
 @fuzz_settings
 @given(mutated(VALID_JWS))
+@counted
 def test_one_edit_to_a_genuine_jws_never_verifies(token: str) -> None:
     if token != VALID_JWS:
         with pytest.raises(InvalidToken):
@@ -138,6 +143,7 @@ def test_one_edit_to_a_genuine_jws_never_verifies(token: str) -> None:
 
 @fuzz_settings
 @given(random_header, random_claims)
+@counted
 def test_correctly_keyed_jwe_with_any_header_and_claims(
     header: dict[str, Any], claims: dict[str, Any]
 ) -> None:
@@ -158,6 +164,7 @@ def test_correctly_keyed_jwe_with_any_header_and_claims(
 
 @fuzz_settings
 @given(random_header, random_claims)
+@counted
 def test_correctly_keyed_jws_with_any_header_and_claims(
     header: dict[str, Any], claims: dict[str, Any]
 ) -> None:
@@ -175,6 +182,7 @@ def test_correctly_keyed_jws_with_any_header_and_claims(
 
 @fuzz_settings
 @given(st.one_of(any_text, b64ish))
+@counted
 def test_b64url_decode_raises_only_invalid_token(s: str) -> None:
     try:
         out = b64url_decode(s)
@@ -192,6 +200,7 @@ def test_b64url_decode_raises_only_invalid_token(s: str) -> None:
         st.integers(0, 40).map(lambda n: b'{"a":' * n + b"1" + b"}" * n),
     )
 )
+@counted
 def test_parse_json_object_raises_only_invalid_token(raw: bytes) -> None:
     try:
         out = parse_json_object(raw)
@@ -202,6 +211,7 @@ def test_parse_json_object_raises_only_invalid_token(raw: bytes) -> None:
 
 @fuzz_settings
 @given(random_claims)
+@counted
 def test_check_claims_raises_only_keyfob_errors(claims: dict[str, Any]) -> None:
     _only_keyfob_errors(check_claims, claims, now=NOW, leeway=30)
 
@@ -290,6 +300,7 @@ def test_authenticate_never_raises_and_never_accepts_garbage(
 
     @fuzz_settings
     @given(cookie_jar)
+    @counted
     def prop(cookies: dict[str, str]) -> None:
         result = runner.run(fob.authenticate(cookies, secure=False))  # StoreUnavailable would escape
         if result.session is not None:  # only possible if a genuine token was drawn
@@ -311,6 +322,7 @@ def test_one_edit_to_a_genuine_cookie_never_authenticates(
 
     @fuzz_settings
     @given(mutated(token))
+    @counted
     def prop(value: str) -> None:
         if value == token:
             return

@@ -44,7 +44,7 @@ SESSIONS_FILE = "keyfob.db"
 
 SECURITY_HEADERS: dict[str, str] = {
     "content-security-policy": (
-        "default-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
+        "default-src 'self'; object-src 'none'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'"
     ),
     "x-frame-options": "DENY",
     "referrer-policy": "same-origin",
