@@ -96,7 +96,9 @@ async def test_access_token_is_refused_as_a_refresh_token_and_vice_versa(fob: Ke
     assert result.session is None and result.reason == "invalid_token"
 
 
-async def test_concurrent_refresh_inside_grace_window_does_not_sign_out(fob: Keyfob, clock: FakeClock) -> None:
+async def test_concurrent_refresh_inside_grace_window_does_not_sign_out(
+    fob: Keyfob, clock: FakeClock
+) -> None:
     jar = await signed_in(fob)
     token = refresh_of(fob, jar)
     first = await fob.refresh(token)

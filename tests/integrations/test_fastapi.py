@@ -74,7 +74,9 @@ async def test_protected_route_without_session_is_401_json(client: httpx.AsyncCl
     assert set(body) == {"error", "detail"}
 
 
-@pytest.mark.parametrize("value", ["garbage", "a" * 5000, "%00%01", "e30.e30.e30", "x.y.z.w.v", "\u00e9\u00e9"])
+@pytest.mark.parametrize(
+    "value", ["garbage", "a" * 5000, "%00%01", "e30.e30.e30", "x.y.z.w.v", "\u00e9\u00e9"]
+)
 async def test_garbled_cookie_is_401_never_500(client: httpx.AsyncClient, fob: Keyfob, value: str) -> None:
     name = fob.profile(False).session.name
     r = await client.get("/me", headers={"cookie": f"{name}={value}".encode()})
@@ -160,7 +162,9 @@ async def test_unsafe_request_without_csrf_token_is_403(client: httpx.AsyncClien
     assert r.status_code == 403
 
 
-async def test_device_list_and_revoking_own_and_foreign_sessions(fob: Keyfob, client: httpx.AsyncClient) -> None:
+async def test_device_list_and_revoking_own_and_foreign_sessions(
+    fob: Keyfob, client: httpx.AsyncClient
+) -> None:
     if fob.settings.strategy == "jwt":
         pytest.skip("jwt sessions are stateless: there is no device list")
     other = await fob.create("u2", {})
@@ -194,14 +198,18 @@ async def test_store_outage_is_503_not_500_and_not_a_pass() -> None:
     await fob.close()
 
 
-async def test_bearer_token_authenticates_api_clients_without_csrf(fob: Keyfob, client: httpx.AsyncClient) -> None:
+async def test_bearer_token_authenticates_api_clients_without_csrf(
+    fob: Keyfob, client: httpx.AsyncClient
+) -> None:
     issued = await fob.create("api-user", {"role": "user"})
     assert issued.access_token is not None
     r = await client.get("/me", headers={"authorization": f"Bearer {issued.access_token}"})
     assert r.status_code == 200 and r.json()["user"] == "api-user"
 
 
-async def test_hybrid_refresh_endpoint_serves_non_browser_clients(fob: Keyfob, client: httpx.AsyncClient) -> None:
+async def test_hybrid_refresh_endpoint_serves_non_browser_clients(
+    fob: Keyfob, client: httpx.AsyncClient
+) -> None:
     if fob.settings.strategy != "hybrid":
         pytest.skip("refresh tokens are hybrid-only")
     issued = await fob.create("mobile", {})

@@ -18,7 +18,8 @@ SECRET = "kf-flask-secret-0123456789abcdef0123456789abcdef0123456789a"
 @pytest.fixture(params=["jwt", "database", "hybrid"])
 def app(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Flask]:
     app = Flask(__name__)
-    kf = KeyfobFlask(app, Keyfob(strategy=request.param, secret=SECRET, store=f"sqlite:///{tmp_path / 'kf.db'}"))
+    fob = Keyfob(strategy=request.param, secret=SECRET, store=f"sqlite:///{tmp_path / 'kf.db'}")
+    kf = KeyfobFlask(app, fob)
 
     @app.post("/login")
     def login() -> Response:
