@@ -36,7 +36,7 @@ from flask import Flask, Response, current_app, g, jsonify, request
 
 from ._session import RequestMeta, Session
 from .engine import Issued, Keyfob
-from .errors import KeyfobError, SessionError, StoreUnavailable
+from .errors import ConfigError, KeyfobError, SessionError, StoreUnavailable
 from .web import SetCookie, is_local_development
 
 __all__ = ["KeyfobFlask", "current_session", "login_required", "sign_in", "sign_out"]
@@ -81,7 +81,8 @@ class KeyfobFlask:
 
     def call(self, fn: Callable[P, Coroutine[Any, Any, R]], *args: P.args, **kwargs: P.kwargs) -> R:
         """Run an engine coroutine from a sync view."""
-        assert self.portal is not None, "KeyfobFlask.init_app() was not called"
+        if self.portal is None:
+            raise ConfigError("KeyfobFlask has no engine yet", hint="call KeyfobFlask(app, fob)")
         result: R = self.portal.call(functools.partial(fn, *args, **kwargs))
         return result
 
