@@ -17,6 +17,7 @@ import hashlib
 import logging
 import random
 import sqlite3
+import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -396,6 +397,102 @@ async def test_session_limit_refusal_is_403_over_http(make_fob: MakeFob) -> None
         assert not any(c.startswith(session_cookie) for c in r.headers.get_list("set-cookie"))
         assert (await client.post("/login", json={"user": "u2"})).status_code == 200
 
+
+
+async def test_session_limit_refuse_holds_under_concurrent_sign_ins(make_fob: MakeFob) -> None:
+    events: list[Event] = []
+    fob = await make_fob(max_sessions_per_user=3, session_limit_policy="refuse", on_event=events.append)
+    results = await asyncio.gather(*(login(fob) for _ in range(20)), return_exceptions=True)
+    jars = [r for r in results if isinstance(r, Jar)]
+    refused = [r for r in results if isinstance(r, SessionLimitReached)]
+    assert len(jars) == 3 and len(refused) == 17, [r for r in results if not isinstance(r, Jar)]
+    assert len(await fob.list_sessions("u1")) == 3
+    assert all([await alive(fob, j) for j in jars])
+    assert len([e for e in events if e.name == "created"]) == 3
+    assert not [e for e in events if e.name == "revoked"]
+
+
+async def test_session_limit_evict_holds_under_concurrent_sign_ins(make_fob: MakeFob) -> None:
+    events: list[Event] = []
+    fob = await make_fob(max_sessions_per_user=3, session_limit_policy="evict", on_event=events.append)
+    results = await asyncio.gather(*(login(fob) for _ in range(20)), return_exceptions=True)
+    assert all(isinstance(r, Jar) for r in results), [r for r in results if not isinstance(r, Jar)]
+    assert len(await fob.list_sessions("u1")) == 3
+    living = [j for j in results if isinstance(j, Jar) and await alive(fob, j)]
+    assert len(living) == 3, "every sign-in beyond the limit evicted one older session"
+    evicted = [e for e in events if e.name == "revoked"]
+    assert len(evicted) == 17 and len({e.session_id for e in evicted}) == 17
+    assert all(e.detail == {"reason": "session_limit"} and e.user_id == "u1" for e in evicted)
+    assert [await fob.get_session(str(e.session_id)) for e in evicted] == [None] * 17
+
+
+async def test_session_limit_holds_across_sqlite_connections_to_one_file(tmp_path: Path) -> None:
+    """Several workers (here threads, each with its own loop, engine and connection) on one file."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    workers = 12
+    start = threading.Barrier(workers)
+    outcomes: list[str] = []
+
+    async def worker() -> None:
+        fob = Keyfob(strategy="database", secret=SECRET, store=url, feed=None,
+                     max_sessions_per_user=3, session_limit_policy="refuse")  # fmt: skip
+        try:
+            await fob.start()
+            start.wait(timeout=30)  # a worker that failed to start breaks the barrier: no hang
+            await login(fob)
+            outcomes.append("created")
+        except SessionLimitReached:
+            outcomes.append("refused")
+        except BaseException as exc:
+            start.abort()
+            outcomes.append(repr(exc))
+        finally:
+            await fob.close()
+
+    setup = Keyfob(strategy="database", secret=SECRET, store=url, feed=None)
+    await setup.start()  # create the file, WAL mode and the tables once, before the workers race
+    await setup.close()
+
+    def run_all() -> None:
+        threads = [threading.Thread(target=asyncio.run, args=(worker(),)) for _ in range(workers)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+
+    await asyncio.to_thread(run_all)
+    assert sorted(outcomes) == ["created"] * 3 + ["refused"] * 9
+
+
+class _PlainStore:
+    """A third-party store: the SessionStore protocol only, without ``add_limited``."""
+
+    def __init__(self, inner: SessionStore) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        if name == "add_limited":
+            raise AttributeError(name)
+        return getattr(self._inner, name)
+
+
+@pytest.mark.parametrize("store_kind", ["memory"], indirect=True)
+async def test_session_limit_falls_back_to_check_then_add_on_a_store_without_add_limited(
+    make_fob: MakeFob, make_store: MakeStore, clock: FakeClock
+) -> None:
+    events: list[Event] = []
+    plain = _PlainStore(await make_store())
+    assert isinstance(plain, SessionStore) and not hasattr(plain, "add_limited")
+    fob = await make_fob(store=plain, max_sessions_per_user=2, on_event=events.append)
+    jars = []
+    for _ in range(3):
+        jars.append(await login(fob))
+        clock.advance(60)
+    assert [await alive(fob, j) for j in jars] == [False, True, True]
+    assert [e.detail for e in events if e.name == "revoked"] == [{"reason": "session_limit"}]
+    refuse = await make_fob(store=plain, max_sessions_per_user=2, session_limit_policy="refuse")
+    with pytest.raises(SessionLimitReached):
+        await login(refuse)
 
 # -- cleanup -----------------------------------------------------------------------------------------
 
@@ -826,6 +923,49 @@ async def test_authjs_compat_authenticates_a_session_row_on_sqlite(tmp_path: Pat
         await fob.close()
         db.close()
 
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def test_authjs_compat_holds_the_session_limit_under_concurrent_sign_ins(
+    kind: str, tmp_path: Path, clock: FakeClock
+) -> None:
+    table = f"kf_authjs_limit_{PRIVATE_PREFIX}"
+    prefix = f"{PRIVATE_PREFIX}_ajlim_"
+    if kind == "postgresql":
+        require_postgres()
+        url = PG_URL
+    else:
+        url = f"sqlite:///{tmp_path / 'next.db'}"
+
+    async def drop_table() -> None:
+        if kind == "postgresql":
+            import asyncpg
+
+            conn = await asyncpg.connect(PG_URL)
+            try:
+                await conn.execute(f"DROP TABLE IF EXISTS {table}")
+            finally:
+                await conn.close()
+            await drop_postgres_tables(prefix)
+
+    await drop_table()
+    try:
+        for policy, issued in (("refuse", 2), ("evict", 6)):
+            store = open_store(url, authjs_compat=True, authjs_table=table, table_prefix=prefix)
+            fob = Keyfob(strategy="database", secret=SECRET, store=store, feed=None, clock=clock,
+                         max_sessions_per_user=2, session_limit_policy=policy)  # fmt: skip
+            try:
+                await fob.start()
+                await fob.store.delete_user("42")
+                results = await asyncio.gather(*(login(fob, "42") for _ in range(6)), return_exceptions=True)
+                jars = [r for r in results if isinstance(r, Jar)]
+                assert len(jars) == issued, results
+                assert all(isinstance(r, (Jar, SessionLimitReached)) for r in results), results
+                assert len(await fob.list_sessions("42")) == 2
+                assert sum([await alive(fob, j) for j in jars]) == 2
+            finally:
+                await fob.close()
+    finally:
+        await drop_table()
 
 async def _check_authjs_row(fob: Keyfob, token: str, user_id: str) -> None:
     name = fob.profile(True).session.name

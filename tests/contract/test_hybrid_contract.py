@@ -16,6 +16,7 @@ from keyfob import (
     FakeClock,
     InvalidToken,
     Keyfob,
+    SessionLimitReached,
     SessionRevoked,
     TokenReuseDetected,
 )
@@ -145,6 +146,41 @@ async def test_fifty_concurrent_refreshes_leave_exactly_one_chain(make_fob: Make
     new = await fob.refresh(minted[0])
     assert new.session.user_id == "u1"
 
+
+
+async def test_session_limit_refuse_holds_under_concurrent_sign_ins(make_fob: MakeFob) -> None:
+    fob = make_fob(max_sessions_per_user=3, session_limit_policy="refuse")
+    results = await asyncio.gather(*(signed_in(fob) for _ in range(20)), return_exceptions=True)
+    jars = [r for r in results if isinstance(r, Jar)]
+    refused = [r for r in results if isinstance(r, SessionLimitReached)]
+    assert len(jars) == 3 and len(refused) == 17, [r for r in results if not isinstance(r, Jar)]
+    assert len(await fob.list_sessions("u1")) == 3
+    for jar in jars:
+        assert (await fob.refresh(refresh_of(fob, jar))).session.user_id == "u1"
+
+
+async def test_session_limit_evict_holds_under_concurrent_sign_ins(make_fob: MakeFob) -> None:
+    events: list[Event] = []
+    fob = make_fob(max_sessions_per_user=3, session_limit_policy="evict", on_event=events.append)
+    results = await asyncio.gather(*(signed_in(fob) for _ in range(20)), return_exceptions=True)
+    assert all(isinstance(r, Jar) for r in results), [r for r in results if not isinstance(r, Jar)]
+    assert len(await fob.list_sessions("u1")) == 3
+    evicted = [e for e in events if e.name == "revoked"]
+    assert len(evicted) == 17 and len({e.session_id for e in evicted}) == 17
+    assert all(e.detail == {"reason": "session_limit"} for e in evicted)
+    survivors = 0
+    for jar in results:
+        assert isinstance(jar, Jar)
+        access_ok = (await fob.authenticate({fob.profile(True).session.name:
+                                             jar[fob.profile(True).session.name]})).session is not None
+        try:
+            await fob.refresh(refresh_of(fob, jar))
+        except (InvalidToken, SessionRevoked):
+            assert not access_ok, "an evicted session's access token is refused at once"
+        else:
+            assert access_ok
+            survivors += 1
+    assert survivors == 3
 
 async def test_revocation_reaches_another_node_through_the_feed(make_fob: MakeFob) -> None:
     node_a, node_b = make_fob(), make_fob()

@@ -259,6 +259,70 @@ class TestStoreContract:
         await store.add(rec("shared"))
         assert await other.get(th("shared")) is not None
 
+    # -- add_limited (max_sessions_per_user) ------------------------------------------------------
+
+    async def test_add_limited_inserts_below_the_limit_and_refuses_at_it(self, store: SessionStore) -> None:
+        add_limited = store.add_limited  # type: ignore[attr-defined]
+        assert await add_limited(rec("a"), limit=2, evict=False, now=NOW, idle_timeout=None) == (True, [])
+        assert await add_limited(rec("b"), limit=2, evict=False, now=NOW, idle_timeout=None) == (True, [])
+        assert await add_limited(rec("c"), limit=2, evict=False, now=NOW, idle_timeout=None) == (False, [])
+        assert await store.get(th("c")) is None
+        assert await add_limited(rec("d", user="bob"), limit=2, evict=False, now=NOW,
+                                 idle_timeout=None) == (True, []), "the limit is per user"
+        assert [r.id for r in await store.list_user("alice")] == ["sid-a", "sid-b"]
+
+    async def test_add_limited_counts_only_live_rows(self, store: SessionStore) -> None:
+        await store.add(rec("expired", expires=NOW))  # expiring exactly at now is dead
+        await store.add(rec("absolute", absolute_expires_at=NOW - 1))
+        await store.add(rec("idle", created=NOW - 3600))
+        await store.add(rec("old", sid="rotated"))
+        assert await store.replace(th("old"), rec("new", sid="rotated"), now=NOW, keep_old=True)
+        # live: "new" only (the retired "old" never counts; "idle" is dead under a 1 h idle timeout)
+        add_limited = store.add_limited  # type: ignore[attr-defined]
+        assert await add_limited(rec("x"), limit=2, evict=False, now=NOW, idle_timeout=3600.0) == (True, [])
+        assert await add_limited(rec("y"), limit=2, evict=False, now=NOW, idle_timeout=3600.0) == (False, [])
+        assert await store.get(th("idle")) is not None, "dead rows are left to delete_expired"
+
+    async def test_add_limited_evicts_least_recently_active_sessions_with_their_retired_rows(
+        self, store: SessionStore
+    ) -> None:
+        await store.add(rec("a", created=NOW - 30))
+        await store.add(rec("b", created=NOW - 20, sid="fam"))
+        assert await store.replace(th("b"), rec("b2", sid="fam", created=NOW - 20), now=NOW - 20,
+                                   keep_old=True)  # fmt: skip
+        await store.add(rec("c", created=NOW - 40))
+        await store.touch(th("c"), seen=NOW - 10, expires=NOW + DAY)  # c: oldest, but active lately
+        await store.add(rec("bob", user="bob", created=NOW - 99))
+        add_limited = store.add_limited  # type: ignore[attr-defined]
+        added, evicted = await add_limited(rec("d"), limit=2, evict=True, now=NOW, idle_timeout=None)
+        assert (added, evicted) == (True, ["sid-a", "fam"])
+        for gone in ("a", "b", "b2"):
+            assert await store.get(th(gone)) is None, gone
+        assert sorted(r.id for r in await store.list_user("alice")) == ["sid-c", "sid-d"]
+        assert [r.id for r in await store.list_user("bob")] == ["sid-bob"]
+
+    async def test_add_limited_of_an_existing_token_hash_raises_and_evicts_nothing(
+        self, store: SessionStore
+    ) -> None:
+        await store.add(rec("a"))
+        with pytest.raises(ValueError):
+            await store.add_limited(rec("a", sid="other"), limit=1, evict=True,  # type: ignore[attr-defined]
+                                    now=NOW, idle_timeout=None)  # fmt: skip
+        assert [r.id for r in await store.list_user("alice")] == ["sid-a"]
+
+    @pytest.mark.parametrize("evict", [False, True], ids=["refuse", "evict"])
+    async def test_concurrent_add_limited_never_exceeds_the_limit(self, store: SessionStore,
+                                                                  evict: bool) -> None:  # fmt: skip
+        add_limited = store.add_limited  # type: ignore[attr-defined]
+        results = await asyncio.gather(*(
+            add_limited(rec(f"t{i}", created=NOW + i), limit=3, evict=evict, now=NOW + 30, idle_timeout=None)
+            for i in range(20)
+        ))  # fmt: skip
+        assert sum(added for added, _ in results) == (20 if evict else 3)
+        evicted = [sid for _, ids in results for sid in ids]
+        assert len(evicted) == (17 if evict else 0) and len(set(evicted)) == len(evicted)
+        assert len(await store.list_user("alice")) == 3
+
     async def test_a_closed_store_raises_store_unavailable(
         self, make_store: MakeStore, store_url: str
     ) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["FeedHandler", "RevocationFeed", "SessionRecord", "SessionStore"]
+__all__ = ["FeedHandler", "RevocationFeed", "SessionRecord", "SessionStore", "eviction_key", "is_live"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -41,6 +41,27 @@ class SessionRecord:
     generation: int = 0  # hybrid: refresh rotation counter within the session (family)
 
 
+def is_live(rec: SessionRecord, now: float, idle_timeout: float | None) -> bool:
+    """Whether a row is a live session at ``now``: not retired and before every deadline.
+
+    The one rule, shared by the strategies (``strategies._lifetimes.is_alive``) and by the stores'
+    ``add_limited`` (which counts live sessions atomically); RedisStore's Lua mirrors it with the
+    same float comparisons. ``now`` and ``idle_timeout`` come from the caller.
+    """
+    if rec.retired_at is not None:
+        return False
+    if rec.absolute_expires_at is not None and now >= rec.absolute_expires_at:
+        return False
+    if idle_timeout is not None and now - rec.last_seen_at >= idle_timeout:
+        return False
+    return now < rec.expires_at
+
+
+def eviction_key(rec: SessionRecord) -> tuple[float, float, str]:
+    """Sort key of ``add_limited``'s evictions: least recently active first (ties: oldest, then id)."""
+    return (rec.last_seen_at, rec.created_at, rec.id)
+
+
 @runtime_checkable
 class SessionStore(Protocol):
     """Async storage of session records and per-user token versions.
@@ -53,6 +74,21 @@ class SessionStore(Protocol):
     ``SQLStore(url, authjs_compat=True)``, whose ``SessionRecord.token_hash`` carries the *raw*
     token's UTF-8 bytes because Auth.js stores raw tokens. Strategies read it with
     ``getattr(store, "stores_raw_tokens", False)`` to decide whether to hash.
+
+    keyfob's stores also offer ``add_limited`` (likewise outside the structural check; without it
+    the strategies fall back to ``list_user`` + ``delete`` + ``add``, which concurrent sign-ins of
+    one user can overrun)::
+
+        async def add_limited(self, record: SessionRecord, *, limit: int, evict: bool, now: float,
+                              idle_timeout: float | None) -> tuple[bool, list[str]]:
+
+    ``add`` under ``max_sessions_per_user``, atomically with respect to every other
+    ``add_limited`` of the same user (on every node): count the user's live rows (:func:`is_live`
+    at ``now``); below ``limit``, insert ``record`` and return ``(True, [])``; otherwise, with
+    ``evict=False`` insert nothing and return ``(False, [])``, with ``evict=True`` delete every row
+    (live and retired) of the ``count - limit + 1`` live sessions first in :func:`eviction_key`
+    order, insert ``record`` and return ``(True, evicted session ids)``. Raises ValueError, changing
+    nothing, if a row with ``record.token_hash`` exists.
     """
 
     async def get(self, token_hash: bytes) -> SessionRecord | None:

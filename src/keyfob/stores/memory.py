@@ -22,7 +22,7 @@ from dataclasses import replace as dc_replace
 from typing import Any
 
 from ..errors import StoreUnavailable
-from ._protocol import FeedHandler, SessionRecord, StateHandler
+from ._protocol import FeedHandler, SessionRecord, StateHandler, eviction_key, is_live
 
 __all__ = ["MemoryFeed", "MemoryStore"]
 
@@ -78,6 +78,25 @@ class MemoryStore:
         s.rows[record.token_hash] = dc_replace(record, data=dict(record.data))
         s.by_id.setdefault(record.id, set()).add(record.token_hash)
 
+    async def add_limited(self, record: SessionRecord, *, limit: int, evict: bool, now: float,
+                          idle_timeout: float | None) -> tuple[bool, list[str]]:
+        """``add`` under a per-user limit (see ``SessionStore``); atomic: it never awaits."""
+        s = self._check()
+        if record.token_hash in s.rows:
+            raise ValueError("a session with this token hash already exists")
+        live = [r for r in s.rows.values() if r.user_id == record.user_id and is_live(r, now, idle_timeout)]
+        evicted: list[str] = []
+        if len(live) >= limit:
+            if not evict:
+                return False, []
+            live.sort(key=eviction_key)
+            evicted = list(dict.fromkeys(r.id for r in live[: len(live) - limit + 1]))
+            for sid in evicted:
+                self._drop_id(s, sid)
+        s.rows[record.token_hash] = dc_replace(record, data=dict(record.data))
+        s.by_id.setdefault(record.id, set()).add(record.token_hash)
+        return True, evicted
+
     async def touch(self, token_hash: bytes, *, seen: float, expires: float) -> None:
         s = self._check()
         row = s.rows.get(token_hash)
@@ -108,14 +127,17 @@ class MemoryStore:
                     del s.by_id[row.id]
         return row
 
-    async def delete(self, session_id: str) -> int:
-        s = self._check()
+    @classmethod
+    def _drop_id(cls, s: _State, session_id: str) -> int:
         live = 0
         for h in list(s.by_id.get(session_id, ())):
-            row = self._drop(s, h)
+            row = cls._drop(s, h)
             if row is not None and row.retired_at is None:
                 live += 1
         return live
+
+    async def delete(self, session_id: str) -> int:
+        return self._drop_id(self._check(), session_id)
 
     async def get_by_id(self, session_id: str) -> SessionRecord | None:
         s = self._check()

@@ -13,7 +13,8 @@ Keys (``prefix`` defaults to ``kf:``; pick another, or another db, to share a Re
 
 ``get`` is one ``HGETALL`` round trip. Every multi-key write is one Lua script, so it is atomic:
 ``replace`` checks that the old row exists and is not retired, retires or deletes it and inserts
-the new one in a single script, so two concurrent calls cannot both succeed. (Scripts build key
+the new one in a single script, so two concurrent calls cannot both succeed; ``add_limited``
+counts the user's live rows, evicts or refuses, and inserts in a single script. (Scripts build key
 names from the prefix, so this store wants a single Redis, not a Cluster.)
 
 Each session hash also gets a TTL so that Redis drops dead rows by itself: the row's remaining
@@ -81,6 +82,49 @@ end
 
 # ARGV: prefix, hex, id, uid, end, ttl_ms, fields...
 _ADD = _LUA_LIB + "return add(2)"
+
+# ARGV: prefix, limit, evict (1/0), now, idle timeout ('' = none), then add()'s arguments from
+# index 6 → {1, evicted session ids...} | {0} (refused) | {-1} (token hash exists).
+# Live = the strategies' rule (keyfob.stores._protocol.is_live), with the same float comparisons;
+# evictions least recently active first (eviction_key: last seen, created, id).
+_ADD_LIMITED = (
+    _LUA_LIB
+    + r"""
+if redis.call('EXISTS', P .. 's:' .. ARGV[6]) == 1 then return {-1} end
+local limit, now, idle = tonumber(ARGV[2]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local uk = P .. 'u:' .. ARGV[8]
+local live = {}
+for _, hex in ipairs(redis.call('SMEMBERS', uk)) do
+  local f = redis.call('HMGET', P .. 's:' .. hex, 'i', 'r', 'e', 'a', 'l', 'c')
+  if not f[1] then
+    redis.call('SREM', uk, hex)
+  elseif not f[2] then
+    local e, l = tonumber(f[3]), tonumber(f[5])
+    local a = f[4] and tonumber(f[4])
+    if (not a or now < a) and (not idle or now - l < idle) and now < e then
+      live[#live + 1] = {l, tonumber(f[6]), f[1]}
+    end
+  end
+end
+local out = {1}
+if #live >= limit then
+  if ARGV[3] ~= '1' then return {0} end
+  table.sort(live, function(x, y)
+    if x[1] ~= y[1] then return x[1] < y[1] end
+    if x[2] ~= y[2] then return x[2] < y[2] end
+    return x[3] < y[3]
+  end)
+  for n = 1, #live - limit + 1 do
+    local ik = P .. 'i:' .. live[n][3]
+    for _, hex in ipairs(redis.call('SMEMBERS', ik)) do drop(hex) end
+    redis.call('DEL', ik)
+    out[#out + 1] = live[n][3]
+  end
+end
+add(6)
+return out
+"""
+)
 
 # ARGV: prefix, hex, seen, expires
 _TOUCH = (
@@ -296,6 +340,7 @@ class RedisStore:
         )
         reg = self._r.register_script
         self._add, self._touch, self._replace = reg(_ADD), reg(_TOUCH), reg(_REPLACE)
+        self._add_limited = reg(_ADD_LIMITED)
         self._delete, self._get_by_id, self._list_user = reg(_DELETE), reg(_GET_BY_ID), reg(_LIST_USER)
         self._delete_user, self._delete_expired = reg(_DELETE_USER), reg(_DELETE_EXPIRED)
 
@@ -318,6 +363,19 @@ class RedisStore:
             ok = await self._add(args=[self._prefix, *_add_args(record)])
         if not ok:
             raise ValueError("a session with this token hash already exists")
+
+    async def add_limited(self, record: SessionRecord, *, limit: int, evict: bool, now: float,
+                          idle_timeout: float | None) -> tuple[bool, list[str]]:
+        """``add`` under a per-user limit (see ``SessionStore``): one Lua script over the user's set."""
+        idle = b"" if idle_timeout is None else _f(idle_timeout)
+        async with self._translate_errors():
+            out = await self._add_limited(
+                args=[self._prefix, int(limit), "1" if evict else "0", _f(now), idle, *_add_args(record)]
+            )
+        status = int(out[0])
+        if status < 0:
+            raise ValueError("a session with this token hash already exists")
+        return status == 1, [sid.decode() for sid in out[1:]]
 
     async def touch(self, token_hash: bytes, *, seen: float, expires: float) -> None:
         async with self._translate_errors():

@@ -35,6 +35,11 @@ through SQLAlchemy's async ORM/Core costs 240-650 µs. So:
   lock (PostgreSQL) or the write lock (SQLite) makes a second concurrent call see zero rows and
   return False, and a concurrent ``delete(id)`` that waited on the lock deletes the new version.
 
+* ``add_limited`` (``max_sessions_per_user``) counts, evicts and inserts in one transaction that
+  first takes a per-user lock: ``pg_advisory_xact_lock`` on (table, user) on PostgreSQL, the
+  ``BEGIN IMMEDIATE`` write lock on SQLite. Concurrent sign-ins of one user, on any node, queue
+  behind each other, so none of them counts rows another one is about to change.
+
 Every driver or OS error becomes :class:`~keyfob.StoreUnavailable` (``from`` the driver error).
 
 Auth.js compatibility mode
@@ -81,7 +86,7 @@ from .._frozen import fast_constructor
 from .._json import loads as _json_loads
 from ..errors import ConfigError, StoreUnavailable
 from ._feedloop import ReconnectingFeed, deliver
-from ._protocol import FeedHandler, SessionRecord
+from ._protocol import FeedHandler, SessionRecord, eviction_key, is_live
 from ._schema import MIGRATIONS, SCHEMA_VERSION, Tables, create_statements, make_tables
 
 if TYPE_CHECKING:
@@ -663,6 +668,7 @@ class SQLStore:
             self._driver, "one_now", None
         )
         self._dialect = dialect
+        self._lock_key = self._tables.sessions.name  # add_limited's advisory lock: (table, user)
         #: SQLite only (None elsewhere): ``get`` as a plain call, for the database strategy's
         #: per-request lookup — the statement runs on the held connection in the loop anyway, so
         #: the coroutine around it is pure overhead. Not offered by subclasses that override get.
@@ -692,6 +698,45 @@ class SQLStore:
         except _Duplicate as exc:
             raise ValueError("a session with this token hash already exists") from exc
 
+    async def add_limited(self, record: SessionRecord, *, limit: int, evict: bool, now: float,
+                          idle_timeout: float | None) -> tuple[bool, list[str]]:
+        """``add`` under a per-user limit (see ``SessionStore``), in one transaction holding a
+        per-user lock (PostgreSQL: advisory lock; SQLite: the write lock ``BEGIN IMMEDIATE`` takes)."""
+        evicted: list[str] = []
+        try:
+            async with self._driver.transaction() as tx:
+                if self._driver.postgres:
+                    await tx.execute("SELECT pg_advisory_xact_lock(hashtext($1), hashtext($2))",
+                                     (self._lock_key, record.user_id))
+                if await self._exists(tx, record.token_hash):
+                    raise _Duplicate("token hash")  # before any eviction: this call changes nothing
+                rows = await self._user_rows(tx, record.user_id)
+                live = [r for r in rows if is_live(r, now, idle_timeout)]
+                if len(live) >= limit:
+                    if not evict:
+                        return False, []
+                    live.sort(key=eviction_key)
+                    evicted = list(dict.fromkeys(r.id for r in live[: len(live) - limit + 1]))
+                    for sid in evicted:
+                        await self._delete_in(tx, sid)
+                await self._insert(tx, record)
+        except _Duplicate as exc:
+            raise ValueError("a session with this token hash already exists") from exc
+        return True, evicted
+
+    async def _exists(self, ops: _Ops, token_hash: bytes) -> bool:
+        return await ops.one(self._get_sql, (token_hash,)) is not None
+
+    async def _insert(self, ops: _Ops, r: SessionRecord) -> None:
+        await ops.execute(self._q.insert.sql, _params(r))
+
+    async def _user_rows(self, ops: _Ops, user_id: str) -> list[SessionRecord]:
+        return [_record(r) for r in await ops.all(self._q.list_user.sql, (user_id,))]
+
+    async def _delete_in(self, ops: _Ops, session_id: str) -> int:
+        rows = await ops.all(self._q.delete_id.sql, (session_id,))
+        return sum(1 for r in rows if r[0] is None)
+
     async def touch(self, token_hash: bytes, *, seen: float, expires: float) -> None:
         await self._driver.execute(
             self._q.touch.sql, self._q.touch.bind(h=token_hash, seen=seen, exp=expires)
@@ -720,8 +765,7 @@ class SQLStore:
         return True
 
     async def delete(self, session_id: str) -> int:
-        rows = await self._driver.all(self._q.delete_id.sql, (session_id,))
-        return sum(1 for r in rows if r[0] is None)
+        return await self._delete_in(self._driver, session_id)
 
     async def get_by_id(self, session_id: str) -> SessionRecord | None:
         row = await self._driver.one(self._q.get_by_id.sql, self._q.get_by_id.bind(sid=session_id))
@@ -869,6 +913,7 @@ class AuthjsSQLStore(SQLStore):
         self._table_name = authjs_table
         self._max_age = float(authjs_max_age)
         self._types: dict[str, str] | None = None
+        self._lock_key = authjs_table
         pg = self._driver.postgres
         self._id_text = "id::text" if pg else "CAST(id AS TEXT)"
         self._sel = (
@@ -928,6 +973,10 @@ class AuthjsSQLStore(SQLStore):
         row = await self._driver.one(self._prep(self._sel + ' WHERE "sessionToken" = $1'), (token,))
         return None if row is None else self._rec(row)
 
+    async def _exists(self, ops: _Ops, token_hash: bytes) -> bool:
+        sql = self._prep('SELECT 1 FROM {t} WHERE "sessionToken" = $1')
+        return await ops.one(sql, (token_hash.decode(errors="replace"),)) is not None
+
     async def _insert(self, ops: _Ops, r: SessionRecord) -> None:
         types = await self._udt()
         if not self._fits(r.user_id, "userId", types):
@@ -948,6 +997,11 @@ class AuthjsSQLStore(SQLStore):
 
     async def add(self, record: SessionRecord) -> None:
         await self._insert(self._driver, record)
+
+    async def add_limited(self, record: SessionRecord, *, limit: int, evict: bool, now: float,
+                          idle_timeout: float | None) -> tuple[bool, list[str]]:
+        await self._udt()  # reflect the column types before the transaction holds a connection
+        return await super().add_limited(record, limit=limit, evict=evict, now=now, idle_timeout=idle_timeout)
 
     async def touch(self, token_hash: bytes, *, seen: float, expires: float) -> None:
         sql = self._prep('UPDATE {t} SET expires = to_ts($2) WHERE "sessionToken" = $1')
@@ -970,12 +1024,14 @@ class AuthjsSQLStore(SQLStore):
         return n == 1
 
     async def delete(self, session_id: str) -> int:
+        return await self._delete_in(self._driver, session_id)
+
+    async def _delete_in(self, ops: _Ops, session_id: str) -> int:
         types = await self._udt()
         if not self._fits(session_id, "id", types):
             return 0
-        return await self._driver.execute(
-            self._prep("DELETE FROM {t} WHERE id = $1::text::{id}", types), (session_id,)
-        )
+        sql = self._prep("DELETE FROM {t} WHERE id = $1::text::{id}", types)
+        return await ops.execute(sql, (session_id,))
 
     async def get_by_id(self, session_id: str) -> SessionRecord | None:
         types = await self._udt()
@@ -987,11 +1043,14 @@ class AuthjsSQLStore(SQLStore):
         return None if row is None else self._rec(row)
 
     async def list_user(self, user_id: str) -> Sequence[SessionRecord]:
+        return await self._user_rows(self._driver, user_id)
+
+    async def _user_rows(self, ops: _Ops, user_id: str) -> list[SessionRecord]:
         types = await self._udt()
         if not self._fits(user_id, "userId", types):
             return []
         sql = self._prep(self._sel + ' WHERE "userId" = $1::text::{userId} ORDER BY expires, id', types)
-        return [self._rec(r) for r in await self._driver.all(sql, (user_id,))]
+        return [self._rec(r) for r in await ops.all(sql, (user_id,))]
 
     async def delete_user(self, user_id: str, *, keep: str | None = None) -> list[str]:
         types = await self._udt()

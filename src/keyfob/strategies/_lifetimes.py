@@ -8,6 +8,7 @@ from __future__ import annotations
 from ..errors import SessionExpired
 from ..settings import Settings
 from ..stores import SessionRecord
+from ..stores._protocol import is_live
 
 
 def check_alive(rec: SessionRecord, now: float, s: Settings) -> None:
@@ -24,14 +25,11 @@ def check_alive(rec: SessionRecord, now: float, s: Settings) -> None:
 
 
 def is_alive(rec: SessionRecord, now: float, s: Settings) -> bool:
-    """``check_alive`` as a predicate (live = not retired and within every deadline)."""
-    if rec.retired_at is not None:
-        return False
-    try:
-        check_alive(rec, now, s)
-    except SessionExpired:
-        return False
-    return True
+    """``check_alive`` as a predicate (live = not retired and within every deadline).
+
+    The stores count live sessions for ``max_sessions_per_user`` with the same function.
+    """
+    return is_live(rec, now, s.idle_timeout)
 
 
 def touch_interval(s: Settings) -> float:

@@ -7,12 +7,13 @@ shape → lookup by hash → retired? → deadlines → roll (throttled by ``upd
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from .._session import RequestMeta, Session
 from ..errors import InvalidToken, KeyfobError, SessionExpired
 from ..stores import SessionRecord
+from ..stores._protocol import eviction_key
 from . import _lifetimes as life
 from ._base import (
     Context,
@@ -45,6 +46,45 @@ def session_from_record(rec: SessionRecord, strategy: str, expires_at: float | N
     )
 
 
+async def add_session(ctx: Context, rec: SessionRecord, now: float, *,
+                      revoke: Callable[[str], Awaitable[Any]],
+                      forget: Callable[[str], Awaitable[Any]] | None = None) -> None:
+    """Store a new session under ``max_sessions_per_user`` (evict the least recently active, or refuse).
+
+    The count, the evictions and the insert are one atomic store call (``add_limited``), so
+    concurrent sign-ins of one user cannot overrun the limit. ``forget(id)`` runs for each session
+    the store evicted (hybrid: mark it revoked for access tokens); ``revoke(id)`` is the fallback's
+    eviction, for a third-party store without ``add_limited`` (check then insert, not atomic).
+    """
+    s = ctx.settings
+    limit = s.max_sessions_per_user
+    if limit is None:
+        await ctx.store.add(rec)
+        return
+    evict = s.session_limit_policy == "evict"
+    refused = f"this account already has {limit} or more active sessions (limit {limit})"
+    add_limited = getattr(ctx.store, "add_limited", None)
+    if add_limited is not None:
+        added, evicted = await add_limited(rec, limit=limit, evict=evict, now=now,
+                                           idle_timeout=s.idle_timeout)
+        if not added:
+            raise SessionLimitReached(refused)
+        for sid in evicted:
+            if forget is not None:
+                await forget(sid)
+            ctx.emit("revoked", sid, rec.user_id, {"reason": "session_limit"})
+        return
+    live = [r for r in await ctx.store.list_user(rec.user_id) if life.is_alive(r, now, s)]
+    if len(live) >= limit:
+        if not evict:
+            raise SessionLimitReached(refused)
+        live.sort(key=eviction_key)
+        for old in live[: len(live) - limit + 1]:
+            await revoke(old.id)
+            ctx.emit("revoked", old.id, old.user_id, {"reason": "session_limit"})
+    await ctx.store.add(rec)
+
+
 class DatabaseStrategy:
     """Server-side sessions: revocable at once, one store read per request."""
 
@@ -66,20 +106,6 @@ class DatabaseStrategy:
         # Auth.js compatibility mode stores raw tokens (as Auth.js does); otherwise only the hash.
         return token.encode() if self._raw else token_hash(token)
 
-    async def _enforce_limit(self, user_id: str, now: float) -> None:
-        limit = self.s.max_sessions_per_user
-        if limit is None:
-            return
-        live = [r for r in await self.ctx.store.list_user(user_id) if life.is_alive(r, now, self.s)]
-        if len(live) < limit:
-            return
-        if self.s.session_limit_policy == "refuse":
-            raise SessionLimitReached(f"this account already has {len(live)} active sessions (limit {limit})")
-        live.sort(key=lambda r: r.last_seen_at)
-        for rec in live[: len(live) - limit + 1]:
-            await self.revoke(rec.id, now=now)
-            self.ctx.emit("revoked", rec.id, rec.user_id, {"reason": "session_limit"})
-
     def _shape(self, user_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
         stored = dict(data)
         if self.ctx.on_token is not None:
@@ -88,7 +114,6 @@ class DatabaseStrategy:
 
     async def create(self, user_id: str, data: Mapping[str, Any], meta: RequestMeta, *,
                      cookie_salt: str, now: float) -> tuple[Session, Tokens]:
-        await self._enforce_limit(user_id, now)
         token = new_token()
         absolute = life.absolute_deadline(now, self.s)
         rec = SessionRecord(
@@ -96,7 +121,7 @@ class DatabaseStrategy:
             expires_at=life.new_expiry(now, absolute, self.s), absolute_expires_at=absolute,
             authenticated_at=now, ip=meta.ip, user_agent=meta.user_agent, data=self._shape(user_id, data),
         )
-        await self.ctx.store.add(rec)
+        await add_session(self.ctx, rec, now, revoke=lambda sid: self.revoke(sid, now=now))
         self.ctx.emit("created", rec.id, user_id, {})
         tokens = Tokens(session=token, session_max_age=rec.expires_at - now)
         return session_from_record(rec, self.name), tokens

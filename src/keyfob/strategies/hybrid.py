@@ -30,7 +30,7 @@ from ._base import (
     new_token,
     token_hash,
 )
-from .database import SessionLimitReached, session_from_record
+from .database import add_session, session_from_record
 from .jwt import RESERVED_CLAIMS
 
 __all__ = ["ACCESS_TYP", "HybridStrategy", "access_identity", "access_verifier"]
@@ -111,7 +111,6 @@ class HybridStrategy:
     # -- lifecycle --------------------------------------------------------------------------------
     async def create(self, user_id: str, data: Mapping[str, Any], meta: RequestMeta, *,
                      cookie_salt: str, now: float) -> tuple[Session, Tokens]:
-        await self._enforce_limit(user_id, now)
         stored = dict(data)
         if self.ctx.on_token is not None:
             stored = self.ctx.on_token(stored, user_id)
@@ -122,25 +121,11 @@ class HybridStrategy:
             expires_at=life.new_expiry(now, absolute, self.s), absolute_expires_at=absolute,
             authenticated_at=now, ip=meta.ip, user_agent=meta.user_agent, data=stored,
         )
-        await self.ctx.store.add(rec)
+        await add_session(self.ctx, rec, now, revoke=lambda sid: self.revoke(sid, now=now),
+                          forget=lambda sid: self._forget(sid, now))
         access, claims = self._access(rec, await self._version(user_id), now)
         self.ctx.emit("created", rec.id, user_id, {})
         return self._session_from_claims(claims), self._tokens(access, claims, refresh, rec, now)
-
-    async def _enforce_limit(self, user_id: str, now: float) -> None:
-        limit = self.s.max_sessions_per_user
-        if limit is None:
-            return
-        live = [r for r in await self.ctx.store.list_user(user_id)
-                if r.retired_at is None and r.expires_at > now]
-        if len(live) < limit:
-            return
-        if self.s.session_limit_policy == "refuse":
-            raise SessionLimitReached(f"this account already has {len(live)} active sessions (limit {limit})")
-        live.sort(key=lambda r: r.last_seen_at)
-        for rec in live[: len(live) - limit + 1]:
-            await self.revoke(rec.id, now=now)
-            self.ctx.emit("revoked", rec.id, rec.user_id, {"reason": "session_limit"})
 
     async def authenticate(self, token: str | None, refresh: str | None, *, cookie_salt: str,
                            now: float) -> Outcome:
@@ -213,8 +198,12 @@ class HybridStrategy:
 
     async def revoke(self, session_id: str, *, now: float) -> bool:
         deleted = await self.ctx.store.delete(session_id)
-        await self.ctx.view.revoke(session_id, until=now + self.s.access_ttl + self.s.clock_skew)
+        await self._forget(session_id, now)
         return deleted > 0
+
+    async def _forget(self, session_id: str, now: float) -> None:
+        """Refuse the access tokens of a session whose rows are gone (until the last one expires)."""
+        await self.ctx.view.revoke(session_id, until=now + self.s.access_ttl + self.s.clock_skew)
 
     async def rotate(self, token: str, *, cookie_salt: str, now: float,
                      data: Mapping[str, Any] | None) -> tuple[Session, Tokens]:
