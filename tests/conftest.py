@@ -6,6 +6,7 @@ missing — except under ``CI=true``, where a missing service is a failure.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import socket
@@ -22,6 +23,8 @@ pytest_plugins = ("tests.security._log_hygiene",)
 CI = os.environ.get("CI", "").lower() == "true"
 PG_URL = os.environ.get("KEYFOB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("KEYFOB_TEST_REDIS", "redis://127.0.0.1:6379/0")
+CHROMIUM = "/usr/bin/chromium"  # Debian's chromium and chromium-driver packages: never a downloaded browser
+CHROMEDRIVER = "/usr/bin/chromedriver"
 SECRET = "kf-test-secret-0123456789abcdef0123456789abcdef0123456789ab"
 OLD_SECRET = "kf-test-old-secret-fedcba9876543210fedcba9876543210fedcba98"
 
@@ -57,6 +60,13 @@ def require_node() -> None:
     require_service("Node.js + tests/interop/node_modules",
                     bool(shutil.which("node")) and os.path.isdir(here),
                     "run `npm ci --prefix tests/interop`")
+
+
+def require_chromium() -> None:
+    require_service("Chromium + chromedriver + selenium",
+                    os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)
+                    and importlib.util.find_spec("selenium") is not None,
+                    "apt-get install chromium chromium-driver; pip install -e '.[test]'")
 
 
 @pytest.fixture
