@@ -6,14 +6,18 @@ db flushed), skip with a reason when the server is down, and fail under CI=true.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from keyfob import FakeClock, Keyfob
 from tests.conftest import PG_URL, REDIS_URL, require_postgres, require_redis
 
 StoreFactory = Callable[[str], Awaitable[str]]
+MakeFob = Callable[..., Keyfob]
 
 STORE_PARAMS = [
     pytest.param("memory", id="memory"),
@@ -65,3 +69,22 @@ def make_store_url(tmp_path: Path) -> StoreFactory:
         raise ValueError(kind)
 
     return factory
+
+
+@contextlib.asynccontextmanager
+async def keyfob_factory(url: str, clock: FakeClock, strategy: str, secret: str) -> AsyncIterator[MakeFob]:
+    """``make_fob(**settings)`` engines on one store URL and fake clock, all closed on exit."""
+    made: list[Keyfob] = []
+
+    def factory(**kw: Any) -> Keyfob:
+        kw.setdefault("strategy", strategy)
+        kw.setdefault("secret", secret)
+        fob = Keyfob(store=url, clock=clock, **kw)
+        made.append(fob)
+        return fob
+
+    try:
+        yield factory
+    finally:
+        for fob in made:
+            await fob.close()

@@ -6,7 +6,7 @@ Runs on every store that keeps refresh tokens (memory, SQLite, PostgreSQL, Redis
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -21,30 +21,24 @@ from keyfob import (
     TokenReuseDetected,
 )
 
-from .stores_for_strategies import STORE_PARAMS, StoreFactory, make_store_url  # noqa: F401
+from .stores_for_strategies import (  # noqa: F401
+    STORE_PARAMS,
+    MakeFob,
+    StoreFactory,
+    keyfob_factory,
+    make_store_url,
+)
 from .test_strategy_contract import SECRET, Jar
 
 pytestmark = pytest.mark.anyio
 
-MakeFob = Callable[..., Keyfob]
 
 
 @pytest.fixture(params=STORE_PARAMS)
 async def make_fob(request: pytest.FixtureRequest, make_store_url: StoreFactory,
                    clock: FakeClock) -> AsyncIterator[MakeFob]:
-    made: list[Keyfob] = []
-    url = await make_store_url(request.param)
-
-    def factory(**kw: Any) -> Keyfob:
-        kw.setdefault("strategy", "hybrid")
-        kw.setdefault("secret", SECRET)
-        fob = Keyfob(store=url, clock=clock, **kw)
-        made.append(fob)
-        return fob
-
-    yield factory
-    for fob in made:
-        await fob.close()
+    async with keyfob_factory(await make_store_url(request.param), clock, "hybrid", SECRET) as factory:
+        yield factory
 
 
 @pytest.fixture

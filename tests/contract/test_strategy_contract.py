@@ -6,7 +6,7 @@ under CI=true when their server is missing. Time is a fake clock, never sleep.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import pytest
@@ -14,7 +14,13 @@ import pytest
 from keyfob import Event, FakeClock, Keyfob, RequestMeta, SessionExpired
 from keyfob.web import SetCookie
 
-from .stores_for_strategies import STORE_PARAMS, StoreFactory, make_store_url  # noqa: F401
+from .stores_for_strategies import (  # noqa: F401
+    STORE_PARAMS,
+    MakeFob,
+    StoreFactory,
+    keyfob_factory,
+    make_store_url,
+)
 
 STRATEGIES = ["jwt", "database", "hybrid"]
 SECRET = "kf-contract-secret-0123456789abcdef0123456789abcdef01234567"
@@ -35,7 +41,6 @@ class Jar(dict[str, str]):
         return self
 
 
-MakeFob = Callable[..., Keyfob]
 
 
 @pytest.fixture(params=STRATEGIES)
@@ -46,19 +51,8 @@ def strategy(request: pytest.FixtureRequest) -> str:
 @pytest.fixture(params=STORE_PARAMS)
 async def make_fob(request: pytest.FixtureRequest, make_store_url: StoreFactory, strategy: str,
                    clock: FakeClock) -> AsyncIterator[MakeFob]:
-    made: list[Keyfob] = []
-    url = await make_store_url(request.param)
-
-    def factory(**kw: Any) -> Keyfob:
-        kw.setdefault("strategy", strategy)
-        kw.setdefault("secret", SECRET)
-        fob = Keyfob(store=url, clock=clock, **kw)
-        made.append(fob)
-        return fob
-
-    yield factory
-    for fob in made:
-        await fob.close()
+    async with keyfob_factory(await make_store_url(request.param), clock, strategy, SECRET) as factory:
+        yield factory
 
 
 @pytest.fixture
