@@ -2,13 +2,19 @@
 
 * ``store_kind`` — parametrized ``memory``, ``sqlite``, ``postgresql`` (mark ``postgres``),
   ``redis`` (mark ``redis``). Server-backed params skip when the server is down, fail under CI=true.
-* ``store_url`` — a URL naming a **clean** store of that kind: a fresh SQLite file, PostgreSQL
+* ``store_url`` — a URL naming a **clean** store of that kind: a memory store named for this test
+  (shared by every store object the test opens on it), a fresh SQLite file, PostgreSQL
   ``test`` with keyfob's default tables truncated, Redis db 15 flushed. Give it to
   ``Keyfob(store=store_url)`` or ``open_store``.
-* ``make_store(**options)`` — open (and migrate) a store on ``store_url``; closed at teardown.
+* ``make_store(**options)`` — open (and migrate, unless ``migrate=False``) a store on ``store_url``;
+  closed at teardown.
   On PostgreSQL and Redis it uses a table/key prefix private to this test process
   (``kft<pid>_`` / ``kft<pid>:``), emptied before and dropped after each test, so suites
   running at the same time against the same servers do not see each other's rows.
+
+* ``namespace_options(name)`` — the options that put a store in namespace ``name`` of the same
+  server (``table_prefix=`` on SQL, ``prefix=`` on memory and Redis), private to this process.
+* ``wipe_store()`` — make the store lose everything, as FLUSHDB or dropped tables would.
 
 A suite that wants only some kinds overrides ``store_kind`` with its own params, e.g.
 ``pytest.mark.parametrize("store_kind", ["memory", "sqlite"], indirect=True)``.
@@ -16,7 +22,9 @@ A suite that wants only some kinds overrides ``store_kind`` with its own params,
 
 from __future__ import annotations
 
+import itertools
 import os
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -38,7 +46,10 @@ STORE_KINDS = [
     pytest.param("redis", id="redis", marks=pytest.mark.redis),
 ]
 
-_PG_TABLES = ("keyfob_sessions", "keyfob_user_versions", "keyfob_revocations")
+_PG_TABLES = ("keyfob_sessions", "keyfob_user_versions", "keyfob_revocations", "keyfob_changes")
+#: every table of keyfob's schema, without the prefix
+TABLES = ("sessions", "user_versions", "revocations", "changes", "meta")
+_MEMORY_NAMES = itertools.count()
 
 
 @pytest.fixture(params=STORE_KINDS)
@@ -77,7 +88,7 @@ async def reset_redis(url: str = REDIS_TEST_URL) -> None:
 @pytest.fixture
 async def store_url(store_kind: str, tmp_path: Path) -> str:
     if store_kind == "memory":
-        return "memory://"
+        return f"memory://kft{os.getpid()}-{next(_MEMORY_NAMES)}"
     if store_kind == "sqlite":
         return f"sqlite:///{tmp_path / 'keyfob.db'}"
     if store_kind == "postgresql":
@@ -99,7 +110,7 @@ async def drop_postgres_tables(prefix: str, url: str = PG_URL) -> None:
 
     conn = await asyncpg.connect(url)
     try:
-        names = ", ".join(f"{prefix}{t}" for t in ("sessions", "user_versions", "revocations", "meta"))
+        names = ", ".join(f"{prefix}{t}" for t in TABLES)
         await conn.execute(f"DROP TABLE IF EXISTS {names}")
     finally:
         await conn.close()
@@ -139,10 +150,11 @@ async def make_store(
         elif store_kind == "redis":
             await delete_redis_keys(store_options["prefix"])
 
-    async def make(**options: Any) -> SessionStore:
+    async def make(*, migrate: bool = True, **options: Any) -> SessionStore:
         store = open_store(store_url, **{**store_options, **options})
-        await store.migrate()
         opened.append(store)
+        if migrate:
+            await store.migrate()
         return store
 
     await cleanup()
@@ -155,3 +167,61 @@ async def make_store(
 @pytest.fixture
 async def store(make_store: MakeStore) -> SessionStore:
     return await make_store()
+
+
+@pytest.fixture
+async def namespace_options(store_kind: str) -> AsyncIterator[Callable[[str], dict[str, Any]]]:
+    """``name`` → the options that open the same server's store in namespace ``name`` (private to
+    this process); the tables/keys of every namespace handed out are dropped before and after."""
+    prefixes: list[str] = []
+
+    async def drop(prefix: str) -> None:
+        if store_kind == "postgresql":
+            await drop_postgres_tables(prefix)
+        elif store_kind == "redis":
+            await delete_redis_keys(prefix)
+
+    def options(name: str) -> dict[str, Any]:
+        if store_kind in ("sqlite", "postgresql"):
+            prefix = f"{PRIVATE_PREFIX}_{name}_"
+            prefixes.append(prefix)
+            return {"table_prefix": prefix}
+        prefix = f"{PRIVATE_PREFIX}:{name}:"
+        prefixes.append(prefix)
+        return {"prefix": prefix}
+
+    for name in ("a", "b"):  # the names the suites use: left over by a killed run?
+        await drop(options(name).popitem()[1])
+    prefixes.clear()
+    yield options
+    for prefix in prefixes:
+        await drop(prefix)
+
+
+@pytest.fixture
+def wipe_store(
+    store_kind: str, store_url: str, store_options: dict[str, Any]
+) -> Callable[[], Awaitable[None]]:
+    """Make the store behind ``make_store`` lose all its data (FLUSHDB, dropped tables, a restart)."""
+
+    async def wipe() -> None:
+        if store_kind == "memory":
+            from keyfob.stores.memory import MemoryStore
+
+            MemoryStore.wipe(store_url)
+        elif store_kind == "sqlite":
+            db = sqlite3.connect(store_url.split("://", 1)[1][1:], timeout=10)
+            try:
+                for table in TABLES:
+                    db.execute(f"DROP TABLE IF EXISTS keyfob_{table}")
+                db.commit()
+            finally:
+                db.close()
+        elif store_kind == "postgresql":
+            await drop_postgres_tables(store_options["table_prefix"])
+        elif store_kind == "redis":
+            await delete_redis_keys(store_options["prefix"])
+        else:
+            raise AssertionError(f"no wipe for store kind {store_kind!r}")
+
+    return wipe

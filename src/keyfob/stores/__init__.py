@@ -14,9 +14,17 @@ import importlib
 from typing import Any
 
 from ..errors import ConfigError
-from ._protocol import FeedHandler, RevocationFeed, SessionRecord, SessionStore
+from ._protocol import ChangePage, FeedHandler, RevocationFeed, SessionRecord, SessionStore
 
-__all__ = ["FeedHandler", "RevocationFeed", "SessionRecord", "SessionStore", "open_feed", "open_store"]
+__all__ = [
+    "ChangePage",
+    "FeedHandler",
+    "RevocationFeed",
+    "SessionRecord",
+    "SessionStore",
+    "open_feed",
+    "open_store",
+]
 
 _STORES: dict[str, tuple[str, str]] = {
     "memory": ("keyfob.stores.memory:MemoryStore", ""),

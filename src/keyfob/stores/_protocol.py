@@ -14,7 +14,15 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
-__all__ = ["FeedHandler", "RevocationFeed", "SessionRecord", "SessionStore", "eviction_key", "is_live"]
+__all__ = [
+    "ChangePage",
+    "FeedHandler",
+    "RevocationFeed",
+    "SessionRecord",
+    "SessionStore",
+    "eviction_key",
+    "is_live",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +47,21 @@ class SessionRecord:
     data: Mapping[str, Any] = field(default_factory=dict)
     retired_at: float | None = None  # hybrid: this refresh token was rotated away at this time
     generation: int = 0  # hybrid: refresh rotation counter within the session (family)
+
+
+@dataclass(frozen=True, slots=True)
+class ChangePage:
+    """One page of a store's change log (:meth:`SessionStore.changes`).
+
+    ``events`` are feed-shaped, oldest first: ``{"t": "sid", "sid": str, "until": float}`` and
+    ``{"t": "ver", "user": str, "ver": int, "until": float | None}``. ``cursor`` is opaque: pass it
+    back to ``changes()`` to read what follows (on an empty page it is the cursor that was passed
+    in, or a starting one). ``more`` is True when another page is ready now.
+    """
+
+    events: list[dict[str, Any]]
+    cursor: str
+    more: bool
 
 
 def is_live(rec: SessionRecord, now: float, idle_timeout: float | None) -> bool:
@@ -89,6 +112,10 @@ class SessionStore(Protocol):
     (live and retired) of the ``count - limit + 1`` live sessions first in :func:`eviction_key`
     order, insert ``record`` and return ``(True, evicted session ids)``. Raises ValueError, changing
     nothing, if a row with ``record.token_hash`` exists.
+
+    Every store also has a ``namespace: str`` attribute (outside the structural check): the
+    prefix in use (``?prefix=`` on Redis, ``?table_prefix=`` on SQL; ``""`` for the default),
+    shown by ``keyfob doctor``.
     """
 
     async def get(self, token_hash: bytes) -> SessionRecord | None:
@@ -136,7 +163,9 @@ class SessionStore(Protocol):
         """Delete up to ``batch`` rows whose ``expires_at`` (or ``absolute_expires_at``) is past.
 
         Callers loop until it returns less than ``batch``; each call is one short transaction.
-        Rows expiring exactly at ``now`` stay. Also drops revocations whose ``until`` is past.
+        Rows expiring exactly at ``now`` stay. Also prunes, in bounded batches, revocations,
+        version horizons and change-log entries whose ``until`` is past. Returns the number of
+        session rows deleted.
         """
         ...
 
@@ -148,12 +177,67 @@ class SessionStore(Protocol):
         """The user's token version (0 if never bumped)."""
         ...
 
-    async def bump_user_version(self, user_id: str) -> int:
-        """Atomically increment and return the user's token version."""
+    async def bump_user_version(self, user_id: str, *, until: float | None = None) -> int:
+        """Atomically increment and return the user's token version, and append a ``ver`` entry
+        to the change log.
+
+        ``until`` is the horizon: after it no token minted before this bump can still be alive
+        (``access_ttl`` plus skew for hybrid, ``max_age`` for jwt), so the bump leaves
+        :meth:`user_versions` and its change-log entry may be pruned by :meth:`delete_expired`.
+        ``None`` keeps it forever (old callers). A later bump's horizon replaces an earlier one's
+        (``None`` wins). The number itself never goes down: :meth:`get_user_version` keeps
+        returning it after the horizon, so a later bump never hands out a number a live token
+        minted after this bump may carry.
+        """
         ...
 
     async def user_versions(self) -> Mapping[str, int]:
-        """Every non-zero user version (for the hybrid revocation view's resync)."""
+        """Every non-zero user version whose horizon is not past (for the revocation view's
+        resync). Versions bumped with ``until=None`` stay."""
+        ...
+
+    async def is_revoked(self, session_id: str, *, now: float) -> bool:
+        """Whether ``session_id`` is in the revocation list with an ``until`` after ``now``.
+
+        A point lookup (the store-check path when the feed is down); never loads the whole list.
+        """
+        ...
+
+    async def changes(self, cursor: str | None, *, now: float, limit: int = 1000) -> ChangePage:
+        """Page through the change log, oldest first, strictly after ``cursor`` (None: from the start).
+
+        :meth:`add_revocation` appends ``{"t": "sid", "sid": str, "until": float}``,
+        :meth:`bump_user_version` appends ``{"t": "ver", "user": str, "ver": int, "until": float | None}``.
+        An entry lives until its ``until`` (then :meth:`delete_expired` may prune it); ``changes``
+        never returns an entry whose ``until`` is past ``now``. Because every entry expires at its
+        horizon, reading from the start gives the whole current state, and a cursor older than the
+        oldest kept entry loses nothing. Each call is one short query/command returning at most
+        ``limit`` events (on Redis: never one command over ~10 ms, no HGETALL/SMEMBERS of an
+        unbounded key). Entries appear in commit order: a reader never sees a later entry before
+        an earlier one that was committed first.
+        """
+        ...
+
+    async def epoch(self) -> str | None:
+        """The store's epoch id, or None when it is absent.
+
+        A random string (16 url-safe characters) that :meth:`migrate` creates when absent,
+        atomically: the first writer wins and every process then reads the same one. ``None``
+        means the store lost its data (FLUSHDB, a restart without persistence, a dropped table) or
+        was never migrated. Tokens carry the epoch they were minted under and a process refuses
+        tokens of another epoch, so a wipe never resurrects a revoked session.
+        """
+        ...
+
+    def feed(self) -> RevocationFeed | None:
+        """A new revocation feed that matches this store, or None when it has no push channel.
+
+        Same server; the channel derives from the store's :attr:`namespace` and its database
+        (Redis db number, PostgreSQL database name), so apps sharing a server never see each
+        other's revocations. SQLite returns None (the engine then polls the store); memory returns
+        an in-process feed private to the store's shared state. The engine calls it when no
+        ``feed=`` is passed; ``open_feed(url)`` keeps working for callers that use it.
+        """
         ...
 
     async def add_revocation(self, session_id: str, *, until: float) -> None:
@@ -166,7 +250,12 @@ class SessionStore(Protocol):
         ...
 
     async def migrate(self) -> None:
-        """Create or upgrade the schema. Idempotent; never loses rows."""
+        """Create or upgrade the schema and create the epoch if it is absent.
+
+        Idempotent and serialized: N processes migrating a fresh store at the same moment all
+        succeed and end up with the same epoch (SQLite ``BEGIN IMMEDIATE`` with a busy timeout and
+        retries, PostgreSQL ``pg_advisory_xact_lock``, Redis ``SET NX``). Never loses rows.
+        """
         ...
 
     async def close(self) -> None:
@@ -182,8 +271,9 @@ StateHandler = Callable[[bool], Awaitable[None] | None]
 class RevocationFeed(Protocol):
     """Broadcast of revocation events between nodes (Redis pub/sub, PostgreSQL LISTEN/NOTIFY, memory).
 
-    Events are small JSON objects: ``{"t": "sid", "sid": ..., "until": ...}`` (a session revoked),
-    ``{"t": "ver", "user": ..., "ver": ...}`` (a user's minimum token version raised).
+    Events are small JSON objects, the shapes of :class:`ChangePage` events:
+    ``{"t": "sid", "sid": ..., "until": ...}`` (a session revoked), ``{"t": "ver", "user": ...,
+    "ver": ...}`` (a user's minimum token version raised; ``"until"`` optional).
     """
 
     async def publish(self, event: Mapping[str, Any]) -> None:
