@@ -185,7 +185,8 @@ class SessionStore(Protocol):
         (``access_ttl`` plus skew for hybrid, ``max_age`` for jwt), so the bump leaves
         :meth:`user_versions` and its change-log entry may be pruned by :meth:`delete_expired`.
         ``None`` keeps it forever (old callers). A later bump's horizon replaces an earlier one's
-        (``None`` wins). The number itself never goes down: :meth:`get_user_version` keeps
+        in :meth:`user_versions` (the later, higher version refuses every token the earlier one
+        did). The number itself never goes down: :meth:`get_user_version` keeps
         returning it after the horizon, so a later bump never hands out a number a live token
         minted after this bump may carry.
         """

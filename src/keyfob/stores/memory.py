@@ -4,6 +4,11 @@
 its rows with every other store opened with the same name in this process, so two engines in one
 process see the same sessions (as two nodes would with one database).
 
+``MemoryStore("memory://name", prefix="app1:")`` (or ``memory://name?prefix=app1:``) is a
+namespace of that shared state: its own rows, versions, revocations, change log and epoch.
+:meth:`MemoryStore.feed` gives a feed on a channel of that namespace (a private store: a channel
+private to the object).
+
 ``MemoryFeed(url)`` is an in-process broker: every feed opened with the same URL (``memory://``
 included) shares one channel. Events are delivered through ``loop.call_soon`` after a JSON round
 trip, so handlers see what a real broker would deliver and never run inside ``publish``.
@@ -15,14 +20,17 @@ makes ``replace`` and ``bump_user_version`` safe against concurrent callers.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import inspect
 import json
+import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import replace as dc_replace
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
 
-from ..errors import StoreUnavailable
-from ._protocol import FeedHandler, SessionRecord, StateHandler, eviction_key, is_live
+from ..errors import ConfigError, StoreUnavailable
+from ._protocol import ChangePage, FeedHandler, SessionRecord, StateHandler, eviction_key, is_live
 
 __all__ = ["MemoryFeed", "MemoryStore"]
 
@@ -31,17 +39,36 @@ class _State:
     def __init__(self) -> None:
         self.rows: dict[bytes, SessionRecord] = {}
         self.by_id: dict[str, set[bytes]] = {}
-        self.versions: dict[str, int] = {}
+        self.versions: dict[str, int] = {}  # the numbers: never pruned, never go down
+        self.horizons: dict[str, float | None] = {}  # versions still in the view → their until
         self.revoked: dict[str, float] = {}
+        self.log_seq: list[int] = []  # the change log, oldest first (seq, until, event)
+        self.log: list[tuple[float | None, dict[str, Any]]] = []
+        self.next_seq = 1
+        self.epoch: str | None = None
+
+    def append(self, event: dict[str, Any], until: float | None) -> None:
+        self.log_seq.append(self.next_seq)
+        self.log.append((until, event))
+        self.next_seq += 1
 
 
-_SHARED_STATES: dict[str, _State] = {}
+_SHARED_STATES: dict[tuple[str, str], _State] = {}
 
 
 def _name(url: str) -> str:
     if not url.startswith("memory://"):
         raise ValueError(f"not a memory:// URL: {url!r}")
-    return url[len("memory://") :].strip("/")
+    return url[len("memory://") :].split("?", 1)[0].strip("/")
+
+
+def _url_prefix(url: str) -> str | None:
+    query = dict(parse_qsl(urlsplit(url).query, keep_blank_values=True))
+    unknown = set(query) - {"prefix"}
+    if unknown:
+        raise ConfigError(f"unknown option(s) {sorted(unknown)} in the memory store URL",
+                          hint="the memory store takes only ?prefix=NAME")  # fmt: skip
+    return query.get("prefix")
 
 
 def _end(r: SessionRecord) -> float:
@@ -55,13 +82,31 @@ class MemoryStore:
 
     stores_raw_tokens: bool = False
 
-    def __init__(self, url: str = "memory://") -> None:
+    def __init__(self, url: str = "memory://", *, prefix: str = "") -> None:
         name = _name(url)
+        prefix = _url_prefix(url) or prefix
+        #: the namespace in use (``prefix``; ``""`` for the default)
+        self.namespace = prefix
         if name:
-            self._s = _SHARED_STATES.setdefault(name, _State())
+            self._s = _SHARED_STATES.setdefault((name, prefix), _State())
+            self._channel = name if not prefix else f"{name}?prefix={prefix}"
         else:
             self._s = _State()
+            self._channel = f"\0private-{id(self._s)}"
         self._closed = False
+
+    @staticmethod
+    def wipe(url: str) -> None:
+        """Lose every row of the shared store ``memory://name`` (all namespaces), as a restart
+        without persistence would: for tests of store wipes. Open store objects see it empty."""
+        name = _name(url)
+        for (n, _prefix), state in _SHARED_STATES.items():
+            if n == name:
+                state.__init__()  # type: ignore[misc]
+
+    def feed(self) -> MemoryFeed:
+        """An in-process feed on this store's channel (its name and namespace)."""
+        return MemoryFeed(channel=self._channel)
 
     def _check(self) -> _State:
         if self._closed:
@@ -167,8 +212,14 @@ class MemoryStore:
         doomed = [h for h, r in s.rows.items() if _end(r) < now][:batch]
         for h in doomed:
             self._drop(s, h)
-        for sid in [k for k, until in s.revoked.items() if until < now]:
+        for sid in [k for k, until in s.revoked.items() if until < now][:batch]:
             del s.revoked[sid]
+        for user in [k for k, until in s.horizons.items() if until is not None and until < now][:batch]:
+            del s.horizons[user]
+        kept = [i for i, (until, _e) in enumerate(s.log) if until is None or until >= now]
+        if len(kept) < len(s.log):
+            s.log_seq = [s.log_seq[i] for i in kept]
+            s.log = [s.log[i] for i in kept]
         return len(doomed)
 
     async def count(self) -> int:
@@ -177,27 +228,65 @@ class MemoryStore:
     async def get_user_version(self, user_id: str) -> int:
         return self._check().versions.get(user_id, 0)
 
-    async def bump_user_version(self, user_id: str) -> int:
+    async def bump_user_version(self, user_id: str, *, until: float | None = None) -> int:
         s = self._check()
         v = s.versions.get(user_id, 0) + 1
         s.versions[user_id] = v
+        s.horizons[user_id] = until  # the later bump refuses all the earlier one did
+        s.append({"t": "ver", "user": user_id, "ver": v, "until": until}, until)
         return v
 
     async def user_versions(self) -> Mapping[str, int]:
-        return {k: v for k, v in self._check().versions.items() if v}
+        s = self._check()
+        return {k: s.versions[k] for k in s.horizons if s.versions.get(k)}
 
     async def add_revocation(self, session_id: str, *, until: float) -> None:
         s = self._check()
         s.revoked[session_id] = max(until, s.revoked.get(session_id, until))
+        s.append({"t": "sid", "sid": session_id, "until": until}, until)
 
     async def revocations(self, now: float) -> Mapping[str, float]:
         return {k: v for k, v in self._check().revoked.items() if v > now}
 
+    async def is_revoked(self, session_id: str, *, now: float) -> bool:
+        until = self._check().revoked.get(session_id)
+        return until is not None and until > now
+
+    async def changes(self, cursor: str | None, *, now: float, limit: int = 1000) -> ChangePage:
+        s = self._check()
+        after = _cursor(cursor)
+        events: list[dict[str, Any]] = []
+        last = after
+        i = bisect.bisect_right(s.log_seq, after)
+        while i < len(s.log):
+            until, event = s.log[i]
+            if until is None or until > now:
+                if len(events) == limit:
+                    return ChangePage(events, str(last), True)
+                events.append(dict(event))
+                last = s.log_seq[i]
+            i += 1
+        return ChangePage(events, str(last), False)
+
+    async def epoch(self) -> str | None:
+        return self._check().epoch
+
     async def migrate(self) -> None:
-        self._check()
+        s = self._check()
+        if s.epoch is None:
+            s.epoch = secrets.token_urlsafe(12)
 
     async def close(self) -> None:
         self._closed = True
+
+
+def _cursor(cursor: str | None) -> int:
+    if cursor is None:
+        return 0
+    try:
+        return int(cursor)
+    except ValueError:
+        raise ValueError(f"not a cursor of this store: {cursor!r}") from None
 
 
 class _Channel:
@@ -221,8 +310,8 @@ class MemoryFeed:
     disconnected the feed neither receives nor publishes (``publish`` raises StoreUnavailable).
     """
 
-    def __init__(self, url: str = "memory://") -> None:
-        self._channel = _CHANNELS.setdefault(_name(url), _Channel())
+    def __init__(self, url: str = "memory://", *, channel: str | None = None) -> None:
+        self._channel = _CHANNELS.setdefault(_name(url) if channel is None else channel, _Channel())
         self._handler: FeedHandler | None = None
         self._on_state: StateHandler | None = None
         self._connected = True
