@@ -668,17 +668,15 @@ async def test_migrate_upgrades_an_older_schema_without_losing_rows(
         added.append("v2")
         return [f"ALTER TABLE {tables.sessions.name} ADD COLUMN note TEXT"]
 
-    monkeypatch.setattr(schema, "SCHEMA_VERSION", 2)
-    monkeypatch.setitem(schema.MIGRATIONS, 2, v2)
-    import keyfob.stores.sql as sql_mod
-
-    monkeypatch.setattr(sql_mod, "SCHEMA_VERSION", 2)
+    future = schema.SCHEMA_VERSION + 1
+    monkeypatch.setattr(schema, "SCHEMA_VERSION", future)
+    monkeypatch.setitem(schema.MIGRATIONS, future, v2)
     new = open_store(url, table_prefix=f"{PRIVATE_PREFIX}_mig_")
     try:
         await new.migrate()
         await new.migrate()  # already at v2: no second ALTER
         assert added == ["v2"]
-        assert await new.schema_version() == 2  # type: ignore[attr-defined]
+        assert await new.schema_version() == future  # type: ignore[attr-defined]
         got = await new.get(th("survivor"))
         assert got is not None and got.data == {"x": 1}
         assert await _raw_note_column(url, f"{PRIVATE_PREFIX}_mig_sessions") == [None], "v2 really ran"

@@ -37,6 +37,13 @@ _STORES: dict[str, tuple[str, str]] = {
     "rediss": ("keyfob.stores.redis:RedisStore", "redis"),
 }
 
+#: ``open_store(url, authjs_compat=True)``: Auth.js's own sessions table (SQL URLs only)
+_AUTHJS_STORES: dict[str, tuple[str, str]] = {
+    scheme: ("keyfob.stores.sql:AuthjsSQLStore", extra)
+    for scheme, (target, extra) in _STORES.items()
+    if target.startswith("keyfob.stores.sql:")
+}
+
 _FEEDS: dict[str, tuple[str, str]] = {
     "memory": ("keyfob.stores.memory:MemoryFeed", ""),
     "postgresql": ("keyfob.stores.sql:PostgresFeed", "postgres"),
@@ -68,9 +75,22 @@ def _load(table: dict[str, tuple[str, str]], url: str, what: str) -> Any:
     return getattr(module, cls_name)
 
 
-def open_store(url: str, **options: Any) -> SessionStore:
-    """Open the store a URL names (lazily importing its driver). Call ``await store.migrate()`` once."""
-    cls = _load(_STORES, url, "store")
+def open_store(url: str, *, authjs_compat: bool = False, **options: Any) -> SessionStore:
+    """Open the store a URL names (lazily importing its driver). Call ``await store.migrate()`` once.
+
+    ``authjs_compat=True`` (SQL URLs) opens Auth.js's own ``sessions`` table instead of keyfob's
+    (:class:`keyfob.stores.sql.AuthjsSQLStore`). Options the store does not know raise ConfigError.
+    """
+    if authjs_compat:
+        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+        if scheme not in _AUTHJS_STORES:
+            raise ConfigError(
+                f"authjs_compat needs a SQL store, not {scheme!r}",
+                hint="use a sqlite:/// or postgresql:// store URL, or drop authjs_compat",
+            )
+        cls = _load(_AUTHJS_STORES, url, "store")
+    else:
+        cls = _load(_STORES, url, "store")
     store: SessionStore = cls(url, **options)
     return store
 

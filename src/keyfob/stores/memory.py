@@ -24,6 +24,7 @@ import bisect
 import inspect
 import json
 import secrets
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import replace as dc_replace
 from typing import Any
@@ -54,12 +55,17 @@ class _State:
 
 
 _SHARED_STATES: dict[tuple[str, str], _State] = {}
+_MIGRATE_LOCK = threading.Lock()
 
 
 def _name(url: str) -> str:
     if not url.startswith("memory://"):
         raise ValueError(f"not a memory:// URL: {url!r}")
     return url[len("memory://") :].split("?", 1)[0].strip("/")
+
+
+def _channel_of(name: str, prefix: str) -> str:
+    return name if not prefix else f"{name}?prefix={prefix}"
 
 
 def _url_prefix(url: str) -> str | None:
@@ -89,7 +95,7 @@ class MemoryStore:
         self.namespace = prefix
         if name:
             self._s = _SHARED_STATES.setdefault((name, prefix), _State())
-            self._channel = name if not prefix else f"{name}?prefix={prefix}"
+            self._channel = _channel_of(name, prefix)
         else:
             self._s = _State()
             self._channel = f"\0private-{id(self._s)}"
@@ -273,8 +279,9 @@ class MemoryStore:
 
     async def migrate(self) -> None:
         s = self._check()
-        if s.epoch is None:
-            s.epoch = secrets.token_urlsafe(12)
+        with _MIGRATE_LOCK:  # stores of one name may live in several threads' loops
+            if s.epoch is None:
+                s.epoch = secrets.token_urlsafe(12)
 
     async def close(self) -> None:
         self._closed = True
@@ -311,7 +318,9 @@ class MemoryFeed:
     """
 
     def __init__(self, url: str = "memory://", *, channel: str | None = None) -> None:
-        self._channel = _CHANNELS.setdefault(_name(url) if channel is None else channel, _Channel())
+        if channel is None:
+            channel = _channel_of(_name(url), _url_prefix(url) or "")
+        self._channel = _CHANNELS.setdefault(channel, _Channel())
         self._handler: FeedHandler | None = None
         self._on_state: StateHandler | None = None
         self._connected = True
