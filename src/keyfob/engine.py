@@ -115,7 +115,7 @@ class Keyfob:
         self.store: SessionStore = store if store is not None and not isinstance(store, str) else open_store(
             settings.store, **({"authjs_compat": True} if settings.authjs_compat else {}))
         if feed is _UNSET:
-            feed = open_feed(settings.store)
+            feed = self.store.feed() if hasattr(self.store, "feed") else open_feed(settings.store)
             if feed is None and settings.strategy != "database" and settings.store.startswith("sqlite"):
                 from .stores._polling import PollingFeed  # other processes on the same file
 
