@@ -40,11 +40,12 @@ Step = Callable[["Tables", Dialect], list[str]]
 
 def _add_columns(table_of: Callable[[Tables], sa.Table], *names: str) -> Step:
     def step(tables: Tables, dialect: Dialect) -> list[str]:
+        # Idempotent (a process of an older keyfob may write its older schema_version back):
+        # IF NOT EXISTS on PostgreSQL; on SQLite the store skips "duplicate column name".
         table = table_of(tables)
-        return [
-            f"ALTER TABLE {table.name} ADD COLUMN {CreateColumn(table.c[n]).compile(dialect=dialect)}"
-            for n in names
-        ]
+        add = "ADD COLUMN IF NOT EXISTS" if dialect.name == "postgresql" else "ADD COLUMN"
+        return [f"ALTER TABLE {table.name} {add} {CreateColumn(table.c[n]).compile(dialect=dialect)}"
+                for n in names]  # fmt: skip
 
     return step
 

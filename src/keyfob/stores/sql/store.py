@@ -353,7 +353,11 @@ class SQLStore:
             current = int(row[0]) if row else target
             for version in range(current + 1, target + 1):
                 for ddl in _schema.MIGRATIONS[version](self._tables, self._dialect):
-                    await tx.execute(ddl, ())
+                    try:
+                        await tx.execute(ddl, ())
+                    except StoreUnavailable as exc:  # SQLite: the column is there already
+                        if "duplicate column name" not in str(exc.__cause__):
+                            raise
             for ddl in q.create_indexes:
                 await tx.execute(ddl, ())
             recorded = str(max(current, target))  # a newer keyfob's schema is left as it is
