@@ -122,6 +122,10 @@ class DatabaseStrategy:
             authenticated_at=now, ip=meta.ip, user_agent=meta.user_agent, data=self._shape(user_id, data),
         )
         await add_session(self.ctx, rec, now, revoke=lambda sid: self.revoke(sid, now=now))
+        if self._raw:  # an Auth.js table may assign its own id (serial, uuid): hand back the row's
+            stored = await self.ctx.store.get(rec.token_hash)
+            if stored is not None:
+                rec = dataclasses.replace(rec, id=stored.id)
         self.ctx.emit("created", rec.id, user_id, {})
         tokens = Tokens(session=token, session_max_age=rec.expires_at - now)
         return session_from_record(rec, self.name), tokens
