@@ -988,3 +988,61 @@ async def _rotate_authjs(fob: Keyfob, token: str, session_id: str) -> str:
     assert now.session is not None and now.session.id == session_id
     assert (await fob.authenticate({name: token})).session is None
     return issued.access_token
+
+
+@pytest.mark.parametrize("kind", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+async def test_authjs_compat_create_returns_the_rows_id_so_revoke_and_events_use_it(
+    kind: str, tmp_path: Path, clock: FakeClock
+) -> None:
+    """The pg-adapter's ``id SERIAL`` (and SQLite's INTEGER PRIMARY KEY) cannot hold keyfob's random
+    ids: the database assigns one, and that is the id create() must hand back."""
+    table = f"kf_authjs_ids_{PRIVATE_PREFIX}"
+    prefix = f"{PRIVATE_PREFIX}_ajid_"
+    ddl = {
+        "postgresql": f'CREATE TABLE {table} (id SERIAL, "userId" INTEGER NOT NULL, expires TIMESTAMPTZ '
+                      'NOT NULL, "sessionToken" VARCHAR(255) NOT NULL, PRIMARY KEY (id))',
+        "sqlite": f'CREATE TABLE {table} (id INTEGER PRIMARY KEY AUTOINCREMENT, "userId" INTEGER NOT NULL, '
+                  'expires TEXT NOT NULL, "sessionToken" TEXT NOT NULL UNIQUE)',
+    }[kind]  # fmt: skip
+    if kind == "postgresql":
+        require_postgres()
+        import asyncpg
+
+        url = PG_URL
+        conn = await asyncpg.connect(PG_URL)
+        await conn.execute(f"DROP TABLE IF EXISTS {table}")
+        await conn.execute(ddl)
+
+        async def row_ids() -> list[str]:
+            return [str(r[0]) for r in await conn.fetch(f'SELECT id::text FROM {table} WHERE "userId" = 42')]
+    else:
+        url = f"sqlite:///{tmp_path / 'next.db'}"
+        db = sqlite3.connect(tmp_path / "next.db")
+        db.execute(ddl)
+        db.commit()
+
+        async def row_ids() -> list[str]:
+            rows = db.execute(f'SELECT CAST(id AS TEXT) FROM {table} WHERE "userId" = 42')
+            return [str(r[0]) for r in rows]
+
+    events: list[Any] = []
+    store = open_store(url, authjs_compat=True, authjs_table=table, table_prefix=prefix)
+    fob = Keyfob(strategy="database", secret=SECRET, store=store, feed=None, clock=clock,
+                 cookie_name="authjs.session-token", on_event=events.append)  # fmt: skip
+    try:
+        await fob.start()
+        issued = await fob.create("42")
+        [stored] = await row_ids()
+        assert stored.isdigit()  # the database's own id, as Next.js would see it
+        assert issued.session.id == stored
+        assert [(e.name, e.session_id) for e in events] == [("created", stored)]
+        assert await fob.revoke(issued.session.id) is True
+        assert await row_ids() == []
+    finally:
+        await fob.close()
+        if kind == "postgresql":
+            await conn.execute(f"DROP TABLE IF EXISTS {table}")
+            await conn.close()
+            await drop_postgres_tables(prefix)
+        else:
+            db.close()

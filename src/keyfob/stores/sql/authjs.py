@@ -9,8 +9,9 @@ text or epoch milliseconds). Auth.js stores the **raw** session token, so in thi
 (the strategy must not hash it). Columns Auth.js lacks come back derived: ``created_at`` and
 ``last_seen_at`` are ``expires - authjs_max_age`` (when Auth.js last extended it), ``ip``,
 ``user_agent`` and ``absolute_expires_at`` are None and ``data`` is ``{}``; writes drop them.
-The public ``id`` is the table's ``id`` column as text; where that column is an integer (serial)
-or uuid and ``record.id`` does not fit it, the database assigns the id (re-read it with ``get``).
+The public ``id`` is the table's ``id`` column as text; where that column is an integer (serial,
+SQLite ``INTEGER PRIMARY KEY``) or uuid and ``record.id`` does not fit it, the database assigns
+the id: re-read the row with ``get`` (the database strategy does, so ``create()`` returns it).
 Retired rows cannot be represented, so ``replace(..., keep_old=True)`` raises ConfigError (use the
 ``database`` strategy, not ``hybrid``, on an Auth.js table). User versions and revocations live in
 keyfob's own tables next to it, which ``migrate`` creates; ``migrate`` creates the Auth.js table
@@ -113,7 +114,8 @@ class AuthjsSQLStore(SQLStore):
                 types = {str(r[0]): str(r[1]) for r in rows}
             else:
                 rows = await self._driver.all(f'PRAGMA table_info("{self._table_name}")', ())
-                types = {str(r[1]): "text" for r in rows}
+                # SQLite affinity: an INT-typed column (INTEGER PRIMARY KEY above all) holds integers only
+                types = {str(r[1]): "int8" if "INT" in str(r[2]).upper() else "text" for r in rows}
             missing = {"id", "userId", "expires", "sessionToken"} - set(types)
             if missing:
                 raise ConfigError(
@@ -124,7 +126,7 @@ class AuthjsSQLStore(SQLStore):
         return self._types
 
     def _fits(self, value: str, column: str, types: Mapping[str, str]) -> bool:
-        return not self._driver.postgres or _fits(value, types[column])
+        return _fits(value, types[column])
 
     def _rec(self, row: Row) -> SessionRecord:
         exp = _epoch(row[3])
