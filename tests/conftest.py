@@ -55,6 +55,14 @@ def require_redis() -> None:
     require_service("Redis", port_open("127.0.0.1", 6379), "start it on 127.0.0.1:6379")
 
 
+PGBOUNCER = "/usr/sbin/pgbouncer"  # Debian's pgbouncer package
+
+
+def require_pgbouncer() -> None:
+    require_postgres()
+    require_service("PgBouncer", os.access(PGBOUNCER, os.X_OK), "apt-get install pgbouncer")
+
+
 def require_node() -> None:
     here = os.path.join(os.path.dirname(__file__), "interop", "node_modules")
     require_service("Node.js + tests/interop/node_modules",

@@ -22,10 +22,11 @@ A suite that wants only some kinds overrides ``store_kind`` with its own params,
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import sqlite3
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -225,3 +226,63 @@ def wipe_store(
             raise AssertionError(f"no wipe for store kind {store_kind!r}")
 
     return wipe
+
+
+# -- PgBouncer (transaction mode) in front of the shared PostgreSQL -------------------------------
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture(scope="module")
+def pgbouncer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real PgBouncer (Debian's) in ``pool_mode=transaction`` on a free loopback port, in front of
+    PostgreSQL's ``test`` database, with 2 server connections per pool (so clients really share
+    them). Yields its URL (``postgresql://postgres@127.0.0.1:PORT/test``); stopped after the module."""
+    import subprocess
+    import time
+
+    from tests.conftest import PGBOUNCER, port_open, require_pgbouncer
+
+    require_pgbouncer()
+    pg_host, pg_port = PG_URL.split("@", 1)[1].split("/", 1)[0].split(":")
+    work = tmp_path_factory.mktemp("pgbouncer")
+    work.chmod(0o777)  # it drops to ``nobody`` when started as root
+    port = free_port()
+    ini = work / "pgbouncer.ini"
+    ini.write_text(
+        "[databases]\n"
+        f"test = host={pg_host} port={pg_port} dbname=test user=postgres\n"
+        "[pgbouncer]\n"
+        f"listen_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n"
+        "auth_type = any\npool_mode = transaction\ndefault_pool_size = 2\nmax_client_conn = 400\n"
+        "admin_users = postgres\nignore_startup_parameters = extra_float_digits\n"
+        "log_connections = 0\nlog_disconnections = 0\n"  # logs go to stderr: the file below
+    )
+    cmd = [PGBOUNCER, str(ini)] if os.geteuid() != 0 else [PGBOUNCER, "-u", "nobody", str(ini)]
+    log = (work / "pgbouncer.log").open("wb")
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 10
+        while not port_open("127.0.0.1", port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"pgbouncer did not start: {(work / 'pgbouncer.log').read_text()}")
+            time.sleep(0.05)
+        yield f"postgresql://postgres@127.0.0.1:{port}/test"
+    finally:
+        import signal
+
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
+        log.close()

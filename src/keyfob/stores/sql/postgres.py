@@ -9,10 +9,11 @@ when the server is back.
 
 Through PgBouncer in transaction mode (``?pgbouncer=1``): PgBouncer hands a server connection to
 a client for one transaction only, so a named prepared statement made in one is missing in the
-next, and asyncpg's unnamed Parse/Sync + Bind/Execute/Sync pair can land on two server
-connections. So with ``pgbouncer=1`` the statement cache is off (``statement_cache_size=0``) and
-every statement runs inside an explicit transaction, which PgBouncer pins to one server
-connection. LISTEN does not work through it: the feed needs ``?listen_url=`` (a direct URL).
+next. With ``pgbouncer=1`` asyncpg's statement cache is off (``statement_cache_size=0``): each
+statement is an unnamed one whose Parse/Describe/Flush and Bind/Execute/Sync reach one server
+connection (asyncpg ≥ 0.25 sends no Sync in between, so PgBouncer does not switch). Tested
+against a real PgBouncer 1.18 under concurrency (``tests/contract/test_sql_scaling.py``). LISTEN
+does not work through it: the feed needs ``?listen_url=`` (a direct connection).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ...errors import StoreUnavailable
+from ...errors import ConfigError, StoreUnavailable
 from ._driver import Duplicate, Ops, Row, is_driver_error
 
 if TYPE_CHECKING:
@@ -37,8 +38,16 @@ def pg_error(exc: BaseException) -> Exception:
 
     if isinstance(exc, asyncpg.UniqueViolationError):
         return Duplicate(type(exc).__name__)
-    if isinstance(exc, StoreUnavailable):
+    if isinstance(exc, StoreUnavailable | ConfigError):
         return exc
+    if isinstance(exc, asyncpg.InvalidSQLStatementNameError | asyncpg.DuplicatePreparedStatementError):
+        # a prepared statement vanished between two statements: a transaction-mode pooler
+        return ConfigError(
+            f"PostgreSQL lost a prepared statement ({type(exc).__name__}): the store URL points at "
+            "PgBouncer (or another pooler) in transaction mode",
+            hint="add ?pgbouncer=1 to the store URL, and ?listen_url=postgresql://… (a direct "
+            "connection) for the revocation feed",
+        )
     return StoreUnavailable(f"the PostgreSQL store failed: {type(exc).__name__}: {exc}")
 
 
@@ -188,53 +197,55 @@ class PgDriver:
             | asyncpg.exceptions.InternalClientError,
         )  # fmt: skip
 
-    async def _run(self, conn: asyncpg.Connection, fetch: str, sql: str, params: Sequence[Any]) -> Any:
-        if self._pgbouncer:  # one PgBouncer transaction = one server connection for Parse and Bind
-            async with conn.transaction():
-                return await getattr(conn, fetch)(sql, *params)
-        return await getattr(conn, fetch)(sql, *params)
-
     async def _read_again(self, fetch: str, sql: str, params: Sequence[Any]) -> Any:
         """Second attempt of a read that failed on a reused connection: fresh connection, no retry."""
         self._purge_idle()
         conn, _ = await self._acquire()
         try:
-            result = await self._run(conn, fetch, sql, params)
+            result = await getattr(conn, fetch)(sql, *params)
         except BaseException as exc:
             self._discard(conn)
             if not isinstance(exc, Exception):
                 raise
-            raise pg_error(exc) from exc
-        self._release(conn)
-        return result
-
-    async def _read(self, fetch: str, sql: str, params: Sequence[Any]) -> Any:
-        conn, fresh = await self._acquire()
-        try:
-            result = await self._run(conn, fetch, sql, params)
-        except BaseException as exc:
-            self._discard(conn)
-            if not isinstance(exc, Exception):
-                raise
-            if not fresh and self._retryable(exc):
-                return await self._read_again(fetch, sql, params)
             raise pg_error(exc) from exc
         self._release(conn)
         return result
 
     async def one(self, sql: str, params: Sequence[Any]) -> Row | None:
-        row: Row | None = await self._read("fetchrow", sql, params)
+        conn, fresh = await self._acquire()
+        try:
+            row: Row | None = await conn.fetchrow(sql, *params)
+        except BaseException as exc:
+            self._discard(conn)
+            if not isinstance(exc, Exception):
+                raise
+            if not fresh and self._retryable(exc):
+                row = await self._read_again("fetchrow", sql, params)
+                return row
+            raise pg_error(exc) from exc
+        self._release(conn)
         return row
 
     async def all(self, sql: str, params: Sequence[Any]) -> list[Row]:
-        rows: list[Row] = await self._read("fetch", sql, params)
+        conn, fresh = await self._acquire()
+        try:
+            rows: list[Row] = await conn.fetch(sql, *params)
+        except BaseException as exc:
+            self._discard(conn)
+            if not isinstance(exc, Exception):
+                raise
+            if not fresh and self._retryable(exc):
+                rows = await self._read_again("fetch", sql, params)
+                return rows
+            raise pg_error(exc) from exc
+        self._release(conn)
         return rows
 
     async def execute(self, sql: str, params: Sequence[Any]) -> int:
         # Writes are not retried: the statement may have run before the connection broke.
         conn, _ = await self._acquire()
         try:
-            status: str = await self._run(conn, "execute", sql, params)
+            n = await PgOps(conn).execute(sql, params)
         except BaseException as exc:
             self._discard(conn)
             if not isinstance(exc, Exception):
@@ -243,8 +254,7 @@ class PgDriver:
                 self._purge_idle()
             raise pg_error(exc) from exc
         self._release(conn)
-        tail = status.rsplit(" ", 1)[-1]
-        return int(tail) if tail.isdigit() else 0
+        return n
 
     async def _begin(self) -> tuple[asyncpg.Connection, Any]:
         """A connection with a transaction started; BEGIN is retried once on a fresh connection."""

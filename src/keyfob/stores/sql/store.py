@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
@@ -56,6 +57,19 @@ def open_driver(opts: SQLOptions) -> Driver:
                     connect_timeout=opts.connect_timeout, pgbouncer=opts.pgbouncer)  # fmt: skip
 
 
+@functools.lru_cache(maxsize=32)
+def _rendered(table_prefix: str, postgres: bool) -> tuple[_schema.Tables, Statements, Dialect]:
+    """The tables and statements of one prefix and dialect, rendered once per process (rendering
+    takes tens of milliseconds; stores opened on many files or URLs share it)."""
+    dialect: Dialect
+    if postgres:
+        dialect = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]
+    else:
+        dialect = sqlite_dialect.dialect(paramstyle="qmark")
+    tables = _schema.make_tables(table_prefix)
+    return tables, Statements(tables, dialect, postgres=postgres), dialect
+
+
 def _missing_table(exc: BaseException) -> bool:
     """The store's tables are not there (never migrated, or dropped)."""
     cause = exc.__cause__
@@ -89,13 +103,7 @@ class SQLStore:
         #: the table prefix in use ("" for the default ``keyfob_``)
         self.namespace = self._opts.namespace
         self._driver: Driver = open_driver(self._opts)
-        dialect: Dialect
-        if self._driver.postgres:
-            dialect = asyncpg_dialect.dialect()  # type: ignore[no-untyped-call]
-        else:
-            dialect = sqlite_dialect.dialect(paramstyle="qmark")
-        self._tables = _schema.make_tables(self._opts.table_prefix)
-        self._q = Statements(self._tables, dialect, postgres=self._driver.postgres)
+        self._tables, self._q, dialect = _rendered(self._opts.table_prefix, self._driver.postgres)
         self._get_sql = self._q.get.sql
         self._one_now: Callable[[str, Sequence[Any]], Row | None] | None = getattr(
             self._driver, "one_now", None
