@@ -1,10 +1,12 @@
 """A revocation feed for stores without pub/sub (SQLite): poll the store's revocation list.
 
-SQLite lives on one machine, so every process sharing the file sees the same rows; this
-feed re-reads the revoked session ids and user versions every ``interval`` seconds and hands
-the new ones to the view. Reads are cheap (an indexed scan of a table that only holds
-revocations still inside their token lifetime); publishing is a no-op because the revoking
-node has already written the row.
+SQLite lives on one machine, so every process sharing the file sees the same rows; every
+``interval`` seconds this feed reads what the store's change log (``store.changes``) gained
+since its cursor — one indexed range query that usually returns nothing — and hands the new
+events to the view. The first read pages through the whole log (the current state, since every
+entry expires at its horizon). A store without ``changes`` (a third-party one) is re-read whole
+instead (``revocations`` and ``user_versions``). Publishing is a no-op because the revoking node
+has already written the row.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ class PollingFeed:
         self._task: asyncio.Task[None] | None = None
         self._seen_revoked: dict[str, float] = {}
         self._seen_versions: dict[str, int] = {}
+        self._cursor: str | None = None
 
     async def publish(self, event: Mapping[str, Any]) -> None:
         """Nothing to send: the store row written by the revoking node is the message."""
@@ -46,6 +49,20 @@ class PollingFeed:
         self._task = asyncio.create_task(self._run(handler, on_state), name="keyfob-polling-feed")
 
     async def _poll(self, handler: FeedHandler) -> None:
+        changes = getattr(self.store, "changes", None)
+        if changes is None:
+            await self._reread(handler)
+            return
+        while True:
+            page = await changes(self._cursor, now=self.clock(), limit=1000)
+            for event in page.events:
+                handler(event)
+            self._cursor = page.cursor
+            if not page.more:
+                return
+            await asyncio.sleep(0)  # a big backlog: let requests run between pages
+
+    async def _reread(self, handler: FeedHandler) -> None:
         for sid, until in (await self.store.revocations(self.clock())).items():
             if self._seen_revoked.get(sid) != until:
                 self._seen_revoked[sid] = until
