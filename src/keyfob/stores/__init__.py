@@ -2,10 +2,14 @@
 
 ```python
 store = open_store("sqlite:///keyfob.db")      # embedded default
-store = open_store("postgresql://127.0.0.1/test")
+store = open_store("postgresql://127.0.0.1/test?table_prefix=app1_&pool_size=4")
 store = open_store("redis://127.0.0.1:6379/0")
 store = open_store("memory://")                 # tests and demos
 ```
+
+Each store has a namespace (``?table_prefix=`` on SQL, ``?prefix=`` on Redis and memory) and
+``store.feed()`` gives the revocation feed that matches it; see ``keyfob.stores.sql`` for the SQL
+options (``pool_size``, ``pgbouncer``, ``listen_url``).
 """
 
 from __future__ import annotations

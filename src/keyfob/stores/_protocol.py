@@ -94,7 +94,7 @@ class SessionStore(Protocol):
 
     Every store also has a ``stores_raw_tokens: bool`` attribute (not part of the structural
     check, so third-party stores without it still match): False for keyfob's own schema, True for
-    ``SQLStore(url, authjs_compat=True)``, whose ``SessionRecord.token_hash`` carries the *raw*
+    ``open_store(url, authjs_compat=True)``, whose ``SessionRecord.token_hash`` carries the *raw*
     token's UTF-8 bytes because Auth.js stores raw tokens. Strategies read it with
     ``getattr(store, "stores_raw_tokens", False)`` to decide whether to hash.
 
