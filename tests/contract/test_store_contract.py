@@ -701,3 +701,60 @@ async def _raw_note_column(url: str, table: str) -> list[Any]:
         return [r[0] for r in await conn.fetch(f"SELECT note FROM {table}")]
     finally:
         await conn.close()
+
+
+@pytest.mark.parametrize(
+    "kind",
+    [
+        pytest.param("sqlite", id="sqlite"),
+        pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
+    ],
+)
+async def test_migrate_upgrades_a_version_1_schema_keeping_every_user_version(
+    kind: str, tmp_path: Path
+) -> None:
+    """Schema 1 (before the change log and version horizons) → 2: versions stay, forever-live."""
+    prefix = f"{PRIVATE_PREFIX}_v1_"
+    if kind == "postgresql":
+        require_postgres()
+        url = PG_URL
+        await drop_postgres_tables(prefix)
+    else:
+        url = f"sqlite:///{tmp_path / 'v1.db'}"
+    v1 = [  # what schema 1 lacks, taken away from a fresh schema 2
+        f"DROP TABLE {prefix}changes",
+        f"DROP INDEX ix_{prefix}user_versions_until",
+        f"ALTER TABLE {prefix}user_versions DROP COLUMN until",
+        f"ALTER TABLE {prefix}user_versions DROP COLUMN live",
+        f"UPDATE {prefix}meta SET value = '1' WHERE key = 'schema_version'",
+        f"DELETE FROM {prefix}meta WHERE key = 'epoch'",
+        f"INSERT INTO {prefix}user_versions (user_id, version) VALUES ('alice', 3)",
+    ]
+    store = open_store(url, table_prefix=prefix)
+    try:
+        await store.migrate()
+        if kind == "postgresql":
+            await _pg_exec(*v1)
+        else:
+            db = sqlite3.connect(url.split("://", 1)[1][1:])
+            for sql in v1:
+                db.execute(sql)
+            db.commit()
+            db.close()
+        await store.close()
+        store = open_store(url, table_prefix=prefix)
+        assert await store.schema_version() == 1  # type: ignore[attr-defined]
+        await store.migrate()
+        assert await store.schema_version() == schema.SCHEMA_VERSION  # type: ignore[attr-defined]
+        assert await store.epoch() is not None
+        assert dict(await store.user_versions()) == {"alice": 3}
+        await store.delete_expired(NOW + 10 * DAY)
+        assert dict(await store.user_versions()) == {"alice": 3}  # no horizon: kept
+        assert await store.bump_user_version("alice", until=NOW + 60) == 4
+        assert (await store.changes(None, now=NOW)).events == [
+            {"t": "ver", "user": "alice", "ver": 4, "until": NOW + 60}
+        ]
+    finally:
+        await store.close()
+        if kind == "postgresql":
+            await drop_postgres_tables(prefix)
