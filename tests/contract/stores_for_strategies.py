@@ -33,7 +33,7 @@ async def empty_postgres() -> None:
 
     conn = await asyncpg.connect(PG_URL)
     try:
-        for table in ("keyfob_sessions", "keyfob_user_versions", "keyfob_revocations"):
+        for table in ("keyfob_sessions", "keyfob_user_versions", "keyfob_revocations", "keyfob_changes"):
             exists = await conn.fetchval("SELECT to_regclass($1)", table)
             if exists:
                 await conn.execute(f"TRUNCATE {table}")
