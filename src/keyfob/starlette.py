@@ -10,10 +10,11 @@ app.add_middleware(KeyfobMiddleware, fob=fob)
 # in an endpoint: request.state.session  → keyfob.Session | None
 ```
 
-The middleware authenticates every HTTP request once, exposes ``request.state.session``,
-and only wraps ``send`` to add ``Set-Cookie`` on ``http.response.start`` (rolling renewal,
-transparent hybrid refresh, sign-in/out helpers). A bad cookie never raises: it is simply
-no session (401 where one is required). A store outage answers 503 (fail closed).
+The middleware is a thin adapter over the request core (:mod:`keyfob.web`): it builds a
+:class:`~keyfob.web.RequestView` from the ASGI scope in one pass over the headers, runs the core's
+steps, exposes ``request.state.session`` (and ``request.state.keyfob_request``, the core's
+state), and only wraps ``send`` to add the core's headers on ``http.response.start``. A bad cookie
+never raises: it is simply no session (401 where one is required). A store outage answers 503.
 """
 
 from __future__ import annotations
@@ -29,211 +30,188 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._session import RequestMeta, Session
-from .engine import AuthResult, Issued, Keyfob
-from .errors import CSRFError, InvalidToken, KeyfobError, SessionError, StoreUnavailable
-from .web import CookieSpec, CSRFProtect, SetCookie, is_local_development, parse_cookie_header
+from .engine import Issued, Keyfob
+from .errors import CSRFError, InvalidToken, KeyfobError
+from .web import (
+    CSRF_FIELD,
+    MAX_FORM_BYTES,
+    RequestCore,
+    RequestState,
+    RequestView,
+    error_parts,
+    parse_cookie_header,
+)
 
 __all__ = [
     "KeyfobMiddleware",
     "auth_routes",
+    "csrf_token",
     "current_session",
     "error_response",
     "get_keyfob",
+    "keyfob_request",
     "sign_in",
     "sign_out",
 ]
 
-_UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
-_MAX_FORM_BYTES = 64 * 1024
-
 
 def error_response(exc: KeyfobError) -> JSONResponse:
     """``{"error": code, "detail": message}`` with the error's status (401, 403, 503...)."""
-    headers = {"Retry-After": "1"} if isinstance(exc, StoreUnavailable) else None
-    return JSONResponse({"error": exc.code, "detail": str(exc)}, status_code=exc.status_code, headers=headers)
-
-
-def _header(scope: Scope, name: bytes) -> str | None:
-    for k, v in scope.get("headers", ()):
-        if k == name:
-            return str(v.decode("latin-1"))
-    return None
-
-
-def request_is_secure(fob: Keyfob, scope: Scope) -> bool:
-    """Secure cookies, except on plain-http localhost development (unless settings say otherwise)."""
-    if fob.settings.cookie_secure is not None:
-        return fob.settings.cookie_secure
-    host = _header(scope, b"host") or ""
-    return not is_local_development(scope.get("scheme", "http"), host)
-
-
-def request_origin(scope: Scope) -> str:
-    host = _header(scope, b"host") or ""
-    return f"{scope.get('scheme', 'http')}://{host}"
+    status, body, headers = error_parts(exc)
+    return JSONResponse(body, status_code=status, headers=headers or None)
 
 
 class KeyfobMiddleware:
-    """Authenticate each request; expose ``request.state.session``; write cookies; check CSRF."""
+    """Authenticate each request; expose ``request.state.session``; write cookies; check CSRF.
+
+    ``csrf`` overrides ``settings.csrf``; ``csrf_exempt`` lists path prefixes that skip the check.
+    """
 
     def __init__(self, app: ASGIApp, fob: Keyfob, *, csrf: bool | None = None,
                  csrf_exempt: tuple[str, ...] = ()) -> None:
         self.app = app
         self.fob = fob
-        self.csrf_enabled = fob.settings.csrf if csrf is None else csrf
-        self.csrf_exempt = csrf_exempt
-        self.csrf_cookie = {
-            secure: CookieSpec("keyfob.csrf-token", secure=secure, samesite="lax", httponly=True)
-            for secure in (True, False)
-        }
-        self.csrf = {
-            secure: CSRFProtect(fob.csrf_key(), allowed_origins=fob.settings.allowed_origins,
-                                cookie=self.csrf_cookie[secure])
-            for secure in (True, False)
-        }
-        self._local_cache: dict[tuple[str, bytes | None], bool] = {}
+        self.core = RequestCore(fob, csrf=csrf, csrf_exempt=csrf_exempt)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        fob = self.fob
-        # One pass over the headers (the first of each wins, as _header does).
-        cookie_raw: bytes | None = None
-        auth_raw: bytes | None = None
-        host_raw: bytes | None = None
-        for k, v in scope.get("headers", ()):
-            if k == b"cookie":
-                if cookie_raw is None:
-                    cookie_raw = v
-            elif k == b"authorization":
-                if auth_raw is None:
-                    auth_raw = v
-            elif k == b"host" and host_raw is None:
-                host_raw = v
-        secure = fob.settings.cookie_secure
-        if secure is None:
-            secure = not self._local(scope.get("scheme", "http"), host_raw)
-        cookies = parse_cookie_header(cookie_raw.decode("latin-1")) if cookie_raw else {}
+        core = self.core
+        view = _view(scope)
+        req = core.begin(view)
         state: MutableMapping[str, Any] = scope.setdefault("state", {})
-        state["keyfob"] = fob
-        state["keyfob_secure"] = secure
-        state["keyfob_cookies"] = cookies
-        state["keyfob_pending"] = []
-        state["keyfob_csrf"] = self.csrf[secure]
-        auth = auth_raw.decode("latin-1") if auth_raw is not None else None
-        bearer = auth[7:].strip() if auth and auth[:7].lower() == "bearer " else None
+        state["keyfob"] = self.fob
+        state["keyfob_request"] = req
+        # Older names, kept for apps written against them (the demo reads some).
+        state["keyfob_secure"] = req.secure
+        state["keyfob_cookies"] = req.cookies
+        state["keyfob_pending"] = req.pending
+        state["keyfob_csrf"] = req
         try:
-            if bearer:
-                result = await fob.authenticate_token(bearer)
-            else:
-                result = await fob.authenticate(cookies, secure=secure)
-        except StoreUnavailable as exc:
+            result = await core.authenticate(req)
+            state["keyfob_result"] = result
+            state["session"] = result.session
+            if req.admit(result):
+                receive, submitted = await _form_token(receive)
+                req.check_csrf(submitted)
+        except KeyfobError as exc:  # StoreUnavailable → 503, CSRFError → 403
             await error_response(exc)(scope, receive, send)
             return
-        state["session"] = result.session
-        state["keyfob_result"] = result
-
-        if self.csrf_enabled and not bearer and scope["method"] in _UNSAFE and not self._exempt(scope):
-            try:
-                receive = await self._check_csrf(scope, receive, cookies, secure)
-            except CSRFError as exc:
-                await error_response(exc)(scope, receive, send)
-                return
 
         async def send_with_cookies(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                rolled = [] if state.get("keyfob_handled") else state["keyfob_result"].cookies
-                out = _merge(rolled, state["keyfob_pending"])
-                if out:
-                    headers = list(message.get("headers", []))
-                    headers += [(b"set-cookie", c.header().encode("latin-1")) for c in out]
-                    if not any(k.lower() == b"cache-control" for k, _ in headers):
-                        headers.append((b"cache-control", b"private, no-store"))
-                    message = {**message, "headers": headers}
+            if message["type"] == "http.response.start" and req.touches_response():
+                headers = list(message.get("headers", ()))
+                cache_control = False
+                vary: str | None = None
+                for k, v in headers:
+                    lk = k.lower()
+                    if lk == b"cache-control":
+                        cache_control = True
+                    elif lk == b"vary":
+                        vary = v.decode("latin-1")
+                headers += [(k.encode("latin-1"), v.encode("latin-1"))
+                            for k, v in req.finish(cache_control=cache_control, vary=vary)]
+                message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, receive, send_with_cookies)
 
-    def _local(self, scheme: str, host_raw: bytes | None) -> bool:
-        """``is_local_development`` for this request, memoised per (scheme, Host) — bounded."""
-        key = (scheme, host_raw)
-        hit = self._local_cache.get(key)
-        if hit is None:
-            hit = is_local_development(scheme, host_raw.decode("latin-1") if host_raw is not None else "")
-            if len(self._local_cache) < 256:  # Host is client-controlled: never grow without bound
-                self._local_cache[key] = hit
-        return hit
 
-    def _exempt(self, scope: Scope) -> bool:
-        path: str = scope.get("path", "")
-        return any(path.startswith(p) for p in self.csrf_exempt)
-
-    async def _check_csrf(self, scope: Scope, receive: Receive, cookies: Mapping[str, str],
-                          secure: bool) -> Receive:
-        """Origin/Referer + signed double-submit token, from the header or a urlencoded form field."""
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
-        submitted = headers.get("x-csrf-token")
-        ctype = headers.get("content-type", "")
-        replay: Receive = receive
-        if submitted is None and ctype.startswith("application/x-www-form-urlencoded"):
-            body = b""
-            more = True
-            while more:
-                message = await receive()
-                body += message.get("body", b"")
-                more = message.get("more_body", False)
-                if len(body) > _MAX_FORM_BYTES:
-                    raise CSRFError("the form is too large to check for a CSRF token",
-                                    hint="send the token in the X-CSRF-Token header")
-            try:
-                submitted = parse_qs(body.decode("latin-1")).get("csrf_token", [None])[0]
-            except ValueError:
-                submitted = None
-            sent = False
-
-            async def replay_body() -> Message:
-                nonlocal sent
-                if not sent:
-                    sent = True
-                    return {"type": "http.request", "body": body, "more_body": False}
-                return await receive()
-
-            replay = replay_body
-        prof = self.fob.profile(secure)
-        ambient = any(k == prof.session.name or k.startswith(prof.session.name + ".") or
-                      k == prof.refresh.name or k == self.csrf_cookie[secure].name for k in cookies)
-        if not ambient:
-            # No cookie rides along, so there is no ambient authority to abuse (API clients,
-            # refresh-token-in-body); a foreign Origin is still refused (login CSRF).
-            self.csrf[secure].check_origin(headers, request_origin(scope))
-            return replay
-        self.csrf[secure].check(method=scope["method"], headers=headers,
-                                cookie_value=self.csrf_cookie[secure].read(cookies), submitted=submitted,
-                                request_origin=request_origin(scope))
-        return replay
+def _view(scope: Scope) -> RequestView:
+    """The core's view of an ASGI request: one pass over the headers (first of each name wins)."""
+    cookie_raw: bytes | None = None
+    auth_raw: bytes | None = None
+    host_raw: bytes | None = None
+    headers = scope.get("headers", ())
+    for k, v in headers:
+        if k == b"cookie":
+            if cookie_raw is None:
+                cookie_raw = v
+        elif k == b"authorization":
+            if auth_raw is None:
+                auth_raw = v
+        elif k == b"host" and host_raw is None:
+            host_raw = v
+    view = RequestView(
+        method=scope["method"], scheme=scope.get("scheme", "http"),
+        host=host_raw.decode("latin-1") if host_raw is not None else "", path=scope.get("path", "/"),
+        cookies=parse_cookie_header(cookie_raw.decode("latin-1")) if cookie_raw else {},
+        authorization=auth_raw.decode("latin-1") if auth_raw is not None else None,
+    )
+    if view.method not in ("GET", "HEAD", "OPTIONS"):  # what the CSRF check reads, only when it may
+        origins = 0
+        for k, v in headers:
+            if k == b"origin":
+                origins += 1
+                if view.origin is None:
+                    view.origin = v.decode("latin-1")
+            elif k == b"referer":
+                if view.referer is None:
+                    view.referer = v.decode("latin-1")
+            elif k == b"sec-fetch-site":
+                if view.sec_fetch_site is None:
+                    view.sec_fetch_site = v.decode("latin-1")
+            elif k == b"x-csrf-token":
+                if view.csrf_header is None:
+                    view.csrf_header = v.decode("latin-1")
+            elif k == b"content-type" and view.content_type is None:
+                view.content_type = v.decode("latin-1")
+        view.origin_count = origins
+    return view
 
 
-def _merge(rolled: list[SetCookie], pending: list[SetCookie]) -> list[SetCookie]:
-    if not pending:
-        return rolled
-    names = {c.name.split(".")[0] for c in pending}
-    return [c for c in rolled if c.name.split(".")[0] not in names] + pending
+async def _form_token(receive: Receive) -> tuple[Receive, str | None]:
+    """Read a urlencoded body (bounded) for its ``csrf_token`` field; replay the body to the app."""
+    body = b""
+    more = True
+    while more:
+        message = await receive()
+        body += message.get("body", b"")
+        more = message.get("more_body", False)
+        if len(body) > MAX_FORM_BYTES:
+            raise CSRFError("the form is too large to check for a CSRF token",
+                            hint="send the token in the X-CSRF-Token header")
+    try:
+        submitted = parse_qs(body.decode("latin-1")).get(CSRF_FIELD, [None])[0]
+    except ValueError:
+        submitted = None
+    sent = False
+
+    async def replay_body() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay_body, submitted
+
+
+def keyfob_request(request: Request) -> RequestState:
+    """The request core's state for this request (session, pending cookies, CSRF token)."""
+    req = request.scope.get("state", {}).get("keyfob_request")
+    if req is None:
+        raise KeyfobError("keyfob's middleware is not installed",
+                          hint="app.add_middleware(KeyfobMiddleware, fob=fob) (or keyfob.fastapi.install)")
+    return req  # type: ignore[no-any-return]
 
 
 def get_keyfob(request: Request) -> Keyfob:
     """The Keyfob the middleware put on the request."""
-    fob = getattr(request.state, "keyfob", None)
-    if fob is None:
-        raise KeyfobError("keyfob's middleware is not installed",
-                          hint="app.add_middleware(KeyfobMiddleware, fob=fob) (or keyfob.fastapi.install)")
-    return fob  # type: ignore[no-any-return]
+    return keyfob_request(request).core.fob
 
 
 def current_session(request: Request) -> Session | None:
     """The request's session (set by the middleware), or None."""
-    get_keyfob(request)
-    return getattr(request.state, "session", None)
+    return keyfob_request(request).session
+
+
+def csrf_token(request: Request) -> str:
+    """The CSRF token to put in a form (``csrf_token`` field) or send as ``X-CSRF-Token``.
+
+    Bound to the current session; its cookie is set on the response when it is new."""
+    return keyfob_request(request).csrf_token()
 
 
 def _meta(request: Request) -> RequestMeta:
@@ -246,95 +224,75 @@ async def sign_in(request: Request, user_id: str, data: Mapping[str, Any] | None
                   response: Response | None = None) -> Issued:
     """Create a session for ``user_id`` (fresh id: no fixation) and set its cookies.
 
-    With ``response`` the cookies go on it; otherwise the middleware adds them to whatever
-    response the endpoint returns.
+    The middleware adds the cookies (and a CSRF token bound to the new session) to whatever
+    response the endpoint returns; ``response`` is accepted for older code and changes nothing.
     """
-    fob = get_keyfob(request)
-    issued = await fob.create(user_id, data, _meta(request), secure=request.state.keyfob_secure,
-                              cookies=request.state.keyfob_cookies)
-    _queue(request, issued.cookies, response)
+    req = keyfob_request(request)
+    issued = await req.core.fob.create(user_id, data, _meta(request), secure=req.secure, cookies=req.cookies)
+    req.signed_in(issued)
     request.state.session = issued.session
     return issued
 
 
 async def sign_out(request: Request, response: Response | None = None) -> None:
-    """Revoke the current session and clear its cookies."""
-    fob = get_keyfob(request)
-    cleared = await fob.sign_out(request.state.keyfob_cookies, secure=request.state.keyfob_secure)
-    _queue(request, cleared, response)
+    """Revoke the current session and clear its cookies (``response``: as for :func:`sign_in`)."""
+    req = keyfob_request(request)
+    req.signed_out(await req.core.fob.sign_out(req.cookies, secure=req.secure))
     request.state.session = None
-
-
-def _queue(request: Request, cookies: list[SetCookie], response: Response | None) -> None:
-    if response is not None:
-        for c in cookies:
-            response.headers.append("set-cookie", c.header())
-        # the middleware must not also write the cookies it rolled for this request
-        request.state.keyfob_handled = True
-    else:
-        request.state.keyfob_pending.extend(cookies)
 
 
 # -- routes -------------------------------------------------------------------------------------------
 
 def _require(request: Request) -> Session:
-    session = current_session(request)
-    if session is None:
-        result: AuthResult | None = getattr(request.state, "keyfob_result", None)
-        if result is not None and result.error is not None:
-            raise result.error
-        raise SessionError("you are not signed in", hint="sign in first")
-    return session
+    """The session, or raise the 401 (with the reason a cookie was refused, when one was)."""
+    return keyfob_request(request).require()
 
 
-async def _guard(request: Request, handler: Any) -> Response:
-    try:
-        response: Response = await handler(request)
-        return response
-    except KeyfobError as exc:
-        return error_response(exc)
+def _no_store(body: Any, status_code: int = 200) -> JSONResponse:
+    return JSONResponse(body, status_code=status_code, headers={"cache-control": "no-store"})
 
 
-def auth_routes(fob: Keyfob, *, prefix: str | None = None) -> list[BaseRoute]:
-    """The routes of DESIGN.md (``/auth/...`` and ``/.well-known/jwks.json``) as Starlette routes."""
-    base = (prefix if prefix is not None else fob.settings.auth_path).rstrip("/")
+class AuthHandlers:
+    """The ``/auth`` routes' logic, once: Starlette serves it as is, FastAPI with typed, documented
+    signatures (:func:`keyfob.fastapi.auth_router`). Each handler takes the request and returns a
+    response; errors propagate as :class:`KeyfobError` (``error_response`` renders them)."""
 
-    async def get_session(request: Request) -> Response:
+    def __init__(self, fob: Keyfob) -> None:
+        self.fob = fob
+
+    async def session(self, request: Request) -> Response:
         s = current_session(request)
-        return JSONResponse(None if s is None else s.to_authjs())
+        return _no_store(None if s is None else s.to_authjs())
 
-    async def list_sessions(request: Request) -> Response:
+    async def sessions(self, request: Request) -> Response:
         s = _require(request)
-        items = await fob.list_sessions(s.user_id, current=s.id)
-        return JSONResponse([i.to_json() for i in items])
+        items = await self.fob.list_sessions(s.user_id, current=s.id)
+        return _no_store([i.to_json() for i in items])
 
-    async def delete_session(request: Request) -> Response:
+    async def delete_session(self, request: Request, sid: str) -> Response:
         s = _require(request)
-        sid = request.path_params["sid"]
-        info = await fob.get_session(sid)
+        info = await self.fob.get_session(sid)
         if info is None or info.user_id != s.user_id:
-            return JSONResponse({"error": "not_found", "detail": "no such session among yours"}, 404)
-        await fob.revoke(sid)
-        response = JSONResponse({"revoked": sid})
+            return _no_store({"error": "not_found", "detail": "no such session among yours"}, 404)
+        await self.fob.revoke(sid)
         if sid == s.id:
-            await sign_out(request, response)
-        return response
+            await sign_out(request)
+        return _no_store({"revoked": sid})
 
-    async def revoke_others(request: Request) -> Response:
-        _require(request)
-        n, reissued = await fob.revoke_others(request.state.keyfob_cookies,
-                                              secure=request.state.keyfob_secure)
-        response = JSONResponse({"revoked": n})
+    async def revoke_others(self, request: Request) -> Response:
+        req = keyfob_request(request)
+        req.require()
+        n, reissued = await self.fob.revoke_others(req.cookies, secure=req.secure)
         if reissued is not None:
-            _queue(request, reissued.cookies, response)
-        return response
+            req.replaced(reissued)
+        return _no_store({"revoked": n})
 
-    async def signout(request: Request) -> Response:
-        response = JSONResponse({"ok": True})
-        await sign_out(request, response)
-        return response
+    async def signout(self, request: Request) -> Response:
+        await sign_out(request)
+        return _no_store({"ok": True})
 
-    async def refresh(request: Request) -> Response:
+    async def refresh(self, request: Request) -> Response:
+        req = keyfob_request(request)
         token: str | None = None
         if request.headers.get("content-type", "").startswith("application/json"):
             try:
@@ -344,44 +302,49 @@ def auth_routes(fob: Keyfob, *, prefix: str | None = None) -> list[BaseRoute]:
                                    hint='send {"refresh_token": "..."}') from None
             if isinstance(body, dict) and isinstance(body.get("refresh_token"), str):
                 token = body["refresh_token"]
-        issued = await fob.refresh(token, cookies=request.state.keyfob_cookies,
-                                   secure=request.state.keyfob_secure)
+        issued = await self.fob.refresh(token, cookies=req.cookies, secure=req.secure)
         # Tokens go in the body only to a client that sent its refresh token in the body (mobile,
         # CLI); a browser refreshing with its cookie gets them as HttpOnly cookies only (ASVS 3.3.4).
         in_body = token is not None
         payload = {**issued.session.to_authjs(), "access_token": issued.access_token if in_body else None,
                    "refresh_token": issued.refresh_token if in_body else None,
-                   "token_type": "Bearer", "expires_in": int(fob.settings.access_ttl)}
-        response = JSONResponse(payload, headers={"cache-control": "no-store"})
-        _queue(request, issued.cookies, response)
-        return response
+                   "token_type": "Bearer", "expires_in": int(self.fob.settings.access_ttl)}
+        if in_body:
+            req.session = issued.session
+        else:
+            req.replaced(issued)
+        return _no_store(payload)
 
-    async def csrf(request: Request) -> Response:
-        protect: CSRFProtect = request.state.keyfob_csrf
-        cookie_spec = protect.cookie
-        token, cookies = protect.issue(cookie_spec.read(request.state.keyfob_cookies))
-        response = JSONResponse({"csrfToken": token}, headers={"cache-control": "no-store"})
-        for c in cookies:
-            response.headers.append("set-cookie", c.header())
-        return response
+    async def csrf(self, request: Request) -> Response:
+        return _no_store({"csrfToken": csrf_token(request)})
 
-    async def jwks(request: Request) -> Response:
-        return JSONResponse(fob.jwks(), headers={"cache-control": "public, max-age=300"})
+    async def jwks(self, request: Request) -> Response:
+        return JSONResponse(self.fob.jwks(), headers={"cache-control": "public, max-age=300"})
+
+
+def auth_routes(fob: Keyfob, *, prefix: str | None = None) -> list[BaseRoute]:
+    """The routes of DESIGN.md (``/auth/...`` and ``/.well-known/jwks.json``) as Starlette routes."""
+    base = (prefix if prefix is not None else fob.settings.auth_path).rstrip("/")
+    h = AuthHandlers(fob)
 
     def wrap(handler: Any) -> Any:
         async def endpoint(request: Request) -> Response:
-            return await _guard(request, handler)
+            try:
+                response: Response = await handler(request, **request.path_params)
+                return response
+            except KeyfobError as exc:
+                return error_response(exc)
 
         endpoint.__name__ = handler.__name__
         return endpoint
 
     return [
-        Route(f"{base}/session", wrap(get_session), methods=["GET"]),
-        Route(f"{base}/sessions", wrap(list_sessions), methods=["GET"]),
-        Route(f"{base}/sessions/revoke-others", wrap(revoke_others), methods=["POST"]),
-        Route(f"{base}/sessions/{{sid}}", wrap(delete_session), methods=["DELETE"]),
-        Route(f"{base}/signout", wrap(signout), methods=["POST"]),
-        Route(f"{base}/refresh", wrap(refresh), methods=["POST"]),
-        Route(f"{base}/csrf", wrap(csrf), methods=["GET"]),
-        Route("/.well-known/jwks.json", wrap(jwks), methods=["GET"]),
+        Route(f"{base}/session", wrap(h.session), methods=["GET"]),
+        Route(f"{base}/sessions", wrap(h.sessions), methods=["GET"]),
+        Route(f"{base}/sessions/revoke-others", wrap(h.revoke_others), methods=["POST"]),
+        Route(f"{base}/sessions/{{sid}}", wrap(h.delete_session), methods=["DELETE"]),
+        Route(f"{base}/signout", wrap(h.signout), methods=["POST"]),
+        Route(f"{base}/refresh", wrap(h.refresh), methods=["POST"]),
+        Route(f"{base}/csrf", wrap(h.csrf), methods=["GET"]),
+        Route("/.well-known/jwks.json", wrap(h.jwks), methods=["GET"]),
     ]

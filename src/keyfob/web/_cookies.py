@@ -403,14 +403,17 @@ def parse_cookie_header(header: str) -> dict[str, str]:
     return cookies
 
 
-_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1"})
+# "testserver" is the host of Starlette's/FastAPI's TestClient (http://testserver): a test's first
+# request must get cookies the test client sends back, and a Secure cookie over http is never sent.
+_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1", "testserver"})
 
 
 def is_local_development(scheme: str, host: str) -> bool:
     """True only for plain-HTTP requests to this machine: the one case where cookies may skip Secure.
 
     ``scheme`` must be ``http``; ``host`` (the ``Host`` header, port allowed) must be
-    ``localhost``, ``127.0.0.1``, ``[::1]``/``::1`` or a ``*.localhost`` name. Never raises.
+    ``localhost``, ``127.0.0.1``, ``[::1]``/``::1``, a ``*.localhost`` name, or ``testserver`` (the
+    default host of Starlette's ``TestClient``). Never raises.
     """
     if not isinstance(scheme, str) or not isinstance(host, str) or scheme.lower() != "http":
         return False

@@ -7,9 +7,11 @@ only when both hold:
    ``Referer``, is the app's own origin or one listed in ``allowed_origins``. A request with
    neither header (old browsers, privacy extensions) is judged by step 2 alone.
 2. **It carries the token.** The HttpOnly cookie holds ``token.signature`` with
-   ``signature = base64url(HMAC-SHA256(key, "keyfob.csrf.v1|" + token))``; the form field or
-   header carries ``token``, which JavaScript gets from ``GET /auth/csrf``. An attacker can
-   neither read the cookie nor plant one the server would accept (that needs ``key``).
+   ``signature = base64url(HMAC-SHA256(key, "keyfob.csrf.v2|" + binding + "|" + token))``; the form
+   field or header carries ``token``, which JavaScript gets from ``GET /auth/csrf``. ``binding`` is
+   the session id (``""`` before sign-in), so a token is good for one session only: an attacker can
+   neither read the cookie nor plant one the server would accept for the victim's session — not
+   even a genuine one from the attacker's own browser ("cookie tossing" from a sibling subdomain).
 
 Every comparison uses :func:`hmac.compare_digest`. Messages say what was wrong and what to do;
 none contains a token. Pure code, no I/O.
@@ -37,7 +39,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 #: Shortest key accepted: 256 bits, the size keyfob derives.
 MIN_KEY_BYTES = 32
 _TOKEN_BYTES = 32
-_CONTEXT = b"keyfob.csrf.v1|"
+_CONTEXT = b"keyfob.csrf.v2|"
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _MAX_SHOWN = 120
 
@@ -110,34 +112,40 @@ class CSRFProtect:
     def __repr__(self) -> str:
         return f"CSRFProtect(allowed_origins={sorted(self.allowed_origins)!r}, cookie={self.cookie!r})"
 
-    def _sign(self, token: str) -> str:
-        mac = hmac.new(self._key, _CONTEXT + token.encode("ascii"), hashlib.sha256).digest()
+    def lists(self, origin: str | None) -> bool:
+        """True when ``origin`` is one of :attr:`allowed_origins` (listed explicitly)."""
+        return origin is not None and _origin_of(origin) in self.allowed_origins
+
+    def _sign(self, token: str, binding: str) -> str:
+        message = _CONTEXT + binding.encode("utf-8", "replace") + b"|" + token.encode("ascii")
+        mac = hmac.new(self._key, message, hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac).rstrip(b"=").decode("ascii")
 
-    def _token_from_cookie(self, cookie_value: str | None) -> str | None:
+    def _token_from_cookie(self, cookie_value: str | None, binding: str) -> str | None:
         """The token in a cookie value whose signature is valid, else ``None``. Never raises."""
         if not isinstance(cookie_value, str) or not cookie_value.isascii() or len(cookie_value) > 256:
             return None
         token, sep, signature = cookie_value.partition(".")
         if not sep or not token or not signature:
             return None
-        if not hmac.compare_digest(self._sign(token), signature):
+        if not hmac.compare_digest(self._sign(token, binding), signature):
             return None
         return token
 
-    def issue(self, existing_cookie: str | None) -> tuple[str, list[SetCookie]]:
+    def issue(self, existing_cookie: str | None, *, binding: str = "") -> tuple[str, list[SetCookie]]:
         """The token to hand to forms and ``fetch``, plus the cookies to set.
 
         ``existing_cookie`` is the current value of :attr:`cookie` (``cookie.read(request_cookies)``).
-        When it is validly signed its token is reused and no cookie is set; otherwise a new
-        random token (32 bytes) is made and a browser-session cookie holding ``token.signature``
-        is returned.
+        ``binding`` is the session the token is for (its id; ``""`` before sign-in). When the cookie
+        is validly signed for that binding its token is reused and no cookie is set; otherwise a
+        new random token (32 bytes) is made and a browser-session cookie holding
+        ``token.signature`` is returned.
         """
-        token = self._token_from_cookie(existing_cookie)
+        token = self._token_from_cookie(existing_cookie, binding)
         if token is not None:
             return token, []
         token = secrets.token_urlsafe(_TOKEN_BYTES)
-        return token, self.cookie.write(f"{token}.{self._sign(token)}", max_age=None)
+        return token, self.cookie.write(f"{token}.{self._sign(token, binding)}", max_age=None)
 
     def check(
         self,
@@ -147,18 +155,20 @@ class CSRFProtect:
         cookie_value: str | None,
         submitted: str | None,
         request_origin: str,
+        binding: str = "",
     ) -> None:
         """Raise :class:`~keyfob.errors.CSRFError` unless this request may change state.
 
         ``headers`` has lower-case names; ``cookie_value`` is ``cookie.read(request_cookies)``;
         ``submitted`` is the token from the ``X-CSRF-Token`` header or ``csrf_token`` form field;
         ``request_origin`` is the app's own origin as the server sees it
-        (``scheme://host[:port]``). Safe methods return at once; any other method is checked.
+        (``scheme://host[:port]``); ``binding`` is the session id the token must be bound to
+        (``""`` when signed out). Safe methods return at once; any other method is checked.
         """
         if isinstance(method, str) and method.upper() in SAFE_METHODS:
             return
         self._check_origin(headers, request_origin)
-        self._check_token(cookie_value, submitted)
+        self.check_token(cookie_value, submitted, binding=binding)
 
     def check_origin(self, headers: Mapping[str, str], request_origin: str) -> None:
         """Only the Origin/Referer half of :meth:`check` (for requests that carry no cookies,
@@ -188,16 +198,18 @@ class CSRFProtect:
                 "add that origin to allowed_origins if it should be"
             )
 
-    def _check_token(self, cookie_value: str | None, submitted: str | None) -> None:
+    def check_token(self, cookie_value: str | None, submitted: str | None, *, binding: str = "") -> None:
+        """The token half of :meth:`check`: ``submitted`` must match the cookie signed for ``binding``."""
         if not cookie_value:
             raise CSRFError(
                 "the CSRF cookie is missing",
                 hint="fetch a token from GET /auth/csrf first, over the same site, with cookies enabled",
             )
-        token = self._token_from_cookie(cookie_value)
+        token = self._token_from_cookie(cookie_value, binding)
         if token is None:
             raise CSRFError(
-                "the CSRF cookie is invalid (altered, or signed with another key)",
+                "the CSRF cookie is invalid: altered, signed with another key, or issued for another "
+                "session (the token changes at sign-in and sign-out)",
                 hint="fetch a new token from GET /auth/csrf and retry",
             )
         if not submitted:

@@ -1,0 +1,343 @@
+"""The request core: every rule of keyfob's request lifecycle, once, for every framework.
+
+An integration (``keyfob.starlette``, ``keyfob.flask``, ``keyfob.django``...) is a thin adapter
+that drives these steps, the way httpx's sans-I/O auth flows are driven by both ``Client`` and
+``AsyncClient``::
+
+    core = RequestCore(fob)                          # once per app
+    req = core.begin(RequestView(...))               # pure: cookies, credential, secure
+    result = await core.authenticate(req)            # the one I/O step (the engine's coroutine)
+    if req.admit(result):                            # pure: session + CSRF; raises CSRFError
+        req.check_csrf(form_field("csrf_token"))     # only for a form post without the header
+    ... the view runs; it calls req.signed_in(issued) / req.signed_out(cleared) / req.replaced(issued)
+    for name, value in req.finish(cache_control=..., vary=...):   # pure: headers to add
+        response.headers.add(name, value)
+
+Errors become responses with :func:`error_parts` (status, JSON body, extra headers).
+
+The rules, each written only here:
+
+* **Credential.** A keyfob session or refresh cookie is the credential when present; otherwise an
+  ``Authorization: Bearer`` token is. ``secure`` (cookie names and attributes) is decided once:
+  Secure except plain-http ``localhost``/``testserver`` development, unless settings say otherwise.
+* **CSRF** on unsafe methods (anything but GET, HEAD, OPTIONS, TRACE), unless the path is exempt:
+  skipped only when the request authenticated by bearer *and* carries no keyfob cookie. Otherwise,
+  in order: more than one ``Origin`` header is refused; ``Sec-Fetch-Site: cross-site`` is refused
+  (unless the Origin is listed in ``allowed_origins``); the Origin (or Referer) must be allowed; and
+  when any keyfob cookie rides along, the submitted token must match the signed CSRF cookie, which
+  is bound to the session (anonymous before sign-in; a new token at sign-in, sign-out and rotation).
+* **Cookies out.** The cookies ``authenticate`` rolled or refreshed, unless the view signed in or out
+  (its cookies replace those of the same name), plus a CSRF cookie re-bound to the new session.
+* **Cache.** A response that carries a session or sets a keyfob cookie gets ``Cache-Control:
+  no-store`` (unless the view set one) and ``Vary: Cookie``.
+* **Errors.** ``KeyfobError.status_code``: 401 no or invalid session, 403 CSRF or wrong role,
+  503 store unavailable (with ``Retry-After``), as ``{"error": code, "detail": message}``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Mapping
+from typing import TYPE_CHECKING
+
+from ..errors import CSRFError, KeyfobError, SessionError, StoreUnavailable
+from ._cookies import CookieSpec, SetCookie, is_local_development
+from .csrf import SAFE_METHODS, CSRFProtect
+
+if TYPE_CHECKING:
+    from .._session import Session
+    from ..engine import AuthResult, Issued, Keyfob
+
+__all__ = ["CSRF_COOKIE", "CSRF_FIELD", "CSRF_HEADER", "MAX_FORM_BYTES", "RequestCore", "RequestState",
+           "RequestView", "error_parts", "not_signed_in"]
+
+#: Base name of the CSRF cookie (``__Host-`` prefixed when Secure).
+CSRF_COOKIE = "keyfob.csrf-token"
+#: Header and form field that carry the submitted CSRF token.
+CSRF_HEADER = "x-csrf-token"
+CSRF_FIELD = "csrf_token"
+#: Longest urlencoded form body an adapter reads to find ``csrf_token``.
+MAX_FORM_BYTES = 64 * 1024
+_FORM_TYPE = "application/x-www-form-urlencoded"
+_NO_COOKIES: Mapping[str, str] = {}
+
+
+def error_parts(exc: KeyfobError) -> tuple[int, dict[str, str], dict[str, str]]:
+    """``(status, {"error": code, "detail": message}, extra headers)`` for an error response."""
+    headers = {"Retry-After": "1"} if isinstance(exc, StoreUnavailable) else {}
+    return exc.status_code, {"error": exc.code, "detail": str(exc)}, headers
+
+
+def not_signed_in(result: AuthResult | None) -> SessionError:
+    """The 401 for a request without a session: the reason the cookie was refused, if one was."""
+    if result is not None and result.error is not None:
+        return result.error
+    return SessionError("you are not signed in", hint="sign in first")
+
+
+def _base(name: str) -> str:
+    """A cookie's logical name: ``name.3`` (a chunk) → ``name``."""
+    head, dot, tail = name.rpartition(".")
+    return head if dot and tail.isdigit() else name
+
+
+class RequestView:
+    """What the core reads from a request. Header values are the first of each name, as sent;
+    ``origin_count`` is how many ``Origin`` headers there were (more than one is refused)."""
+
+    __slots__ = ("authorization", "content_type", "cookies", "csrf_header", "host", "method",
+                 "origin", "origin_count", "path", "referer", "scheme", "sec_fetch_site")
+
+    def __init__(self, *, method: str, scheme: str, host: str, path: str = "/",
+                 cookies: Mapping[str, str] = _NO_COOKIES, authorization: str | None = None,
+                 origin: str | None = None, origin_count: int | None = None, referer: str | None = None,
+                 sec_fetch_site: str | None = None, csrf_header: str | None = None,
+                 content_type: str | None = None) -> None:
+        self.method = method
+        self.scheme = scheme
+        self.host = host
+        self.path = path
+        self.cookies = cookies
+        self.authorization = authorization
+        self.origin = origin
+        self.origin_count = (0 if origin is None else 1) if origin_count is None else origin_count
+        self.referer = referer
+        self.sec_fetch_site = sec_fetch_site
+        self.csrf_header = csrf_header
+        self.content_type = content_type
+
+
+class _Names:
+    """The cookie names of one ``secure`` profile, for "does any keyfob cookie ride along?"."""
+
+    __slots__ = ("csrf", "exact", "prefixes")
+
+    def __init__(self, fob: Keyfob, secure: bool, csrf: CookieSpec) -> None:
+        prof = fob.profile(secure)
+        self.csrf = csrf
+        self.exact = frozenset({prof.session.name, prof.refresh.name, csrf.name})
+        self.prefixes = (prof.session.name + ".", prof.refresh.name + ".")
+
+    def any_in(self, cookies: Mapping[str, str]) -> bool:
+        exact, prefixes = self.exact, self.prefixes
+        return any(k in exact or k.startswith(prefixes) for k in cookies)
+
+
+class RequestCore:
+    """The per-app half of the core: settings read once, CSRF protectors for both cookie profiles.
+
+    ``csrf`` overrides ``settings.csrf``; ``csrf_exempt`` lists path prefixes that skip CSRF (a
+    webhook, say: it must authenticate some other way).
+    """
+
+    __slots__ = ("_local_cache", "csrf_enabled", "csrf_exempt", "fob", "names", "protect")
+
+    def __init__(self, fob: Keyfob, *, csrf: bool | None = None, csrf_exempt: tuple[str, ...] = ()) -> None:
+        self.fob = fob
+        self.csrf_enabled = fob.settings.csrf if csrf is None else csrf
+        self.csrf_exempt = tuple(csrf_exempt)
+        self.protect: dict[bool, CSRFProtect] = {}
+        self.names: dict[bool, _Names] = {}
+        for secure in (True, False):
+            spec = CookieSpec(CSRF_COOKIE, secure=secure, samesite="lax", httponly=True)
+            self.protect[secure] = CSRFProtect(fob.csrf_key(), allowed_origins=fob.settings.allowed_origins,
+                                               cookie=spec)
+            self.names[secure] = _Names(fob, secure, spec)
+        self._local_cache: dict[tuple[str, str], bool] = {}
+
+    def is_secure(self, scheme: str, host: str) -> bool:
+        """Secure cookies, except on plain-http local development (unless settings say otherwise)."""
+        configured = self.fob.settings.cookie_secure
+        if configured is not None:
+            return configured
+        key = (scheme, host)
+        local = self._local_cache.get(key)
+        if local is None:
+            local = is_local_development(scheme, host)
+            if len(self._local_cache) < 256:  # Host is client-controlled: never grow without bound
+                self._local_cache[key] = local
+        return not local
+
+    def begin(self, view: RequestView) -> RequestState:
+        """Step 1 (pure): choose the credential and the cookie profile."""
+        return RequestState(self, view)
+
+    def authenticate(self, req: RequestState) -> Awaitable[AuthResult]:
+        """Step 2 (the I/O): the engine call for the chosen credential. Raises ``StoreUnavailable``."""
+        if req.bearer is not None:
+            return self.fob.authenticate_token(req.bearer)
+        return self.fob.authenticate(req.cookies, secure=req.secure)
+
+
+class RequestState:
+    """One request's keyfob state: the session, the cookies to write, the CSRF token.
+
+    Frameworks keep it on their request object (``request.state.keyfob_request``, ``flask.g``).
+    """
+
+    __slots__ = ("_csrf_token", "ambient", "bearer", "cookies", "core", "pending", "result", "secure",
+                 "session", "view")
+
+    def __init__(self, core: RequestCore, view: RequestView) -> None:
+        self.core = core
+        self.view = view
+        cookies = view.cookies
+        self.cookies = cookies
+        self.secure = core.is_secure(view.scheme, view.host)
+        #: Does any keyfob cookie (session, refresh, CSRF) ride along? Then CSRF always applies.
+        self.ambient = bool(cookies) and core.names[self.secure].any_in(cookies)
+        auth = view.authorization
+        bearer = auth[7:].strip() if auth and auth[:7].lower() == "bearer " else None
+        # The cookie is the credential whenever a keyfob cookie is there; the bearer only otherwise.
+        self.bearer = bearer if bearer and not self.ambient else None
+        self.session: Session | None = None
+        self.result: AuthResult | None = None
+        #: Cookies the view produced (sign-in, sign-out, rotation, CSRF); they replace rolled ones
+        #: of the same name.
+        self.pending: list[SetCookie] = []
+        self._csrf_token: str | None = None
+
+    # -- step 3: admission --------------------------------------------------------------------------
+    def admit(self, result: AuthResult) -> bool:
+        """Record the session; run the CSRF check. Raises :class:`CSRFError`.
+
+        Returns True when the check still needs the token from a urlencoded form body (no
+        ``X-CSRF-Token`` header was sent): read the ``csrf_token`` field (at most
+        ``MAX_FORM_BYTES``) and call :meth:`check_csrf` with it.
+        """
+        self.result = result
+        self.session = result.session
+        core = self.core
+        view = self.view
+        if not core.csrf_enabled or view.method in SAFE_METHODS:
+            return False
+        if self.bearer is not None and result.session is not None:
+            return False  # authenticated by bearer, no keyfob cookie: no ambient authority
+        if core.csrf_exempt and view.path.startswith(core.csrf_exempt):
+            return False
+        self._check_request_origin()
+        if not self.ambient:
+            return False  # no cookie rides along: only login CSRF to stop, and the origin check did
+        if view.csrf_header is None and (view.content_type or "").startswith(_FORM_TYPE):
+            return True
+        self.check_csrf(view.csrf_header)
+        return False
+
+    def _check_request_origin(self) -> None:
+        view = self.view
+        protect = self.core.protect[self.secure]
+        if view.origin_count > 1:
+            raise CSRFError("the request has more than one Origin header, so its origin cannot be trusted",
+                            hint="send one Origin header (browsers always do)")
+        site = view.sec_fetch_site
+        if site is not None and site.strip().lower() == "cross-site" and not protect.lists(view.origin):
+            raise CSRFError("the browser says this request comes from another site (Sec-Fetch-Site: "
+                            "cross-site)", hint="submit from a page of this app, or list the other origin "
+                                                "in allowed_origins")
+        headers: dict[str, str] = {}
+        if view.origin is not None:
+            headers["origin"] = view.origin
+        if view.referer is not None:
+            headers["referer"] = view.referer
+        protect.check_origin(headers, f"{view.scheme}://{view.host}")
+
+    def check_csrf(self, submitted: str | None) -> None:
+        """The token half of the CSRF check: ``submitted`` must match the session-bound cookie."""
+        protect = self.core.protect[self.secure]
+        protect.check_token(protect.cookie.read(self.cookies), submitted, binding=self.csrf_binding)
+
+    # -- the view's helpers --------------------------------------------------------------------------
+    @property
+    def csrf_binding(self) -> str:
+        """What the CSRF token is bound to: the session id, or ``""`` before sign-in."""
+        return self.session.id if self.session is not None else ""
+
+    @property
+    def csrf_cookie(self) -> CookieSpec:
+        """Where the signed CSRF token lives for this request."""
+        return self.core.protect[self.secure].cookie
+
+    def csrf_token(self) -> str:
+        """The CSRF token for forms and ``fetch`` (its cookie is set on the response when new)."""
+        if self._csrf_token is None:
+            token, cookies = self.issue(self.csrf_cookie.read(self.cookies))
+            self._csrf_token = token
+            self.pending += cookies
+        return self._csrf_token
+
+    def issue(self, existing_cookie: str | None) -> tuple[str, list[SetCookie]]:
+        """:meth:`CSRFProtect.issue` bound to this request's session (token and cookies, not queued)."""
+        if self._csrf_token is not None:
+            return self._csrf_token, []  # already issued (or re-bound) in this request: cookie queued
+        return self.core.protect[self.secure].issue(existing_cookie, binding=self.csrf_binding)
+
+    @property
+    def cookie(self) -> CookieSpec:
+        """Alias of :attr:`csrf_cookie`: with :meth:`issue`, this reads like a ``CSRFProtect``."""
+        return self.core.protect[self.secure].cookie
+
+    def signed_in(self, issued: Issued) -> None:
+        """The view created a session: its cookies go out, and the CSRF token is re-bound to it."""
+        self.session = issued.session
+        self.pending += issued.cookies
+        self._rebind_csrf()
+
+    def signed_out(self, cleared: list[SetCookie]) -> None:
+        """The view ended the session: clear its cookies, and start a fresh anonymous CSRF token."""
+        self.session = None
+        self.pending += cleared
+        self._rebind_csrf()
+
+    def replaced(self, issued: Issued) -> None:
+        """The view rotated or re-issued the session (privilege change, revoke-others for jwt)."""
+        changed = self.session is None or self.session.id != issued.session.id
+        self.session = issued.session
+        self.pending += issued.cookies
+        if changed:
+            self._rebind_csrf()
+
+    def _rebind_csrf(self) -> None:
+        if not self.core.csrf_enabled:
+            return
+        token, cookies = self.core.protect[self.secure].issue(None, binding=self.csrf_binding)
+        csrf_name = self.csrf_cookie.name
+        self.pending[:] = [c for c in self.pending if c.name != csrf_name] + cookies  # in place: shared
+        self._csrf_token = token
+
+    # -- step 4: the response ---------------------------------------------------------------------------
+    def set_cookies(self) -> list[SetCookie]:
+        """The ``Set-Cookie`` values for the response: rolled ones unless replaced, then the view's."""
+        result = self.result
+        rolled = result.cookies if result is not None else []
+        pending = self.pending
+        if not pending:
+            return rolled
+        if not rolled:
+            return pending
+        names = {_base(c.name) for c in pending}
+        return [c for c in rolled if _base(c.name) not in names] + pending
+
+    def touches_response(self) -> bool:
+        """Will :meth:`finish` add anything? (False for anonymous requests: the adapter skips it.)"""
+        return self.session is not None or bool(self.pending) or bool(
+            self.result is not None and self.result.cookies)
+
+    def finish(self, *, cache_control: bool = False, vary: str | None = None) -> list[tuple[str, str]]:
+        """The headers to add to the response. ``cache_control``: the response already has one;
+        ``vary``: its ``Vary`` value, if any."""
+        out = [("set-cookie", c.header()) for c in self.set_cookies()]
+        if self.session is None and not out:
+            return out
+        if not cache_control:
+            out.append(("cache-control", "no-store"))
+        if vary is None:
+            out.append(("vary", "Cookie"))
+        elif "cookie" not in vary.lower() and vary.strip() != "*":
+            out.append(("vary", "Cookie"))
+        return out
+
+    # -- convenience -------------------------------------------------------------------------------------
+    def require(self) -> Session:
+        """The session, or the 401 to raise (with the reason a cookie was refused)."""
+        if self.session is None:
+            raise not_signed_in(self.result)
+        return self.session
