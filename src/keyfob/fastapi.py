@@ -54,7 +54,7 @@ from .starlette import (
     sign_in,
     sign_out,
 )
-from .web import SAFE_METHODS
+from .web import SAFE_METHODS, Forbidden
 
 __all__ = [
     "Forbidden",
@@ -68,13 +68,6 @@ __all__ = [
     "sign_in",
     "sign_out",
 ]
-
-
-class Forbidden(KeyfobError):
-    """Signed in, but not allowed (wrong role, or the sign-in is too old for this action)."""
-
-    code = "forbidden"
-    status_code = 403
 
 
 class ErrorBody(BaseModel):

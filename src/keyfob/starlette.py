@@ -19,7 +19,6 @@ never raises: it is simply no session (401 where one is required). A store outag
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, MutableMapping
 from typing import Any
 from urllib.parse import parse_qs
@@ -31,10 +30,11 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._session import RequestMeta, Session
 from .engine import Issued, Keyfob
-from .errors import CSRFError, InvalidToken, KeyfobError
+from .errors import CSRFError, KeyfobError
 from .web import (
     CSRF_FIELD,
     MAX_FORM_BYTES,
+    AuthRoutes,
     RequestCore,
     RequestState,
     RequestView,
@@ -248,78 +248,51 @@ def _require(request: Request) -> Session:
     return keyfob_request(request).require()
 
 
-def _no_store(body: Any, status_code: int = 200) -> JSONResponse:
-    return JSONResponse(body, status_code=status_code, headers={"cache-control": "no-store"})
+def _reply(reply: tuple[int, Any]) -> JSONResponse:
+    status, body = reply
+    return JSONResponse(body, status_code=status, headers={"cache-control": "no-store"})
 
 
 class AuthHandlers:
-    """The ``/auth`` routes' logic, once: Starlette serves it as is, FastAPI with typed, documented
-    signatures (:func:`keyfob.fastapi.auth_router`). Each handler takes the request and returns a
-    response; errors propagate as :class:`KeyfobError` (``error_response`` renders them)."""
+    """The ``/auth`` routes (:class:`keyfob.web.AuthRoutes`) as Starlette endpoints' bodies.
+
+    FastAPI serves the same handlers with typed, documented signatures
+    (:func:`keyfob.fastapi.auth_router`). Errors propagate as :class:`KeyfobError`."""
 
     def __init__(self, fob: Keyfob) -> None:
         self.fob = fob
+        self.routes = AuthRoutes(fob)
 
     async def session(self, request: Request) -> Response:
-        s = current_session(request)
-        return _no_store(None if s is None else s.to_authjs())
+        return _reply(await self.routes.session(keyfob_request(request)))
 
     async def sessions(self, request: Request) -> Response:
-        s = _require(request)
-        items = await self.fob.list_sessions(s.user_id, current=s.id)
-        return _no_store([i.to_json() for i in items])
+        return _reply(await self.routes.sessions(keyfob_request(request)))
 
     async def delete_session(self, request: Request, sid: str) -> Response:
-        s = _require(request)
-        info = await self.fob.get_session(sid)
-        if info is None or info.user_id != s.user_id:
-            return _no_store({"error": "not_found", "detail": "no such session among yours"}, 404)
-        await self.fob.revoke(sid)
-        if sid == s.id:
-            await sign_out(request)
-        return _no_store({"revoked": sid})
+        reply = await self.routes.delete_session(keyfob_request(request), sid)
+        request.state.session = keyfob_request(request).session
+        return _reply(reply)
 
     async def revoke_others(self, request: Request) -> Response:
-        req = keyfob_request(request)
-        req.require()
-        n, reissued = await self.fob.revoke_others(req.cookies, secure=req.secure)
-        if reissued is not None:
-            req.replaced(reissued)
-        return _no_store({"revoked": n})
+        return _reply(await self.routes.revoke_others(keyfob_request(request)))
 
     async def signout(self, request: Request) -> Response:
-        await sign_out(request)
-        return _no_store({"ok": True})
+        reply = await self.routes.signout(keyfob_request(request))
+        request.state.session = None
+        return _reply(reply)
 
     async def refresh(self, request: Request) -> Response:
-        req = keyfob_request(request)
-        token: str | None = None
-        if request.headers.get("content-type", "").startswith("application/json"):
-            try:
-                body = json.loads(await request.body() or b"{}")
-            except ValueError:
-                raise InvalidToken("the request body is not JSON",
-                                   hint='send {"refresh_token": "..."}') from None
-            if isinstance(body, dict) and isinstance(body.get("refresh_token"), str):
-                token = body["refresh_token"]
-        issued = await self.fob.refresh(token, cookies=req.cookies, secure=req.secure)
-        # Tokens go in the body only to a client that sent its refresh token in the body (mobile,
-        # CLI); a browser refreshing with its cookie gets them as HttpOnly cookies only (ASVS 3.3.4).
-        in_body = token is not None
-        payload = {**issued.session.to_authjs(), "access_token": issued.access_token if in_body else None,
-                   "refresh_token": issued.refresh_token if in_body else None,
-                   "token_type": "Bearer", "expires_in": int(self.fob.settings.access_ttl)}
-        if in_body:
-            req.session = issued.session
-        else:
-            req.replaced(issued)
-        return _no_store(payload)
+        reply = await self.routes.refresh(keyfob_request(request), request.headers.get("content-type"),
+                                          await request.body())
+        return _reply(reply)
 
     async def csrf(self, request: Request) -> Response:
-        return _no_store({"csrfToken": csrf_token(request)})
+        return _reply(await self.routes.csrf(keyfob_request(request)))
 
     async def jwks(self, request: Request) -> Response:
-        return JSONResponse(self.fob.jwks(), headers={"cache-control": "public, max-age=300"})
+        status, body = self.routes.jwks()
+        return JSONResponse(body, status_code=status, headers={"cache-control": "public, max-age=300"})
 
 
 def auth_routes(fob: Keyfob, *, prefix: str | None = None) -> list[BaseRoute]:

@@ -25,12 +25,14 @@ from ._request import (
     CSRF_FIELD,
     CSRF_HEADER,
     MAX_FORM_BYTES,
+    Forbidden,
     RequestCore,
     RequestState,
     RequestView,
     error_parts,
     not_signed_in,
 )
+from ._routes import AuthRoutes
 from .csrf import SAFE_METHODS, CSRFProtect
 
 __all__ = [
@@ -42,8 +44,10 @@ __all__ = [
     "MAX_FORM_BYTES",
     "MAX_VALUE_SIZE",
     "SAFE_METHODS",
+    "AuthRoutes",
     "CSRFProtect",
     "CookieSpec",
+    "Forbidden",
     "RequestCore",
     "RequestState",
     "RequestView",
@@ -54,7 +58,8 @@ __all__ = [
     "parse_cookie_header",
 ]
 
-for _name in ("CSRFProtect", "CookieSpec", "RequestCore", "RequestState", "RequestView", "SetCookie",
-              "error_parts", "is_local_development", "not_signed_in", "parse_cookie_header"):
+for _name in ("AuthRoutes", "CSRFProtect", "CookieSpec", "Forbidden", "RequestCore", "RequestState",
+              "RequestView", "SetCookie", "error_parts", "is_local_development", "not_signed_in",
+              "parse_cookie_header"):
     globals()[_name].__module__ = __name__
 del _name

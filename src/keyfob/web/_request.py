@@ -47,8 +47,8 @@ if TYPE_CHECKING:
     from .._session import Session
     from ..engine import AuthResult, Issued, Keyfob
 
-__all__ = ["CSRF_COOKIE", "CSRF_FIELD", "CSRF_HEADER", "MAX_FORM_BYTES", "RequestCore", "RequestState",
-           "RequestView", "error_parts", "not_signed_in"]
+__all__ = ["CSRF_COOKIE", "CSRF_FIELD", "CSRF_HEADER", "MAX_FORM_BYTES", "Forbidden", "RequestCore",
+           "RequestState", "RequestView", "error_parts", "not_signed_in"]
 
 #: Base name of the CSRF cookie (``__Host-`` prefixed when Secure).
 CSRF_COOKIE = "keyfob.csrf-token"
@@ -59,6 +59,13 @@ CSRF_FIELD = "csrf_token"
 MAX_FORM_BYTES = 64 * 1024
 _FORM_TYPE = "application/x-www-form-urlencoded"
 _NO_COOKIES: Mapping[str, str] = {}
+
+
+class Forbidden(KeyfobError):
+    """Signed in, but not allowed (wrong role, or the sign-in is too old for this action) → 403."""
+
+    code = "forbidden"
+    status_code = 403
 
 
 def error_parts(exc: KeyfobError) -> tuple[int, dict[str, str], dict[str, str]]:
@@ -225,7 +232,8 @@ class RequestState:
     def _check_request_origin(self) -> None:
         view = self.view
         protect = self.core.protect[self.secure]
-        if view.origin_count > 1:
+        # WSGI joins repeated headers with ", " and no serialized origin contains a comma.
+        if view.origin_count > 1 or (view.origin is not None and "," in view.origin):
             raise CSRFError("the request has more than one Origin header, so its origin cannot be trusted",
                             hint="send one Origin header (browsers always do)")
         site = view.sec_fetch_site
