@@ -277,31 +277,44 @@ def _dependencies(dependant: Any) -> Iterator[Any]:
         yield from _dependencies(sub)
 
 
+def _api_routes(routes: Any) -> Iterator[APIRoute]:
+    """APIRoutes, also inside included routers (FastAPI >= 0.16x keeps them wrapped)."""
+    for route in routes:
+        if isinstance(route, APIRoute):
+            yield route
+        inner = getattr(route, "original_router", None)
+        if inner is not None:
+            yield from _api_routes(inner.routes)
+
+
 def _document_errors(app: FastAPI, build: Callable[[], dict[str, Any]], csrf: bool) -> dict[str, Any]:
-    """The app's schema plus the errors keyfob can answer: each dependency's own (401/403), the
-    middleware's CSRF 403 on every unsafe method and its 503 on every operation."""
+    """The app's schema plus the errors keyfob can answer: 401 where a keyfob security scheme is
+    required, each dependency's 403 (role, fresh sign-in), the middleware's CSRF 403 on every unsafe
+    method and its 503 on every operation."""
     if app.openapi_schema:
         return app.openapi_schema
     schema = build()
-    for route in app.routes:
-        if not isinstance(route, APIRoute) or not route.include_in_schema:
-            continue
-        declared: dict[int | str, dict[str, Any]] = {}
+    declared: dict[tuple[str, str], dict[int | str, dict[str, Any]]] = {}
+    for route in _api_routes(app.routes):
+        found: dict[int | str, dict[str, Any]] = {}
         for call in _dependencies(route.dependant):
             if isinstance(call, SessionDependency):
-                declared.update(call.responses)
-        item = schema.get("paths", {}).get(route.path_format, {})
+                found.update(call.responses)
         for method in route.methods or ():
-            op = item.get(method.lower())
-            if op is None:
+            declared[(route.path_format, method.lower())] = found
+    for path, item in schema.get("paths", {}).items():
+        for method, op in item.items():
+            if not isinstance(op, dict) or "responses" not in op:
                 continue
-            extra = dict(declared)
-            if csrf and method not in SAFE_METHODS:
+            extra = dict(declared.get((path, method), {}))
+            if any("keyfobSession" in requirement for requirement in op.get("security", ())) and \
+                    (path, method) not in declared:
+                extra.setdefault(401, UNAUTHORIZED)  # a route we could not see into (a prefixed router)
+            if csrf and method.upper() not in SAFE_METHODS:
                 extra.setdefault(403, CSRF_FAILED)
             extra[503] = UNAVAILABLE
-            responses = op.setdefault("responses", {})
             for status, spec in extra.items():
-                responses.setdefault(str(status), {
+                op["responses"].setdefault(str(status), {
                     "description": spec["description"],
                     "content": {"application/json": {"schema": {"$ref": "#/components/schemas/KeyfobError"}}},
                 })

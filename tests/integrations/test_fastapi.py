@@ -151,7 +151,7 @@ async def test_signout_clears_cookies_and_ends_the_session(client: httpx.AsyncCl
     assert r.status_code == 200
     set_cookies = r.headers.get_list("set-cookie")
     assert all("Max-Age=0" in c for c in set_cookies if "csrf-token" not in c)
-    assert any("csrf-token" in c and "Max-Age=0" not in c for c in set_cookies), "a fresh anonymous CSRF token"
+    assert any("csrf-token" in c and "Max-Age=0" not in c for c in set_cookies), "a new anonymous CSRF token"
     assert (await client.get("/me")).status_code == 401
 
 
