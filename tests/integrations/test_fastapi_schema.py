@@ -56,14 +56,17 @@ def test_schemathesis_finds_no_undocumented_status_and_no_5xx_signed_in(tmp_path
     failures: list[str] = []
     for result in schema.get_all_operations():
         operation = result.ok()
-
-        @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-        def run(case: Any, label: str = operation.label) -> None:
-            response = case.call(headers={"cookie": cookie})
-            try:
-                case.validate_response(response, checks=[not_a_server_error, status_code_conformance])
-            except AssertionError as exc:
-                failures.append(f"{label}: {exc}")
-
-        given(operation.as_strategy())(run)()
+        given(operation.as_strategy())(_fuzz(operation.label, cookie, failures))()
     assert not failures, "\n".join(failures)
+
+
+def _fuzz(label: str, cookie: str, failures: list[str]) -> Any:
+    @settings(max_examples=8, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    def run(case: Any) -> None:
+        response = case.call(headers={"cookie": cookie})
+        try:
+            case.validate_response(response, checks=[not_a_server_error, status_code_conformance])
+        except AssertionError as exc:
+            failures.append(f"{label}: {exc}")
+
+    return run

@@ -462,14 +462,27 @@ def test_web_public_api_is_pinned_and_isort_sorted() -> None:
 
     assert web.__all__ == [
         "CHUNK_SIZE",
+        "CSRF_COOKIE",
+        "CSRF_FIELD",
+        "CSRF_HEADER",
         "MAX_CHUNKS",
+        "MAX_FORM_BYTES",
         "MAX_VALUE_SIZE",
         "SAFE_METHODS",
+        "AuthRoutes",
         "CSRFProtect",
         "CookieSpec",
+        "Forbidden",
+        "RequestCore",
+        "RequestState",
+        "RequestView",
         "SetCookie",
+        "error_parts",
         "is_local_development",
+        "not_signed_in",
         "parse_cookie_header",
     ]
-    for name in ("CSRFProtect", "CookieSpec", "SetCookie", "is_local_development", "parse_cookie_header"):
+    for name in ("AuthRoutes", "CSRFProtect", "CookieSpec", "Forbidden", "RequestCore", "RequestState",
+                 "RequestView", "SetCookie", "error_parts", "is_local_development", "not_signed_in",
+                 "parse_cookie_header"):
         assert getattr(web, name).__module__ == "keyfob.web"
