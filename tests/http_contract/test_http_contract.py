@@ -254,7 +254,10 @@ def test_tossed_csrf_cookie_from_another_browser_is_refused(client: Client, fob:
         token = dict(csrf(attacker))["X-CSRF-Token"]
         planted = attacker.cookies()["keyfob.csrf-token"]
     login(client)
-    client.set_cookie("keyfob.csrf-token", planted)
+    jar = {**client.cookies(), "keyfob.csrf-token": planted}  # the planted cookie replaces the victim's
+    client.clear_cookies()
+    for name, value in jar.items():
+        client.set_cookie(name, value)
     r = client.request("POST", "/action", headers=[("X-CSRF-Token", token)])  # no Origin (privacy tools)
     assert r.status == 403 and r.body["error"] == "csrf_failed"
 
