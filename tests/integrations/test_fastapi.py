@@ -227,3 +227,24 @@ async def test_hybrid_refresh_endpoint_serves_non_browser_clients(
 async def test_jwks_endpoint_is_served(client: httpx.AsyncClient) -> None:
     r = await client.get("/.well-known/jwks.json")
     assert r.status_code == 200 and "keys" in r.json()
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_testclient_with_its_default_base_url_keeps_the_session(strategy: str, tmp_path: Path) -> None:
+    # A new user's first test: TestClient(app) talks to http://testserver. The cookies must not be
+    # Secure there (httpx would never send them back over http), and a POST with them needs the token.
+    from fastapi.testclient import TestClient
+
+    fob = Keyfob(strategy=strategy, secret=SECRET, store=f"sqlite:///{tmp_path / 'kf.db'}")
+    with TestClient(make_app(fob)) as client:
+        assert client.base_url.host == "testserver"
+        r = client.post("/login", json={"user": "u1"})
+        assert r.status_code == 200 and all("Secure" not in c for c in r.headers.get_list("set-cookie"))
+        assert client.get("/me").json()["user"] == "u1"
+        refused = client.post("/auth/signout")
+        assert refused.status_code == 403 and "GET /auth/csrf" in refused.json()["detail"]
+        token = client.get("/auth/csrf").json()["csrfToken"]
+        assert client.post("/auth/signout", headers={"x-csrf-token": token}).status_code == 200
+        assert client.get("/me").status_code == 401
+        assert client.portal is not None
+        client.portal.call(fob.close)
