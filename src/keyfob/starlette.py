@@ -41,6 +41,7 @@ from .web import (
     error_parts,
     parse_cookie_header,
 )
+from .web._request import NO_STORE, VARY_COOKIE
 
 __all__ = [
     "KeyfobMiddleware",
@@ -110,12 +111,17 @@ class KeyfobMiddleware:
                         cache_control = True
                     elif lk == b"vary":
                         vary = v.decode("latin-1")
-                headers += [(k.encode("latin-1"), v.encode("latin-1"))
-                            for k, v in req.finish(cache_control=cache_control, vary=vary)]
+                for pair in req.finish(cache_control=cache_control, vary=vary):
+                    encoded = _ENCODED.get(pair)
+                    headers.append(encoded if encoded is not None else
+                                   (pair[0].encode("latin-1"), pair[1].encode("latin-1")))
                 message = {**message, "headers": headers}
             await send(message)
 
         await self.app(scope, receive, send_with_cookies)
+
+
+_ENCODED = {pair: (pair[0].encode("latin-1"), pair[1].encode("latin-1")) for pair in (NO_STORE, VARY_COOKIE)}
 
 
 def _view(scope: Scope) -> RequestView:

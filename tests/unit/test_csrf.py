@@ -284,3 +284,30 @@ def test_bad_configuration_raises_config_error(key: bytes, origins: tuple[str, .
 def test_allowed_origins_are_normalised() -> None:
     p = protect(allowed_origins=("HTTPS://Admin.Example:443/", "http://localhost:3000", "http://[::1]:8000"))
     assert p.allowed_origins == {"https://admin.example", "http://localhost:3000", "http://[::1]:8000"}
+
+
+# --- session binding -------------------------------------------------------------------------
+
+
+def test_a_token_is_good_only_for_the_session_it_was_issued_for() -> None:
+    p = protect()
+    token, cookies = p.issue(None, binding="session-a")
+    cookie_value = cookies[0].value
+    p.check_token(cookie_value, token, binding="session-a")
+    for other in ("session-b", ""):
+        with pytest.raises(CSRFError, match="another session"):
+            p.check_token(cookie_value, token, binding=other)
+
+
+def test_issue_replaces_a_cookie_bound_to_another_session() -> None:
+    p = protect()
+    anonymous, cookies = p.issue(None)
+    token, new_cookies = p.issue(cookies[0].value, binding="session-a")
+    assert new_cookies and token != anonymous
+    assert p.issue(new_cookies[0].value, binding="session-a") == (token, [])
+
+
+def test_lists_is_true_only_for_explicitly_allowed_origins() -> None:
+    p = protect()
+    assert p.lists(ADMIN) and p.lists(ADMIN + "/")
+    assert not p.lists(APP) and not p.lists(None) and not p.lists("https://evil.example")

@@ -36,7 +36,7 @@ The rules, each written only here:
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from ..errors import CSRFError, KeyfobError, SessionError, StoreUnavailable
@@ -47,8 +47,8 @@ if TYPE_CHECKING:
     from .._session import Session
     from ..engine import AuthResult, Issued, Keyfob
 
-__all__ = ["CSRF_COOKIE", "CSRF_FIELD", "CSRF_HEADER", "MAX_FORM_BYTES", "Forbidden", "RequestCore",
-           "RequestState", "RequestView", "error_parts", "not_signed_in"]
+__all__ = ["CSRF_COOKIE", "CSRF_FIELD", "CSRF_HEADER", "MAX_FORM_BYTES", "NO_STORE", "VARY_COOKIE",
+           "Forbidden", "RequestCore", "RequestState", "RequestView", "error_parts", "not_signed_in"]
 
 #: Base name of the CSRF cookie (``__Host-`` prefixed when Secure).
 CSRF_COOKIE = "keyfob.csrf-token"
@@ -58,6 +58,10 @@ CSRF_FIELD = "csrf_token"
 #: Longest urlencoded form body an adapter reads to find ``csrf_token``.
 MAX_FORM_BYTES = 64 * 1024
 _FORM_TYPE = "application/x-www-form-urlencoded"
+#: The cache headers of a session response (adapters may pre-encode these two pairs).
+NO_STORE = ("cache-control", "no-store")
+VARY_COOKIE = ("vary", "Cookie")
+_SESSION_HEADERS = (NO_STORE, VARY_COOKIE)
 _NO_COOKIES: Mapping[str, str] = {}
 
 
@@ -190,10 +194,12 @@ class RequestState:
         cookies = view.cookies
         self.cookies = cookies
         self.secure = core.is_secure(view.scheme, view.host)
-        #: Does any keyfob cookie (session, refresh, CSRF) ride along? Then CSRF always applies.
-        self.ambient = bool(cookies) and core.names[self.secure].any_in(cookies)
         auth = view.authorization
         bearer = auth[7:].strip() if auth and auth[:7].lower() == "bearer " else None
+        #: Does any keyfob cookie (session, refresh, CSRF) ride along? Then CSRF always applies.
+        #: (Only worked out when it matters: a bearer header, or a method CSRF checks.)
+        self.ambient = bool(cookies) and (bearer is not None or view.method not in SAFE_METHODS) and \
+            core.names[self.secure].any_in(cookies)
         # The cookie is the credential whenever a keyfob cookie is there; the bearer only otherwise.
         self.bearer = bearer if bearer and not self.ambient else None
         self.session: Session | None = None
@@ -329,18 +335,19 @@ class RequestState:
         return self.session is not None or bool(self.pending) or bool(
             self.result is not None and self.result.cookies)
 
-    def finish(self, *, cache_control: bool = False, vary: str | None = None) -> list[tuple[str, str]]:
+    def finish(self, *, cache_control: bool = False, vary: str | None = None) -> Sequence[tuple[str, str]]:
         """The headers to add to the response. ``cache_control``: the response already has one;
         ``vary``: its ``Vary`` value, if any."""
-        out = [("set-cookie", c.header()) for c in self.set_cookies()]
+        cookies = self.set_cookies()
+        if not cookies and self.session is not None and cache_control is False and vary is None:
+            return _SESSION_HEADERS  # the common case: a signed-in request, nothing to set
+        out = [("set-cookie", c.header()) for c in cookies]
         if self.session is None and not out:
             return out
         if not cache_control:
-            out.append(("cache-control", "no-store"))
-        if vary is None:
-            out.append(("vary", "Cookie"))
-        elif "cookie" not in vary.lower() and vary.strip() != "*":
-            out.append(("vary", "Cookie"))
+            out.append(NO_STORE)
+        if vary is None or ("cookie" not in vary.lower() and vary.strip() != "*"):
+            out.append(VARY_COOKIE)
         return out
 
     # -- convenience -------------------------------------------------------------------------------------
