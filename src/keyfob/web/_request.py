@@ -140,10 +140,11 @@ class RequestCore:
     webhook, say: it must authenticate some other way).
     """
 
-    __slots__ = ("_local_cache", "csrf_enabled", "csrf_exempt", "fob", "names", "protect")
+    __slots__ = ("_local_cache", "cookie_secure", "csrf_enabled", "csrf_exempt", "fob", "names", "protect")
 
     def __init__(self, fob: Keyfob, *, csrf: bool | None = None, csrf_exempt: tuple[str, ...] = ()) -> None:
         self.fob = fob
+        self.cookie_secure = fob.settings.cookie_secure
         self.csrf_enabled = fob.settings.csrf if csrf is None else csrf
         self.csrf_exempt = tuple(csrf_exempt)
         self.protect: dict[bool, CSRFProtect] = {}
@@ -157,9 +158,8 @@ class RequestCore:
 
     def is_secure(self, scheme: str, host: str) -> bool:
         """Secure cookies, except on plain-http local development (unless settings say otherwise)."""
-        configured = self.fob.settings.cookie_secure
-        if configured is not None:
-            return configured
+        if self.cookie_secure is not None:
+            return self.cookie_secure
         key = (scheme, host)
         local = self._local_cache.get(key)
         if local is None:
