@@ -79,8 +79,7 @@ class KeyfobMiddleware:
             await self.app(scope, receive, send)
             return
         core = self.core
-        view = _view(scope)
-        req = core.begin(view)
+        req = RequestState(core, _view(scope))  # core.begin(view), without the extra call
         state: MutableMapping[str, Any] = scope.setdefault("state", {})
         state["keyfob"] = self.fob
         state["keyfob_request"] = req

@@ -193,7 +193,11 @@ class RequestState:
         self.view = view
         cookies = view.cookies
         self.cookies = cookies
-        self.secure = core.is_secure(view.scheme, view.host)
+        secure = core.cookie_secure
+        if secure is None:  # the memo first: is_secure is a call per request otherwise
+            local = core._local_cache.get((view.scheme, view.host))
+            secure = core.is_secure(view.scheme, view.host) if local is None else not local
+        self.secure = secure
         auth = view.authorization
         bearer = auth[7:].strip() if auth and auth[:7].lower() == "bearer " else None
         #: Does any keyfob cookie (session, refresh, CSRF) ride along? Then CSRF always applies.
@@ -338,7 +342,8 @@ class RequestState:
     def finish(self, *, cache_control: bool = False, vary: str | None = None) -> Sequence[tuple[str, str]]:
         """The headers to add to the response. ``cache_control``: the response already has one;
         ``vary``: its ``Vary`` value, if any."""
-        cookies = self.set_cookies()
+        result = self.result
+        cookies = self.set_cookies() if self.pending or (result is not None and result.cookies) else ()
         if not cookies and self.session is not None and cache_control is False and vary is None:
             return _SESSION_HEADERS  # the common case: a signed-in request, nothing to set
         out = [("set-cookie", c.header()) for c in cookies]
