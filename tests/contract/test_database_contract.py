@@ -528,7 +528,9 @@ async def test_cleanup_deletes_only_expired_sessions_in_bounded_batches(
     assert await plain.cleanup() == 0
 
 
-async def test_cleanup_lets_authentication_run_between_batches(make_fob: MakeFob, clock: FakeClock) -> None:
+async def test_cleanup_lets_authentication_run_between_batches(
+    make_fob: MakeFob, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     fob = await make_fob(max_age=HOUR, update_age=600)
     for i in range(30):
         await login(fob, f"old{i}")
@@ -536,11 +538,30 @@ async def test_cleanup_lets_authentication_run_between_batches(make_fob: MakeFob
     keeper = await make_fob(store=fob.store)
     live = await login(keeper, "live")
     order: list[str] = []
+    reading, authenticated = asyncio.Event(), asyncio.Event()
+    real_delete_expired = fob.store.delete_expired
+
+    # Once the reader has started an authentication, which of the two finishes its round trips first is
+    # up to the server's load (the reader's fresh pool connection can take longer than all eleven
+    # batches on the warm one). So a batch waits for an authentication already under way: a cleanup
+    # that held the store across batches never lets it complete, and the wait fails. A cleanup that
+    # never yields between batches never lets the reader start, and the order assertion fails.
+    async def next_batch_after_the_pending_authentication(now: float, *, batch: int = 1000) -> int:
+        if reading.is_set() and not authenticated.is_set():
+            try:
+                await asyncio.wait_for(authenticated.wait(), 30)
+            except TimeoutError:
+                pytest.fail("an authentication started during cleanup could not complete between batches")
+        return await real_delete_expired(now, batch=batch)
+
+    monkeypatch.setattr(fob.store, "delete_expired", next_batch_after_the_pending_authentication)
 
     async def reader() -> None:
         for _ in range(10):
+            reading.set()
             assert await alive(keeper, live)
             order.append("auth")
+            authenticated.set()
             await asyncio.sleep(0)
 
     await asyncio.gather(fob.cleanup(batch=3, progress=lambda n: order.append("batch")), reader())
