@@ -40,7 +40,6 @@ try:
     from selenium.common.exceptions import JavascriptException, StaleElementReferenceException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.support import expected_conditions
     from selenium.webdriver.support.ui import WebDriverWait
 except ImportError:  # require_chromium() skips (under CI=true: fails) with the reason
     pass
@@ -268,6 +267,11 @@ def loaded(driver: webdriver.Chrome) -> bool:
     return bool(driver.execute_script("return document.readyState") == "complete")
 
 
+def new_page_loaded(driver: webdriver.Chrome) -> bool:
+    """The marked page (see ``submit``) was replaced and the new one finished loading."""
+    return bool(driver.execute_script("return !window.keyfobOldPage && document.readyState === 'complete'"))
+
+
 def wait(driver: webdriver.Chrome) -> WebDriverWait[webdriver.Chrome]:
     """A wait that rides over a navigation in progress (a script run while the page is swapped fails)."""
     transient = (JavascriptException, StaleElementReferenceException)
@@ -279,10 +283,12 @@ def submit(driver: webdriver.Chrome, action: str, fields: dict[str, str] | None 
     form = driver.find_element(By.CSS_SELECTOR, f'form[action="{action}"]')
     for name, value in (fields or {}).items():
         form.find_element(By.NAME, name).send_keys(value)
-    page = driver.find_element(By.TAG_NAME, "html")
+    # Mark this document, then wait for a loaded document without the mark. Polling the old page's
+    # element for staleness races the navigation: chromedriver may answer "Node with given id does not
+    # belong to the document" (an unknown error, not StaleElementReferenceException) mid-swap.
+    driver.execute_script("window.keyfobOldPage = true")
     form.find_element(By.CSS_SELECTOR, 'button[type="submit"]').click()
-    wait(driver).until(expected_conditions.staleness_of(page))
-    wait(driver).until(loaded)
+    wait(driver).until(new_page_loaded)
 
 
 def sign_up(driver: webdriver.Chrome, demo: Demo, email: str) -> None:
