@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import hashlib
 import json
 import re
 import subprocess
@@ -395,3 +396,182 @@ def test_inspect_next_auth_v4_cookie_is_detected() -> None:
     assert data["valid"] is True and data["kind"] == "jwe-v4" and data["payload"]["sub"] == "42"
     wrong = invoke(["inspect", "--json", "--v4", token], with_secret(OTHER_SECRET))
     assert wrong.exit_code == 1 and "next-auth v4" in json.loads(wrong.stdout)["reason"]
+
+
+# -- ids that look like options, data dirs, stores that are not there ---------------------------------
+
+
+def add_session_with_id(store_url: str, session_id: str, user_id: str = "user-1") -> None:
+    """Put a live session row with a chosen public id straight into the store."""
+    from keyfob.stores import SessionRecord, open_store
+
+    async def go() -> None:
+        store = open_store(store_url)
+        await store.migrate()
+        now = time.time()
+        try:
+            await store.add(
+                SessionRecord(
+                    token_hash=hashlib.sha256(session_id.encode()).digest(),
+                    id=session_id,
+                    user_id=user_id,
+                    created_at=now,
+                    last_seen_at=now,
+                    expires_at=now + 3600,
+                )
+            )
+        finally:
+            await store.close()
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("session_id", ["-IC-nwAbCdEfGhIjKlMnOp", "--store-like-id", "-h0QvY7yQ2V4bX1Qm9Z3"])
+def test_sessions_revoke_accepts_an_id_that_starts_with_a_dash(tmp_path: Path, session_id: str) -> None:
+    store = f"sqlite:///{tmp_path}/keyfob.db"
+    add_session_with_id(store, session_id)
+    env = {**with_secret(), "KEYFOB_STRATEGY": "database"}
+    result = invoke(["sessions", "revoke", session_id, "--store", store], env)
+    assert result.exit_code == 0, result.output
+    assert f"revoked session {session_id} of user user-1" in result.stdout
+    again = invoke(["sessions", "revoke", "--store", store, "--", session_id], env)
+    assert again.exit_code == 1 and "no live session" in again.stderr
+
+
+def test_sessions_revoke_user_and_inspect_accept_dash_arguments(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path}/keyfob.db"
+    add_session_with_id(store, "s-1", user_id="-user")
+    env = {**with_secret(), "KEYFOB_STRATEGY": "database", "KEYFOB_STORE": store}
+    result = invoke(["sessions", "revoke-user", "-user"], env)
+    assert result.exit_code == 0 and "revoked 1 session(s) of user -user" in result.stdout
+    opaque = invoke(["inspect", "--json", "-" + "A" * 42], env)  # an opaque token starting with '-'
+    assert opaque.exit_code == 1 and "no session in the store" in json.loads(opaque.stdout)["reason"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["cleanup"],
+        ["migrate"],
+        ["sessions", "list"],
+        ["sessions", "list", "--user", "u"],
+        ["sessions", "revoke", "some-id"],
+        ["sessions", "revoke-user", "u"],
+    ],
+    ids=" ".join,
+)
+def test_nothing_configured_creates_no_store_file_and_says_what_to_do(
+    args: list[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    result = invoke(args, with_secret())
+    assert result.exit_code == 1
+    assert "no store is configured" in result.stderr and "keyfob.db" in result.stderr
+    assert "--store" in result.stderr and "keyfob migrate --store" in result.stderr
+    assert list(tmp_path.iterdir()) == [], "a read-only command created a file"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["cleanup"], ["sessions", "list", "--user", "u"], ["sessions", "revoke", "x"], ["inspect", "A" * 43]],
+    ids=" ".join,
+)
+def test_a_named_sqlite_store_that_is_missing_is_not_created(args: list[str], tmp_path: Path) -> None:
+    path = tmp_path / "missing.db"
+    result = invoke([*args, "--store", f"sqlite:///{path}"], with_secret())
+    assert result.exit_code == 1
+    assert f"there is no SQLite store at {path}" in result.stderr and "keyfob migrate" in result.stderr
+    assert not path.exists()
+
+
+def test_migrate_creates_a_store_that_was_named_and_not_the_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert invoke(["migrate"]).exit_code == 1 and not (tmp_path / "keyfob.db").exists()
+    named = invoke(["migrate", "--store", "sqlite:///keyfob.db"])
+    assert named.exit_code == 0 and "created keyfob's tables" in named.stdout
+    assert (tmp_path / "keyfob.db").exists()
+    again = invoke(["migrate"])  # the default file now exists: upgrading it is fine
+    assert again.exit_code == 0 and "already up to date" in again.stdout
+
+
+def make_demo_data_dir(data_dir: Path, *, strategy: str = "database") -> tuple[str, str]:
+    """A data dir laid out as `keyfob demo --data-dir` leaves it: secret file, store, config."""
+    from keyfob.cli._target import write_demo_config
+
+    data_dir.mkdir()
+    (data_dir / "keyfob-secret").write_text(OTHER_SECRET + "\n")
+    write_demo_config(data_dir, strategy=strategy, store=None)
+    _, _, sid = make_token(strategy, secret=OTHER_SECRET, store=f"sqlite:///{data_dir / 'keyfob.db'}")
+    return OTHER_SECRET, sid
+
+
+@pytest.mark.parametrize("how", ["--data-dir", "KEYFOB_DATA_DIR"])
+def test_data_dir_reaches_the_demos_store_secret_and_strategy(tmp_path: Path, how: str) -> None:
+    data_dir = tmp_path / "demo-data"
+    _, sid = make_demo_data_dir(data_dir, strategy="database")
+    flag = ["--data-dir", str(data_dir)] if how == "--data-dir" else []
+    env = {"KEYFOB_DATA_DIR": str(data_dir)} if how == "KEYFOB_DATA_DIR" else {}
+    listed = invoke(["sessions", "list", "--user", "user-1", "--json", *flag], env)  # no KEYFOB_SECRET
+    assert listed.exit_code == 0, listed.output
+    assert [s["id"] for s in json.loads(listed.stdout)] == [sid]
+    revoked = invoke(["sessions", "revoke", sid, *flag], env)
+    assert revoked.exit_code == 0 and f"revoked session {sid}" in revoked.stdout
+    assert invoke(["cleanup", *flag], env).exit_code == 0
+
+
+def test_data_dir_that_does_not_exist_is_named(tmp_path: Path) -> None:
+    result = invoke(["sessions", "list", "--data-dir", str(tmp_path / "nope")], with_secret())
+    assert result.exit_code == 1 and "nope does not exist" in result.stderr and "keyfob demo" in result.stderr
+
+
+def test_the_cli_knows_the_demos_file_layout() -> None:
+    from keyfob.cli import _target
+    from keyfob.demo import _app
+
+    assert _target.DEMO_SECRET_FILE == _app.SECRET_FILE
+    assert _target.DEMO_SESSIONS_FILE == _app.SESSIONS_FILE
+
+
+def test_demo_records_its_strategy_and_store_in_the_data_dir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import uvicorn
+
+    served: list[object] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append(app))
+    data_dir = tmp_path / "d"
+    port = str(free_port())
+    result = invoke(["demo", "--strategy", "jwt", "--port", port, "--data-dir", str(data_dir)], with_secret())
+    assert result.exit_code == 0, result.output
+    assert served and json.loads((data_dir / "keyfob-demo.json").read_text()) == {
+        "strategy": "jwt",
+        "store": None,
+    }
+
+
+def test_a_sqlite_failure_is_said_once_and_talks_about_the_file(tmp_path: Path) -> None:
+    result = invoke(["migrate", "--store", f"sqlite:///{tmp_path}/no-such-folder/keyfob.db"])
+    assert result.exit_code == 1
+    assert result.stderr.count("unable to open database file") == 1, result.stderr
+    assert "no-such-folder exists" in result.stderr and "server" not in result.stderr
+
+
+def test_a_server_store_failure_asks_whether_the_server_runs() -> None:
+    port = free_port()
+    result = invoke(
+        ["sessions", "list", "--strategy", "database", "--store", f"postgresql://postgres@127.0.0.1:{port}/x"],
+        with_secret(),
+    )
+    assert result.exit_code == 1
+    assert f"is PostgreSQL running at 127.0.0.1:{port}?" in result.stderr
+    assert result.stderr.count("Connect call failed") <= 1
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -23,10 +23,20 @@ from rich.table import Table
 from .. import __version__
 from ..engine import Keyfob
 from ..errors import ConfigError, KeyfobError, StoreUnavailable
-from ..settings import DEFAULT_STORE, STRATEGIES
+from ..settings import STRATEGIES
 from ..stores import SessionStore, open_store
 from ._inspect import DEFAULT_COOKIE_NAME, Report, inspect_token, opaque_hash, split_cookie
-from ._util import CLIError, duration, require_modules, run, short_time, when
+from ._target import (
+    Target,
+    current_store,
+    data_dir_option,
+    require_existing,
+    resolve,
+    store_hint,
+    store_option,
+    write_demo_config,
+)
+from ._util import AnyArgumentCommand, CLIError, duration, require_modules, run, short_time, when
 
 __all__ = ["cli", "main"]
 
@@ -35,7 +45,9 @@ T = TypeVar("T")
 _ENV_HELP = """\
 Configuration comes from the environment: KEYFOB_SECRET (comma list, newest first;
 `keyfob secret` makes one), KEYFOB_STRATEGY (jwt | database | hybrid) and KEYFOB_STORE
-(e.g. sqlite:///keyfob.db, postgresql://host/db, redis://localhost:6379/0)."""
+(e.g. sqlite:///keyfob.db, postgresql://host/db, redis://localhost:6379/0).
+KEYFOB_DATA_DIR (or --data-dir) points the commands at a `keyfob demo` data dir: its store,
+secret and strategy."""
 
 
 class KeyfobGroup(click.Group):
@@ -47,8 +59,11 @@ class KeyfobGroup(click.Group):
         except ConfigError as exc:
             raise CLIError(exc.message, hint=exc.hint or None, exit_code=2) from None
         except StoreUnavailable as exc:
-            cause = f": {exc.__cause__}" if exc.__cause__ is not None else ""
-            raise CLIError(f"{exc.message}{cause}", hint=exc.hint or None) from None
+            # said once: the store's message already quotes its driver's error, usually word for word
+            cause = str(exc.__cause__) if exc.__cause__ is not None else ""
+            message = exc.message if not cause or cause in exc.message else f"{exc.message}: {cause}"
+            hint = exc.hint if exc.hint and exc.hint != StoreUnavailable.default_hint else None
+            raise CLIError(message, hint=hint or store_hint(current_store(ctx))) from None
         except KeyfobError as exc:
             raise CLIError(exc.message, hint=exc.hint or None) from None
 
@@ -75,14 +90,28 @@ def _env_secrets() -> list[str]:
     return [s.strip() for s in raw.split(",") if s.strip()]
 
 
-def _fob(store: str | None, strategy: str | None, **extra: Any) -> Keyfob:
+def _fob(target: Target | str, strategy: str | None, **extra: Any) -> Keyfob:
     """``Keyfob.from_env()`` with the command line's overrides (ConfigError → exit 2)."""
-    overrides: dict[str, Any] = dict(extra)
-    if store:
-        overrides["store"] = store
-    if strategy:
-        overrides["strategy"] = strategy
-    return Keyfob.from_env(**overrides)
+    if isinstance(target, str):
+        target = Target(target, "--store")
+    return Keyfob.from_env(**{**extra, **target.engine_overrides(strategy)})
+
+
+def _existing(store_url: str | None, data_dir: Path | None, command: str) -> Target:
+    """The store a read-only command works on; an error (not a new empty file) when it is not there."""
+    target = resolve(store_url, data_dir)
+    require_existing(target, command=command)
+    return target
+
+
+def _existing_fob(
+    store_url: str | None, data_dir: Path | None, strategy: str | None, command: str
+) -> Keyfob:
+    """``_fob`` on an existing store (the configuration is checked first: a missing secret is exit 2)."""
+    target = resolve(store_url, data_dir)
+    fob = _fob(target, strategy)
+    require_existing(target, command=command)
+    return fob
 
 
 async def _using(fob: Keyfob, body: Callable[[Keyfob], Awaitable[T]]) -> T:
@@ -90,20 +119,6 @@ async def _using(fob: Keyfob, body: Callable[[Keyfob], Awaitable[T]]) -> T:
         return await body(fob)
     finally:
         await fob.close()
-
-
-def _store_option(*, env: bool = True) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    return click.option(
-        "--store",
-        "store_url",
-        metavar="URL",
-        envvar="KEYFOB_STORE" if env else None,
-        default=DEFAULT_STORE if env else None,
-        show_default=env,
-        help="Session store URL (default: $KEYFOB_STORE, else the SQLite file keyfob.db here)."
-        if env
-        else "Session store URL (default: the engine's, from $KEYFOB_STORE).",
-    )
 
 
 _strategy_option = click.option(
@@ -147,7 +162,7 @@ def secret(as_env: bool) -> None:
 # -- inspect ------------------------------------------------------------------------------------------
 
 
-@cli.command(short_help="Decode a session cookie and explain it.")
+@cli.command(cls=AnyArgumentCommand, short_help="Decode a session cookie and explain it.")
 @click.argument("token")
 @click.option(
     "--secret",
@@ -182,9 +197,10 @@ def secret(as_env: bool) -> None:
     "store_url",
     metavar="URL",
     default=None,
-    envvar="KEYFOB_STORE",
-    help="Look opaque (database / refresh) tokens up in this store (default: $KEYFOB_STORE, if set).",
+    help="Look opaque (database / refresh) tokens up in this store (default: the data dir's, else "
+    "$KEYFOB_STORE, if set).",
 )
+@data_dir_option
 @click.option("--json", "as_json", is_flag=True, help='Print {"valid", "payload", "reason", ...} as JSON.')
 def inspect(
     token: str,
@@ -193,6 +209,7 @@ def inspect(
     v4: bool,
     update_age: float,
     store_url: str | None,
+    data_dir: Path | None,
     as_json: bool,
 ) -> None:
     """Decode a session cookie or token and explain it — or say exactly why it is refused.
@@ -207,7 +224,10 @@ def inspect(
     if token == "-":
         token = sys.stdin.read()
     pasted_name, value = split_cookie(token)
+    target = resolve(store_url, data_dir)
     secrets_list = [s.strip() for opt in secret_opts for s in opt.split(",") if s.strip()] or _env_secrets()
+    if not secrets_list and target.secret is not None:
+        secrets_list = [target.secret]
     if pasted_name is not None:
         pasted_name = re.sub(r"\.\d+$", "", pasted_name)  # a chunk (name.0): the salt is the base name
     name = cookie_name or pasted_name or DEFAULT_COOKIE_NAME
@@ -223,8 +243,9 @@ def inspect(
         )
     except ConfigError as exc:
         raise CLIError(exc.message, hint=exc.hint or None, exit_code=2) from None
-    if report.kind == "opaque" and store_url:
-        report = run(_lookup_opaque(value, store_url))
+    if report.kind == "opaque" and target.named:
+        require_existing(target, command="inspect")
+        report = run(_lookup_opaque(value, target.store))
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2, sort_keys=False, default=str))
     else:
@@ -351,9 +372,18 @@ def _print_report(report: Report) -> None:
 
 
 @cli.command(short_help="Create or upgrade keyfob's tables.")
-@_store_option()
-def migrate(store_url: str) -> None:
-    """Create keyfob's tables, or upgrade them to this version's schema. Safe to run again."""
+@store_option
+@data_dir_option
+def migrate(store_url: str | None, data_dir: Path | None) -> None:
+    """Create keyfob's tables, or upgrade them to this version's schema. Safe to run again.
+
+    A new SQLite file is created only for a store you named (--store, KEYFOB_STORE or --data-dir),
+    never for the unnamed default ./keyfob.db.
+    """
+    target = resolve(store_url, data_dir)
+    if not target.named:
+        require_existing(target, command="migrate")
+    store_url = target.store
 
     async def go() -> tuple[int | None, int | None]:
         store = open_store(store_url)
@@ -388,16 +418,19 @@ def sessions() -> None:
 
 @sessions.command("list")
 @click.option("--user", "user_id", metavar="ID", help="The user whose sessions to list.")
-@_store_option(env=False)
+@store_option
+@data_dir_option
 @_strategy_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
-def sessions_list(user_id: str | None, store_url: str | None, strategy: str | None, as_json: bool) -> None:
+def sessions_list(
+    user_id: str | None, store_url: str | None, data_dir: Path | None, strategy: str | None, as_json: bool
+) -> None:
     """List a user's active sessions: id, device, ip, created, last seen, expires.
 
     The store protocol looks sessions up per user, so --user is needed to list rows;
     without it this prints how many rows the store holds.
     """
-    fob = _fob(store_url, strategy)
+    fob = _existing_fob(store_url, data_dir, strategy, "sessions list")
 
     async def go(f: Keyfob) -> tuple[int, list[dict[str, Any]]]:
         if user_id is None:
@@ -452,13 +485,16 @@ def sessions_list(user_id: str | None, store_url: str | None, strategy: str | No
     out.print(table)
 
 
-@sessions.command("revoke")
+@sessions.command("revoke", cls=AnyArgumentCommand)
 @click.argument("session_id")
-@_store_option(env=False)
+@store_option
+@data_dir_option
 @_strategy_option
-def sessions_revoke(session_id: str, store_url: str | None, strategy: str | None) -> None:
-    """Revoke one session by its id (as `keyfob sessions list` shows it)."""
-    fob = _fob(store_url, strategy)
+def sessions_revoke(
+    session_id: str, store_url: str | None, data_dir: Path | None, strategy: str | None
+) -> None:
+    """Revoke one session by its id (as `keyfob sessions list` shows it; an id may start with -)."""
+    fob = _existing_fob(store_url, data_dir, strategy, "sessions revoke")
 
     async def go(f: Keyfob) -> tuple[bool, str | None]:
         info = await f.get_session(session_id)
@@ -483,13 +519,16 @@ def sessions_revoke(session_id: str, store_url: str | None, strategy: str | None
     _feed_note(fob)
 
 
-@sessions.command("revoke-user")
+@sessions.command("revoke-user", cls=AnyArgumentCommand)
 @click.argument("user_id")
-@_store_option(env=False)
+@store_option
+@data_dir_option
 @_strategy_option
-def sessions_revoke_user(user_id: str, store_url: str | None, strategy: str | None) -> None:
+def sessions_revoke_user(
+    user_id: str, store_url: str | None, data_dir: Path | None, strategy: str | None
+) -> None:
     """Sign a user out everywhere: revoke every session of USER_ID."""
-    fob = _fob(store_url, strategy)
+    fob = _existing_fob(store_url, data_dir, strategy, "sessions revoke-user")
     n = run(_using(fob, lambda f: f.revoke_user(user_id)))
     if n < 0:
         click.echo(
@@ -520,7 +559,8 @@ def _feed_note(fob: Keyfob) -> None:
 
 
 @cli.command(short_help="Delete expired sessions, in batches.")
-@_store_option()
+@store_option
+@data_dir_option
 @click.option(
     "--batch",
     type=click.IntRange(1, 1_000_000),
@@ -528,9 +568,11 @@ def _feed_note(fob: Keyfob) -> None:
     show_default=True,
     help="Rows deleted per transaction (small batches never block sign-ins for long).",
 )
-def cleanup(store_url: str, batch: int) -> None:
+def cleanup(store_url: str | None, data_dir: Path | None, batch: int) -> None:
     """Delete expired sessions, in batches, with a progress bar. Run it from cron daily."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    store_url = _existing(store_url, data_dir, "cleanup").store
 
     async def go() -> tuple[int, int]:
         store: SessionStore = open_store(store_url)
@@ -611,9 +653,11 @@ def jwks(eddsa: bool) -> None:
 @click.option(
     "--data-dir",
     type=click.Path(file_okay=False, path_type=Path),
+    envvar="KEYFOB_DATA_DIR",
     default=Path(".keyfob-demo"),
     show_default=True,
-    help="Where the demo keeps its users, sessions and generated secret.",
+    help="Where the demo keeps its users, sessions and generated secret ($KEYFOB_DATA_DIR). The other "
+    "commands reach them with the same --data-dir.",
 )
 def demo(strategy: str | None, store_url: str | None, port: int, data_dir: Path) -> None:
     """Run the demo app (sign up, sign in, devices, sign out everywhere) on http://127.0.0.1:PORT."""
@@ -635,6 +679,7 @@ def demo(strategy: str | None, store_url: str | None, port: int, data_dir: Path)
                 f"port {port} on 127.0.0.1 is in use", hint="pass --port with a free port"
             ) from None
     app = create_app(chosen, store_url, data_dir)
+    write_demo_config(data_dir, strategy=chosen, store=store_url)
     click.secho(
         f"keyfob demo ({chosen} strategy) on http://127.0.0.1:{port}  — Ctrl+C to stop", fg="green", err=True
     )

@@ -10,7 +10,7 @@ from typing import IO, Any, TypeVar
 
 import click
 
-__all__ = ["CLIError", "duration", "require_modules", "run", "short_time", "when"]
+__all__ = ["AnyArgumentCommand", "CLIError", "duration", "require_modules", "run", "short_time", "when"]
 
 T = TypeVar("T")
 
@@ -31,6 +31,40 @@ class CLIError(click.ClickException):
         click.secho(f"error: {self.message}", err=True, fg="red", file=file)
         if self.hint:
             click.echo(f"  → {self.hint}", err=True, file=file)
+
+
+class AnyArgumentCommand(click.Command):
+    """A command whose arguments may start with ``-``: session ids and tokens are base64url, and
+    about 1 in 64 begins with a dash (``keyfob sessions revoke -IC-nw...``).
+
+    Before Click parses, every word that is not one of this command's own options (or an option's
+    value) is moved behind a ``--``, in order, so Click reads it as an argument. ``-h``/``--help``
+    and the options keep working wherever they appear; ``-`` (stdin) and an explicit ``--`` too.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        takes_value: dict[str, bool] = {}
+        for param in self.get_params(ctx):
+            if isinstance(param, click.Option):
+                for name in (*param.opts, *param.secondary_opts):
+                    takes_value[name] = not (param.is_flag or param.count)
+        options: list[str] = []
+        positional: list[str] = []
+        words = iter(args)
+        for word in words:
+            if word == "--":
+                positional.extend(words)
+                break
+            name = word.split("=", 1)[0]
+            if word.startswith("-") and name in takes_value:
+                options.append(word)
+                if takes_value[name] and "=" not in word:
+                    value = next(words, None)
+                    if value is not None:
+                        options.append(value)
+            else:
+                positional.append(word)
+        return super().parse_args(ctx, [*options, "--", *positional] if positional else options)
 
 
 # import name → what to install (the extra that provides it)
