@@ -514,3 +514,55 @@ class Keyfob:
     def secrets_fingerprints(self) -> Sequence[str]:
         """Short, non-reversible fingerprints of the configured secrets (for `keyfob inspect`)."""
         return [hashlib.sha256(s.encode()).hexdigest()[:8] for s in self.settings.secrets]
+
+    # -- observation (keyfob.metrics) -------------------------------------------------------------------
+    def observe(self, observer: Callable[[str, str, float], None]) -> None:
+        """Call ``observer(operation, result, seconds)`` after every ``authenticate``/``authenticate_token``
+        (operation ``"authenticate"``) and ``refresh`` (``"refresh"``). ``result`` is ``"ok"``,
+        ``"anonymous"`` (no credential) or an error ``code``: never an id or a token.
+
+        Free until called: it replaces this instance's methods with timed wrappers, so an engine that
+        is not observed runs the plain methods, with no check at all. ``keyfob.metrics.instrument``
+        uses it; call it before the app serves requests.
+        """
+        from time import perf_counter
+
+        plain_authenticate, plain_token = self.authenticate, self.authenticate_token
+        plain_refresh = self.refresh
+
+        async def authenticate(cookies: Mapping[str, str], *, secure: bool | None = None) -> AuthResult:
+            start = perf_counter()
+            try:
+                result = await plain_authenticate(cookies, secure=secure)
+            except KeyfobError as exc:
+                observer("authenticate", exc.code, perf_counter() - start)
+                raise
+            code = "ok" if result.session is not None else result.reason or "anonymous"
+            observer("authenticate", code, perf_counter() - start)
+            return result
+
+        async def authenticate_token(token: str) -> AuthResult:
+            start = perf_counter()
+            try:
+                result = await plain_token(token)
+            except KeyfobError as exc:
+                observer("authenticate", exc.code, perf_counter() - start)
+                raise
+            observer("authenticate", "ok" if result.session is not None else result.reason or "anonymous",
+                     perf_counter() - start)
+            return result
+
+        async def refresh(refresh_token: str | None = None, *, cookies: Mapping[str, str] | None = None,
+                          secure: bool | None = None) -> Issued:
+            start = perf_counter()
+            try:
+                issued = await plain_refresh(refresh_token, cookies=cookies, secure=secure)
+            except KeyfobError as exc:
+                observer("refresh", exc.code, perf_counter() - start)
+                raise
+            observer("refresh", "ok", perf_counter() - start)
+            return issued
+
+        self.authenticate = authenticate  # type: ignore[method-assign]
+        self.authenticate_token = authenticate_token  # type: ignore[method-assign]
+        self.refresh = refresh  # type: ignore[method-assign]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from .._clock import Clock
@@ -41,6 +41,8 @@ class RevocationView:
         self._resync_lock = asyncio.Lock()
         self._feed_up = False
         self._last_prune = 0.0
+        # keyfob.metrics: called with (now - the publisher's "at") for each event that came over the feed
+        self.propagation_observer: Callable[[float], None] | None = None
 
     async def start(self) -> None:
         """Load the view from the store and subscribe to the feed."""
@@ -99,6 +101,9 @@ class RevocationView:
             user, ver = event.get("user"), event.get("ver")
             if isinstance(user, str) and isinstance(ver, int) and self.min_version.get(user, 0) < ver:
                 self.min_version[user] = ver
+        sent_at = event.get("at")  # only on published copies: local applies are not a propagation
+        if self.propagation_observer is not None and isinstance(sent_at, int | float):
+            self.propagation_observer(self.clock() - sent_at)
         self._maybe_prune()
 
     def _maybe_prune(self) -> None:
@@ -137,7 +142,7 @@ class RevocationView:
         event = {"t": "sid", "sid": sid, "until": until}
         self.apply(event)
         if self.feed is not None:
-            await self.feed.publish(event)
+            await self.feed.publish({**event, "at": self.clock()})
 
     async def bump(self, user_id: str) -> int:
         """Raise the user's token version: every token minted before now is refused."""
@@ -145,5 +150,5 @@ class RevocationView:
         event = {"t": "ver", "user": user_id, "ver": ver}
         self.apply(event)
         if self.feed is not None:
-            await self.feed.publish(event)
+            await self.feed.publish({**event, "at": self.clock()})
         return ver
