@@ -358,6 +358,7 @@ def test_bench_missing_is_a_clear_message(monkeypatch: pytest.MonkeyPatch) -> No
         ["cleanup"],
         ["jwks"],
         ["demo"],
+        ["doctor"],
     ],
 )
 def test_every_command_has_help(args: list[str]) -> None:

@@ -1,5 +1,5 @@
 """The ``keyfob`` command line: ``secret``, ``inspect``, ``migrate``, ``sessions``, ``cleanup``,
-``jwks``, ``demo`` and ``bench``. Run ``keyfob --help``.
+``jwks``, ``doctor``, ``demo`` and ``bench``. Run ``keyfob --help``.
 
 ``main()`` is the console script; ``python -m keyfob`` calls it too.
 """

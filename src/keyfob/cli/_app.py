@@ -632,6 +632,95 @@ def jwks(eddsa: bool) -> None:
         )
 
 
+# -- doctor -------------------------------------------------------------------------------------------
+
+
+_MARK = {"ok": "[green]✓[/]", "warn": "[yellow]![/]", "fail": "[bold red]✗[/]", "skip": "[dim]-[/]"}
+
+
+@cli.command(short_help="Check a configuration and say what to fix.")
+@click.option(
+    "--origin",
+    metavar="URL",
+    default=None,
+    help="The site's origin, e.g. https://app.example: check the cookie attributes browsers get there.",
+)
+@store_option
+@data_dir_option
+@_strategy_option
+@click.option(
+    "--feed",
+    "feed_url",
+    metavar="URL",
+    default=None,
+    help="Revocation feed URL to test (default: the store's own feed).",
+)
+@click.option(
+    "--cookie-domain", default=None, metavar="DOMAIN", help="The app's cookie_domain, if it sets one."
+)
+@click.option(
+    "--samesite",
+    type=click.Choice(["lax", "strict", "none"]),
+    default=None,
+    help="The app's cookie_samesite (default lax).",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1, 60),
+    default=5.0,
+    show_default=True,
+    metavar="SECONDS",
+    help="How long to wait for the store and the feed.",
+)
+@click.option("--json", "as_json", is_flag=True, help='Print {"ok", "problems", "checks": [...]} as JSON.')
+def doctor(
+    origin: str | None,
+    store_url: str | None,
+    data_dir: Path | None,
+    strategy: str | None,
+    feed_url: str | None,
+    cookie_domain: str | None,
+    samesite: str | None,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Check a configuration: the secret (strength, rotation), the cookies for --origin, the store
+    (reachable; for Redis, whether it persists), the revocation feed (a live round trip, timed) and
+    the clock skew against the store.
+
+    \b
+    Exits 0 when nothing failed (warnings included), 1 when something must be fixed.
+    It writes no session; the feed probe revokes a random id no session has, for 5 seconds.
+    """
+    from ._doctor import diagnose
+
+    target = resolve(store_url, data_dir)
+    checks = run(
+        diagnose(
+            target,
+            strategy=strategy,
+            origin=origin,
+            feed_url=feed_url,
+            timeout=timeout,
+            cookie_domain=cookie_domain,
+            samesite=samesite,
+        )
+    )
+    problems = [c.name for c in checks if c.status == "fail"]
+    if as_json:
+        doc = {"ok": not problems, "problems": problems, "checks": [c.to_json() for c in checks]}
+        click.echo(json.dumps(doc, indent=2, default=str))
+    else:
+        out = _console()
+        for c in checks:
+            out.print(f"{_MARK[c.status]} [bold]{c.name:<12}[/] {c.summary}", highlight=False, soft_wrap=True)
+            if c.hint and c.status in ("warn", "fail"):
+                out.print(f"  {'':<12} → {c.hint}", highlight=False, soft_wrap=True)
+        verdict = "all is well" if not problems else f"{len(problems)} problem(s): {', '.join(problems)}"
+        out.print(f"[bold {'green' if not problems else 'red'}]{verdict}[/]")
+    sys.exit(1 if problems else 0)
+
+
 # -- demo ---------------------------------------------------------------------------------------------
 
 
