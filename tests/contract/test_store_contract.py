@@ -368,7 +368,7 @@ async def test_feed_on_unreachable_server_reports_down_and_publish_fails(url: st
     states: list[bool] = []
     try:
         await feed.start(lambda e: None, states.append)
-        for _ in range(50):
+        for _ in range(500):  # up to 10 s: the refused connect is quick, a loaded machine is not
             if states:
                 break
             await asyncio.sleep(0.02)
@@ -393,6 +393,24 @@ async def _kill_pg_backends(application_name: str) -> None:
             "WHERE datname = current_database() AND pid <> pg_backend_pid() AND application_name = $1",
             application_name,
         )
+    finally:
+        await conn.close()
+
+
+async def _pg_backends_gone(application_name: str, timeout: float = 10.0) -> None:
+    """Wait until the server has ended the terminated backends (pg_terminate_backend only signals)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_URL)
+    try:
+        for _ in range(int(timeout / 0.02)):
+            left = await conn.fetchval(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1", application_name
+            )
+            if left == 0:
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"{left} backend(s) of {application_name} still running after {timeout} s")
     finally:
         await conn.close()
 
@@ -422,7 +440,8 @@ async def test_postgres_store_recovers_after_its_connections_are_killed() -> Non
         await _kill_pg_backends(f"kf_recovery_{PRIVATE_PREFIX}")
         assert await store.get(th("t0")) is not None  # reads retry once on a fresh connection
         await _kill_pg_backends(f"kf_recovery_{PRIVATE_PREFIX}")
-        await asyncio.sleep(0.05)
+        await _pg_backends_gone(f"kf_recovery_{PRIVATE_PREFIX}")  # the kill is asynchronous
+        await asyncio.sleep(0.05)  # and the pool sees the closed sockets on its next loop turns
         await store.add(rec("after"))
         assert await store.count() == 9
     finally:
