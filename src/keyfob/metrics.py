@@ -41,7 +41,8 @@ Prometheus metrics (names and units by Prometheus's conventions; ``strategy`` is
                                                             ``reuse_detected`` (a stolen family)
 ``keyfob_session_events_total{event}``                      every lifecycle event, by name
 ``keyfob_revocation_feed_connected``                        1 while the revocation view is kept current
-                                                            by its feed (pub/sub, NOTIFY, polling)
+                                                            by its feed (pub/sub, NOTIFY, polling); with
+                                                            several engines, while all of theirs are
 ``keyfob_revocation_propagation_seconds``                   publish → apply delay of feed events
                                                             (publisher's clock vs. this node's)
 ==========================================================  ==========================================
@@ -56,6 +57,11 @@ child of the request's span, with the attributes ``keyfob.strategy`` and ``keyfo
 No label or attribute value is ever a user id, a session id or a token: the values come from
 fixed sets (strategies, result codes, event names, scopes), and anything else becomes ``other``.
 
+Cost: the request path does two ``perf_counter()`` calls, a dict increment and a bisect into the
+histogram's buckets, all on plain Python numbers; ``prometheus_client`` objects (whose locks cost
+more than the rest together) are built from those numbers only when Prometheus scrapes. The
+OpenTelemetry path costs what the configured SDK costs, hence opt-in.
+
 How it hooks in: lifecycle events through ``fob.on_event``; validation counts and durations
 through ``fob.observe`` (which swaps in timed methods on that one engine only); propagation
 through the revocation view's ``propagation_observer``, fed by the ``at`` timestamp that published
@@ -67,18 +73,12 @@ from __future__ import annotations
 
 import time
 import weakref
-from collections.abc import Callable, Iterable
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from prometheus_client import (
-    REGISTRY,
-    CollectorRegistry,
-    Counter,
-    Gauge,
-    Histogram,
-    make_asgi_app,
-    make_wsgi_app,
-)
+from prometheus_client import REGISTRY, CollectorRegistry, make_asgi_app, make_wsgi_app
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.exposition import choose_encoder
 from starlette.requests import Request
 from starlette.responses import Response
@@ -102,19 +102,18 @@ _RESULTS = frozenset(
         if isinstance(cls, type) and issubclass(cls, _errors.KeyfobError) and isinstance(cls.code, str)
     }
 )
-_EVENTS = frozenset(
-    {
-        "created",
-        "rolled",
-        "rotated",
-        "refreshed",
-        "revoked",
-        "expired",
-        "reuse_detected",
-        "user_version_bumped",
-        "signed_out",
-    }
+_EVENTS = (
+    "created",
+    "rolled",
+    "rotated",
+    "refreshed",
+    "revoked",
+    "expired",
+    "reuse_detected",
+    "user_version_bumped",
+    "signed_out",
 )
+_SCOPES = ("session", "user", "user_version", "session_limit", "reuse_detected", "other")
 _SCOPE_BY_REASON = {
     None: "session",
     "revoke_user": "user",
@@ -123,62 +122,146 @@ _SCOPE_BY_REASON = {
 }
 
 
-def _bounded(value: Any, allowed: frozenset[str]) -> str:
+def _bounded(value: Any, allowed: Iterable[str]) -> str:
     return value if isinstance(value, str) and value in allowed else "other"
 
 
-class _PrometheusSet:
-    """The metric objects of one registry (a registry refuses the same name twice)."""
+class _Histogram:
+    """Per-bucket counts (not cumulative) and the sum: one bisect and two additions per value."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.validations = Counter(
-            "keyfob_session_validations",
-            "Session validations (Keyfob.authenticate), by strategy and result.",
-            ["strategy", "result"],
-            registry=registry,
-        )
-        self.duration = Histogram(
-            "keyfob_session_validation_duration_seconds",
-            "Time spent in Keyfob.authenticate, in seconds.",
-            ["strategy"],
-            buckets=VALIDATION_BUCKETS,
-            registry=registry,
-        )
-        self.refresh = Counter(
-            "keyfob_refresh", "Hybrid refresh-token rotations, by result.", ["result"], registry=registry
-        )
-        self.revocations = Counter(
-            "keyfob_revocations", "Revocations, by scope.", ["scope"], registry=registry
-        )
-        self.events = Counter(
-            "keyfob_session_events", "Session lifecycle events, by name.", ["event"], registry=registry
-        )
-        self.feed_connected = Gauge(
-            "keyfob_revocation_feed_connected",
-            "1 while the revocation view is kept current by its feed, else 0.",
-            registry=registry,
-        )
-        self.propagation = Histogram(
-            "keyfob_revocation_propagation_seconds",
-            "Delay from publishing a revocation to applying it from the feed, in seconds.",
-            buckets=PROPAGATION_BUCKETS,
-            registry=registry,
-        )
+    __slots__ = ("bounds", "counts", "total")
+
+    def __init__(self, bounds: tuple[float, ...]) -> None:
+        self.bounds = bounds
+        self.counts = [0] * (len(bounds) + 1)  # the last one is +Inf
+        self.total = 0.0
+
+    def observe(self, value: float) -> None:
+        self.counts[bisect_left(self.bounds, value)] += 1  # Prometheus buckets are "<= le"
+        self.total += value
 
 
-_SETS: weakref.WeakKeyDictionary[CollectorRegistry, _PrometheusSet] = weakref.WeakKeyDictionary()
-_INSTRUMENTED: weakref.WeakSet[Keyfob] = weakref.WeakSet()
+class _Counts:
+    """What one instrumented engine counted. Plain ints, bumped on the engine's event loop thread;
+    turned into metric families only when Prometheus scrapes (:class:`_Collector`)."""
 
-
-def _prometheus_set(registry: CollectorRegistry) -> _PrometheusSet:
-    found = _SETS.get(registry)
-    if found is None:
-        found = _SETS[registry] = _PrometheusSet(registry)
-    return found
+    def __init__(self, fob: Keyfob) -> None:
+        self.fob = weakref.ref(fob)
+        self.strategy = fob.settings.strategy
+        self.validations: dict[str, int] = {}
+        self.duration = _Histogram(VALIDATION_BUCKETS)
+        self.refresh: dict[str, int] = {}
+        self.revocations = dict.fromkeys(_SCOPES, 0)
+        self.events = dict.fromkeys((*_EVENTS, "other"), 0)
+        self.propagation = _Histogram(PROPAGATION_BUCKETS)
 
 
 def _feed_connected(fob: Keyfob) -> bool:
     return fob.view.feed is not None and fob.view.live
+
+
+def _sum_into(target: dict[Any, Any], source: dict[Any, Any]) -> None:
+    for key, n in source.items():
+        target[key] = target.get(key, 0) + n
+
+
+def _histogram(
+    name: str, doc: str, hists: list[tuple[tuple[str, ...], _Histogram]], labels: list[str]
+) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, doc, labels=labels)
+    merged: dict[tuple[str, ...], tuple[list[int], float]] = {}
+    for key, h in hists:
+        counts, total = merged.get(key, ([0] * len(h.counts), 0.0))
+        merged[key] = ([a + b for a, b in zip(counts, h.counts, strict=True)], total + h.total)
+    for key, (counts, total) in sorted(merged.items()):
+        bounds = hists[0][1].bounds
+        cumulative, running = [], 0
+        for le, n in zip([*(repr(float(b)) for b in bounds), "+Inf"], counts, strict=True):
+            running += n
+            cumulative.append((le, running))
+        family.add_metric(list(key), cumulative, total)
+    return family
+
+
+class _Collector:
+    """keyfob's metric families for one registry, built at scrape time from every engine's counts."""
+
+    def __init__(self) -> None:
+        self.counts: list[_Counts] = []
+
+    def describe(self) -> Iterator[Metric]:
+        return self._families(include_samples=False)
+
+    def collect(self) -> Iterator[Metric]:
+        return self._families(include_samples=True)
+
+    def _families(self, *, include_samples: bool) -> Iterator[Metric]:
+        every = self.counts if include_samples else []
+        validations: dict[tuple[str, str], int] = {}
+        refresh: dict[str, int] = {}
+        revocations: dict[str, int] = {}
+        events: dict[str, int] = {}
+        for c in every:
+            _sum_into(validations, {(c.strategy, r): n for r, n in c.validations.items()})
+            _sum_into(refresh, c.refresh)
+            _sum_into(revocations, c.revocations)
+            _sum_into(events, c.events)
+        family = CounterMetricFamily(
+            "keyfob_session_validations",
+            "Session validations (Keyfob.authenticate), by strategy and result.",
+            labels=["strategy", "result"],
+        )
+        for (strategy, result), n in sorted(validations.items()):
+            family.add_metric([strategy, result], n)
+        yield family
+        yield _histogram(
+            "keyfob_session_validation_duration_seconds",
+            "Time spent in Keyfob.authenticate, in seconds.",
+            [((c.strategy,), c.duration) for c in every],
+            ["strategy"],
+        )
+        family = CounterMetricFamily(
+            "keyfob_refresh", "Hybrid refresh-token rotations, by result.", labels=["result"]
+        )
+        for result, n in sorted(refresh.items()):
+            family.add_metric([result], n)
+        yield family
+        family = CounterMetricFamily("keyfob_revocations", "Revocations, by scope.", labels=["scope"])
+        for scope, n in sorted(revocations.items()):
+            family.add_metric([scope], n)
+        yield family
+        family = CounterMetricFamily(
+            "keyfob_session_events", "Session lifecycle events, by name.", labels=["event"]
+        )
+        for event, n in sorted(events.items()):
+            family.add_metric([event], n)
+        yield family
+        fobs = [f for f in (c.fob() for c in every) if f is not None and f.view.feed is not None]
+        gauge = GaugeMetricFamily(
+            "keyfob_revocation_feed_connected",
+            "1 while every instrumented engine's revocation view is kept current by its feed, else 0.",
+        )
+        if include_samples:
+            gauge.add_metric([], 1.0 if fobs and all(_feed_connected(f) for f in fobs) else 0.0)
+        yield gauge
+        yield _histogram(
+            "keyfob_revocation_propagation_seconds",
+            "Delay from publishing a revocation to applying it from the feed, in seconds.",
+            [((), c.propagation) for c in every],
+            [],
+        )
+
+
+_COLLECTORS: weakref.WeakKeyDictionary[CollectorRegistry, _Collector] = weakref.WeakKeyDictionary()
+_INSTRUMENTED: weakref.WeakSet[Keyfob] = weakref.WeakSet()
+
+
+def _collector(registry: CollectorRegistry) -> _Collector:
+    found = _COLLECTORS.get(registry)
+    if found is None:
+        found = _COLLECTORS[registry] = _Collector()
+        registry.register(found)
+    return found
 
 
 class Instrumentation:
@@ -218,60 +301,53 @@ def instrument(
     """Count and time what ``fob`` does, in Prometheus (always) and OpenTelemetry (``opentelemetry``).
 
     ``registry`` defaults to prometheus_client's global ``REGISTRY``. Several engines may share one
-    registry (their counts add up; the feed gauge follows the last one instrumented). Call it once
-    per engine, before serving requests.
+    registry (their counts add up). Call it once per engine, before serving requests.
     """
     if fob in _INSTRUMENTED:
         raise ConfigError(
             "this Keyfob is already instrumented", hint="call keyfob.metrics.instrument(fob) once per engine"
         )
-    _INSTRUMENTED.add(fob)
     registry = REGISTRY if registry is None else registry
-    prom = _prometheus_set(registry)
-    strategy = fob.settings.strategy
-    duration = prom.duration.labels(strategy)
-    validations: dict[str, Any] = {}
-    refresh_ok, refresh_reuse = prom.refresh.labels("ok"), prom.refresh.labels("reuse_detected")
-    scopes = {s: prom.revocations.labels(s) for s in ("session", "user", "user_version", "session_limit",
-                                                      "reuse_detected", "other")}
-    events = {e: prom.events.labels(e) for e in (*_EVENTS, "other")}
-    prom.feed_connected.set_function(lambda: float(_feed_connected(fob)))
+    collector = _collector(registry)
+    _INSTRUMENTED.add(fob)
+    counts = _Counts(fob)
+    collector.counts.append(counts)
+    validations, duration, refresh = counts.validations, counts.duration, counts.refresh
+    revocations, events, propagation = counts.revocations, counts.events, counts.propagation
     otel = _OpenTelemetry(fob, meter_provider, tracer_provider) if opentelemetry else None
 
     def on_operation(operation: str, result: str, seconds: float) -> None:
-        result = _bounded(result, _RESULTS)
+        if result not in _RESULTS:
+            result = "other"
         if operation == "authenticate":
-            counter = validations.get(result)
-            if counter is None:
-                counter = validations[result] = prom.validations.labels(strategy, result)
-            counter.inc()
+            validations[result] = validations.get(result, 0) + 1
             duration.observe(seconds)
-        elif result not in ("ok", "token_reuse_detected"):  # refresh: those two come as events
-            prom.refresh.labels(result).inc()
+        elif result != "ok" and result != "token_reuse_detected":  # refresh: those two come as events
+            refresh[result] = refresh.get(result, 0) + 1
         if otel is not None:
             otel.operation(operation, result, seconds)
 
     def on_event(event: Event) -> None:
-        name = event.name
-        events[_bounded(name, _EVENTS)].inc()
+        name = _bounded(event.name, _EVENTS)
+        events[name] += 1
         scope: str | None = None
         if name == "refreshed":
-            refresh_ok.inc()
+            refresh["ok"] = refresh.get("ok", 0) + 1
         elif name == "reuse_detected":
-            refresh_reuse.inc()
+            refresh["reuse_detected"] = refresh.get("reuse_detected", 0) + 1
             scope = "reuse_detected"
         elif name == "revoked":
             scope = _SCOPE_BY_REASON.get(event.detail.get("reason"), "other")
         elif name == "user_version_bumped":
             scope = "user_version"
         if scope is not None:
-            scopes[scope].inc()
+            revocations[scope] += 1
         if otel is not None:
             otel.event(name, scope)
 
     def on_propagation(seconds: float) -> None:
         seconds = max(0.0, seconds)  # a publisher whose clock runs ahead must not go negative
-        prom.propagation.observe(seconds)
+        propagation.observe(seconds)
         if otel is not None:
             otel.propagation.record(seconds)
 

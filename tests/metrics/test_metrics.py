@@ -290,6 +290,19 @@ async def test_metrics_wsgi_app_serves_the_same_registry(served: tuple[Keyfob, I
     assert response.status_code == 200 and b"keyfob_revocation_feed_connected 0.0" in response.data
 
 
+async def test_feed_gauge_follows_the_revocation_view(clock: FakeClock, registry: CollectorRegistry) -> None:
+    fob = Keyfob(strategy="hybrid", secret=SECRET, store="memory://", clock=clock)  # in-process feed
+    try:
+        instrument(fob, registry)
+        assert value(registry, "keyfob_revocation_feed_connected") == 0  # not started: not fed
+        await fob.start()
+        assert value(registry, "keyfob_revocation_feed_connected") == 1
+        fob.view.live = False  # as when the pub/sub connection drops: store checks until resynced
+        assert value(registry, "keyfob_revocation_feed_connected") == 0
+    finally:
+        await fob.close()
+
+
 # -- the feed: connected gauge and propagation, over real Redis pub/sub --------------------------------
 
 
@@ -311,6 +324,10 @@ async def test_feed_gauge_and_propagation_over_redis(registry: CollectorRegistry
         await a.start()
         await b.start()
         instrument(b, registry)
+        for _ in range(200):  # b's view goes live once subscribed and resynced (a loaded Redis: later)
+            if value(registry, "keyfob_revocation_feed_connected") == 1:
+                break
+            await asyncio.sleep(0.05)
         assert value(registry, "keyfob_revocation_feed_connected") == 1
         issued = await a.create("u1", secure=True)
         await a.revoke(issued.session.id)
