@@ -576,3 +576,23 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
+
+
+def test_sessions_list_all_pages_through_every_users_live_sessions(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path}/keyfob.db"
+    long_ago = FakeClock(time.time() - 40 * 86400)  # expired: not listed
+    make_token("database", store=store, clock=long_ago)
+    live = {make_token("database", store=store)[2] for _ in range(4)}
+    add_session_with_id(store, "-dash-id-of-another-user", user_id="user-2")
+    live.add("-dash-id-of-another-user")
+    env = {**with_secret(), "KEYFOB_STRATEGY": "database", "KEYFOB_STORE": store}
+    for size in ("1", "2", "500"):
+        listed = invoke(["sessions", "list", "--all", "--page-size", size, "--json"], env)
+        assert listed.exit_code == 0, listed.output
+        rows = json.loads(listed.stdout)
+        assert {r["id"] for r in rows} == live
+        assert {r["user_id"] for r in rows} == {"user-1", "user-2"}
+    table = invoke(["sessions", "list", "--all"], env)
+    assert table.exit_code == 0 and "5 active session(s)" in table.stdout and "user-2" in table.stdout
+    both = invoke(["sessions", "list", "--all", "--user", "u"], env)
+    assert both.exit_code == 2 and "--all and --user" in both.stderr

@@ -21,10 +21,11 @@ from rich.console import Console
 from rich.table import Table
 
 from .. import __version__
+from .._session import SessionInfo
 from ..engine import Keyfob
 from ..errors import ConfigError, KeyfobError, StoreUnavailable
 from ..settings import STRATEGIES
-from ..stores import SessionStore, open_store
+from ..stores import SessionRecord, SessionStore, open_store
 from ._inspect import DEFAULT_COOKIE_NAME, Report, inspect_token, opaque_hash, split_cookie
 from ._target import (
     Target,
@@ -418,57 +419,76 @@ def sessions() -> None:
 
 @sessions.command("list")
 @click.option("--user", "user_id", metavar="ID", help="The user whose sessions to list.")
+@click.option("--all", "list_all", is_flag=True, help="Every user's active sessions (read page by page).")
+@click.option(
+    "--page-size",
+    type=click.IntRange(1, 100_000),
+    default=500,
+    show_default=True,
+    help="Rows read per store query with --all.",
+)
 @store_option
 @data_dir_option
 @_strategy_option
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array instead of a table.")
 def sessions_list(
-    user_id: str | None, store_url: str | None, data_dir: Path | None, strategy: str | None, as_json: bool
+    user_id: str | None,
+    list_all: bool,
+    page_size: int,
+    store_url: str | None,
+    data_dir: Path | None,
+    strategy: str | None,
+    as_json: bool,
 ) -> None:
-    """List a user's active sessions: id, device, ip, created, last seen, expires.
+    """List active sessions: id, user, device, ip, created, last seen, expires.
 
-    The store protocol looks sessions up per user, so --user is needed to list rows;
-    without it this prints how many rows the store holds.
+    --user ID lists one user's; --all lists everyone's, reading the store a page at a time
+    (with a progress bar on long listings). With neither, it prints how many rows the store holds.
     """
+    if list_all and user_id is not None:
+        raise CLIError("--all and --user do not go together", hint="pass one of them", exit_code=2)
     fob = _existing_fob(store_url, data_dir, strategy, "sessions list")
 
     async def go(f: Keyfob) -> tuple[int, list[dict[str, Any]]]:
-        if user_id is None:
+        if list_all:
+            infos = await _every_session(f, page_size)
+        elif user_id is None:
             await f.start()
             return await f.store.count(), []
-        infos = await f.list_sessions(user_id)
+        else:
+            infos = await f.list_sessions(user_id)
         return len(infos), [
             {**i.to_json(), "user_id": i.user_id, "_times": (i.created_at, i.last_seen_at, i.expires_at)}
             for i in infos
         ]
 
     count, items = run(_using(fob, go))
-    if user_id is None:
+    if user_id is None and not list_all:
         if as_json:
             click.echo(json.dumps({"stored_rows": count}))
             return
         click.echo(f"the store holds {count} session row(s) (live, expired and retired refresh tokens).")
-        click.echo(
-            "  → pass --user ID to list one user's sessions (the store protocol has no 'list everyone')."
-        )
+        click.echo("  → pass --user ID to list one user's sessions, or --all for everyone's.")
         return
     if as_json:
         click.echo(json.dumps([{k: v for k, v in i.items() if k != "_times"} for i in items], indent=2))
         return
     out = _console()
+    who = "anyone" if list_all else repr(user_id)
     if not items:
         if fob.settings.strategy == "jwt":
             out.print(
-                f"no stored sessions for {user_id!r}: the jwt strategy keeps none server-side "
-                "(`keyfob sessions revoke-user` still signs the user out everywhere)."
+                f"no stored sessions for {who}: the jwt strategy keeps none server-side "
+                "(`keyfob sessions revoke-user` still signs a user out everywhere)."
             )
         else:
-            out.print(f"no active sessions for user {user_id!r}.")
+            out.print(f"no active sessions for {who if list_all else 'user ' + who}.")
         return
     if not out.is_terminal:
         out = Console(highlight=False, width=max(out.width, 150))
     now = time.time()
-    table = Table(title=f"sessions of {user_id} ({fob.settings.strategy} strategy)", title_justify="left")
+    title = f"{len(items)} active session(s)" if list_all else f"sessions of {user_id}"
+    table = Table(title=f"{title} ({fob.settings.strategy} strategy)", title_justify="left")
     for col in ("id", "user", "device", "ip", "created", "last seen", "expires"):
         table.add_column(col, no_wrap=col == "id", overflow="fold")
     for i in items:
@@ -483,6 +503,61 @@ def sessions_list(
             short_time(expires, now, rel=False),
         )
     out.print(table)
+
+
+async def _every_session(fob: Keyfob, page_size: int) -> list[SessionInfo]:
+    """Every live session in the store, read ``page_size`` rows per query (``store.sessions_page``)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from .._devices import device_label
+    from ..stores._protocol import is_live
+
+    await fob.start()
+    store = fob.store
+    page: Callable[..., Awaitable[tuple[Sequence[SessionRecord], str | None]]] | None = getattr(
+        store, "sessions_page", None
+    )
+    if page is None or getattr(store, "stores_raw_tokens", False):
+        raise CLIError(
+            f"this store ({type(store).__name__}) cannot list every session",
+            hint="pass --user ID to list one user's sessions",
+        )
+    total = await store.count()
+    now, idle = fob.clock(), fob.settings.idle_timeout
+    out: list[SessionInfo] = []
+    cursor: str | None = None
+    with Progress(
+        TextColumn("reading sessions"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=_console(err=True),
+        transient=True,
+        disable=total <= page_size,  # one page: nothing to watch
+    ) as progress:
+        task = progress.add_task("sessions", total=total or 1)
+        while True:
+            records, cursor = await page(cursor, limit=page_size)
+            progress.update(task, advance=len(records))
+            for rec in records:
+                if is_live(rec, now, idle):
+                    out.append(
+                        SessionInfo(
+                            id=rec.id,
+                            user_id=rec.user_id,
+                            created_at=rec.created_at,
+                            last_seen_at=rec.last_seen_at,
+                            expires_at=rec.expires_at,
+                            ip=rec.ip,
+                            user_agent=rec.user_agent,
+                            device=device_label(rec.user_agent),
+                            current=False,
+                        )
+                    )
+            if cursor is None:
+                break
+    out.sort(key=lambda i: (i.user_id, -i.last_seen_at))
+    return out
 
 
 @sessions.command("revoke", cls=AnyArgumentCommand)

@@ -231,6 +231,15 @@ class MemoryStore:
     async def count(self) -> int:
         return len(self._check().rows)
 
+    async def sessions_page(
+        self, cursor: str | None, *, limit: int = 500
+    ) -> tuple[list[SessionRecord], str | None]:
+        """Every row, ``limit`` at a time in token-hash order (``keyfob sessions list --all``)."""
+        after = bytes.fromhex(cursor) if cursor else b""
+        rows = [r for r in self._check().rows.values() if r.token_hash > after]
+        page = sorted(rows, key=lambda r: r.token_hash)[:limit]
+        return page, (page[-1].token_hash.hex() if len(page) == limit else None)
+
     async def get_user_version(self, user_id: str) -> int:
         return self._check().versions.get(user_id, 0)
 

@@ -96,6 +96,8 @@ class Statements:
         doomed = sa.select(t.c.token_hash).where(past).limit(batch)
         self.delete_expired = q(sa.delete(t).where(t.c.token_hash.in_(doomed.scalar_subquery())))
         self.count = q(sa.select(sa.func.count()).select_from(t))
+        page = sa.select(*cols).where(t.c.token_hash > bp("after")).order_by(t.c.token_hash)
+        self.page = q(page.limit(bp("n", type_=sa.Integer)))  # keyset paging: sessions_page
 
         # versions, revocations and their change log
         self.get_version = q(sa.select(v.c.version).where(v.c.user_id == bp("uid")))

@@ -243,6 +243,16 @@ class SQLStore:
         row = await self._driver.one(self._q.count.sql, ())
         return int(row[0]) if row else 0
 
+    async def sessions_page(
+        self, cursor: str | None, *, limit: int = 500
+    ) -> tuple[list[SessionRecord], str | None]:
+        """Every row (live, expired, retired), ``limit`` at a time in token-hash order, for admin
+        listings (``keyfob sessions list --all``). Pass the cursor back; None means done."""
+        after = bytes.fromhex(cursor) if cursor else b""
+        rows = await self._driver.all(self._q.page.sql, self._q.page.bind(after=after, n=limit))
+        records = [record(r) for r in rows]
+        return records, (records[-1].token_hash.hex() if len(records) == limit else None)
+
     # -- versions, revocations and the change log -------------------------------------------------
 
     async def _lock_log(self, tx: Ops) -> None:
