@@ -157,6 +157,7 @@ def test_a_good_postgresql_configuration_passes(private_pg_database: str, strate
 
 @pytest.mark.redis
 def test_a_good_redis_configuration_with_persistence_passes(persistent_redis: str) -> None:
+    migrate(persistent_redis)
     code, report = doctor(
         "--store", persistent_redis, "--strategy", "hybrid", "--origin", "https://app.example"
     )

@@ -301,6 +301,17 @@ async def check_store(url: str) -> Check:
         details["round_trip_ms"] = round((time.perf_counter() - start) * 1000, 2)
         details["rows"] = rows
         details["schema_version"] = schema
+        details["namespace"] = getattr(store, "namespace", None)
+        epoch: Callable[[], Awaitable[str | None]] | None = getattr(store, "epoch", None)
+        if epoch is not None and await epoch() is None:
+            return Check(
+                "store",
+                "fail",
+                "the store has no epoch: it was never migrated, or it lost its data (FLUSHDB, a dropped "
+                "table, a Redis restart without persistence)",
+                hint=f"run `keyfob migrate --store {url}`; if it lost its data, every user signs in again",
+                details=details,
+            )
     except StoreUnavailable as exc:
         return Check(
             "store", "fail", f"cannot reach the store: {exc.message}", hint=store_hint(url), details=details
@@ -453,10 +464,12 @@ async def check_feed(settings: Settings, store_url: str, feed_url: str | None, *
         details["kind"] = "polling (SQLite, every 0.1 s)"
     else:
         try:
-            subscriber, publisher = open_feed(url), open_feed(url)
+            subscriber, publisher, store = await _open_feeds(url, given=feed_url is not None)
         except ConfigError as exc:
             return Check("feed", "fail", exc.message, hint=exc.hint or None, details=details)
         if subscriber is None:
+            if store is not None:
+                await store.close()
             return Check(
                 "feed",
                 "warn",
@@ -535,6 +548,21 @@ async def check_feed(settings: Settings, store_url: str, feed_url: str | None, *
             details=details,
         )
     return Check("feed", "ok", f"revocation round trip {ms:.1f} ms", details=details)
+
+
+async def _open_feeds(
+    url: str, *, given: bool
+) -> tuple[RevocationFeed | None, RevocationFeed | None, SessionStore | None]:
+    """A subscriber and a publisher on the feed the engine would use (the store's own, when the
+    store makes it: its channel follows the store's namespace), or on the ``--feed`` URL; and the
+    store that made them (to close last), if any."""
+    if not given:
+        store = open_store(url)
+        make: Callable[[], RevocationFeed | None] | None = getattr(store, "feed", None)
+        if callable(make):
+            return make(), make(), store
+        await store.close()
+    return open_feed(url), open_feed(url), None
 
 
 def _feed_hint(url: str) -> str:
