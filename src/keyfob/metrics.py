@@ -315,17 +315,23 @@ def instrument(
     validations, duration, refresh = counts.validations, counts.duration, counts.refresh
     revocations, events, propagation = counts.revocations, counts.events, counts.propagation
     otel = _OpenTelemetry(fob, meter_provider, tracer_provider) if opentelemetry else None
+    buckets, bounds = duration.counts, duration.bounds
 
+    # the per-request path: plain dict and list increments, nothing else (see "Cost" above)
     def on_operation(operation: str, result: str, seconds: float) -> None:
-        if result not in _RESULTS:
-            result = "other"
         if operation == "authenticate":
-            validations[result] = validations.get(result, 0) + 1
-            duration.observe(seconds)
+            if result in validations:
+                validations[result] += 1
+            else:  # the first of its kind, or a code from outside keyfob's error tree
+                result = result if result in _RESULTS else "other"
+                validations[result] = validations.get(result, 0) + 1
+            buckets[bisect_left(bounds, seconds)] += 1  # Prometheus buckets are "<= le"
+            duration.total += seconds
         elif result != "ok" and result != "token_reuse_detected":  # refresh: those two come as events
+            result = result if result in _RESULTS else "other"
             refresh[result] = refresh.get(result, 0) + 1
         if otel is not None:
-            otel.operation(operation, result, seconds)
+            otel.operation(operation, result if result in _RESULTS else "other", seconds)
 
     def on_event(event: Event) -> None:
         name = _bounded(event.name, _EVENTS)
