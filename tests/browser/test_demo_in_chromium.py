@@ -37,7 +37,11 @@ from tests.security._log_hygiene import hygiene
 
 try:
     from selenium import webdriver
-    from selenium.common.exceptions import JavascriptException, StaleElementReferenceException
+    from selenium.common.exceptions import (
+        JavascriptException,
+        StaleElementReferenceException,
+        WebDriverException,
+    )
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -269,7 +273,13 @@ def loaded(driver: webdriver.Chrome) -> bool:
 
 def new_page_loaded(driver: webdriver.Chrome) -> bool:
     """The marked page (see ``submit``) was replaced and the new one finished loading."""
-    return bool(driver.execute_script("return !window.keyfobOldPage && document.readyState === 'complete'"))
+    script = "return !window.keyfobOldPage && document.readyState === 'complete'"
+    try:
+        return bool(driver.execute_script(script))
+    except WebDriverException as exc:  # mid-swap, chromedriver may answer with an inspector error
+        if "inspector error" in str(exc) or "context" in str(exc).lower():
+            return False
+        raise
 
 
 def wait(driver: webdriver.Chrome) -> WebDriverWait[webdriver.Chrome]:
