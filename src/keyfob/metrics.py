@@ -60,7 +60,9 @@ fixed sets (strategies, result codes, event names, scopes), and anything else be
 Cost: the request path does two ``perf_counter()`` calls, a dict increment and a bisect into the
 histogram's buckets, all on plain Python numbers; ``prometheus_client`` objects (whose locks cost
 more than the rest together) are built from those numbers only when Prometheus scrapes. The
-OpenTelemetry path costs what the configured SDK costs, hence opt-in.
+OpenTelemetry path costs what the configured SDK costs, hence opt-in. Measured with callgrind
+(2026-12-01, memory store): 5,000-6,500 more instructions per ``authenticate``; one guarded FastAPI
+request (hybrid) 711.8k → 725.7k instructions, +1.95%.
 
 How it hooks in: lifecycle events through ``fob.on_event``; validation counts and durations
 through ``fob.observe`` (which swaps in timed methods on that one engine only); propagation
