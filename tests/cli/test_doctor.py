@@ -293,3 +293,12 @@ def test_human_output_names_the_problems(tmp_path: Path) -> None:
     assert result.exit_code == 1
     assert "✗ secret" in result.stdout and "✗ store" in result.stdout
     assert "2 problem(s): secret, store" in result.stdout and "Traceback" not in result.output
+
+
+@pytest.mark.postgres
+def test_a_store_without_keyfobs_tables_says_run_migrate(private_pg_database: str) -> None:
+    store = f"{private_pg_database}?table_prefix=never_migrated_"
+    code, report = doctor("--store", store, "--strategy", "database", "--origin", "https://app.example")
+    check = by_name(report)["store"]
+    assert code == 1 and report["problems"] == ["store"]
+    assert "tables are not there" in check["summary"] and "keyfob migrate" in check["hint"]

@@ -313,6 +313,14 @@ async def check_store(url: str) -> Check:
                 details=details,
             )
     except StoreUnavailable as exc:
+        if any(m in exc.message for m in ("UndefinedTable", "does not exist", "no such table")):
+            return Check(
+                "store",
+                "fail",
+                f"keyfob's tables are not there ({exc.message})",
+                hint=f"run `keyfob migrate --store {url}`",
+                details=details,
+            )
         return Check(
             "store", "fail", f"cannot reach the store: {exc.message}", hint=store_hint(url), details=details
         )
