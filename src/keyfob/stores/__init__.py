@@ -3,7 +3,8 @@
 ```python
 store = open_store("sqlite:///keyfob.db")      # embedded default
 store = open_store("postgresql://127.0.0.1/test?table_prefix=app1_&pool_size=4")
-store = open_store("redis://127.0.0.1:6379/0")
+store = open_store("redis://127.0.0.1:6379/0?prefix=myapp")
+store = open_store("redis+cluster://10.0.0.1:6379,10.0.0.2:6379")   # Redis Cluster seed nodes
 store = open_store("memory://")                 # tests and demos
 ```
 
@@ -39,6 +40,8 @@ _STORES: dict[str, tuple[str, str]] = {
     "postgres": ("keyfob.stores.sql:SQLStore", "postgres"),
     "redis": ("keyfob.stores.redis:RedisStore", "redis"),
     "rediss": ("keyfob.stores.redis:RedisStore", "redis"),
+    "redis+cluster": ("keyfob.stores.redis:RedisStore", "redis"),
+    "rediss+cluster": ("keyfob.stores.redis:RedisStore", "redis"),
 }
 
 #: ``open_store(url, authjs_compat=True)``: Auth.js's own sessions table (SQL URLs only)
@@ -55,6 +58,8 @@ _FEEDS: dict[str, tuple[str, str]] = {
     "postgres": ("keyfob.stores.sql:PostgresFeed", "postgres"),
     "redis": ("keyfob.stores.redis:RedisFeed", "redis"),
     "rediss": ("keyfob.stores.redis:RedisFeed", "redis"),
+    "redis+cluster": ("keyfob.stores.redis:RedisFeed", "redis"),
+    "rediss+cluster": ("keyfob.stores.redis:RedisFeed", "redis"),
 }
 
 
