@@ -106,7 +106,7 @@ class RedisClusterProcesses:
             capture_output=True, text=True, timeout=60, check=False,
         )
         if out.returncode != 0:
-            raise RuntimeError(f"redis-cli --cluster create failed: {out.stdout[-2000:]} {out.stderr[-2000:]}")
+            raise RuntimeError(f"redis-cli --cluster create failed: {out.stdout[-2000:]}{out.stderr[-2000:]}")
         self.wait_ok()
         return self
 
@@ -131,8 +131,8 @@ class RedisClusterProcesses:
         out: dict[int, tuple[str, str]] = {}
         for line in _cli(running, "cluster", "nodes").splitlines():
             parts = line.split()
-            if len(parts) < 3 or "fail" in parts[2] and "fail?" not in parts[2] and "master" not in parts[2]:
-                pass
+            if len(parts) < 3:
+                continue
             port = int(parts[1].split("@")[0].rsplit(":", 1)[1])
             role = "master" if "master" in parts[2] else "replica"
             out[port] = (parts[0], role)
@@ -174,3 +174,18 @@ class RedisClusterProcesses:
                 proc.wait(10)
         if self.workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+async def flush_cluster(url: str) -> None:
+    """FLUSHALL every master of the tests' own cluster (never a shared server)."""
+    from redis.asyncio.cluster import RedisCluster
+
+    from keyfob.stores.redis._url import parse_redis_url
+
+    target = parse_redis_url(url)
+    host, port = target.seeds[0]
+    client = RedisCluster(host=host, port=port)
+    try:
+        await client.flushall(target_nodes=RedisCluster.PRIMARIES)
+    finally:
+        await client.aclose()

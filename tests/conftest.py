@@ -11,10 +11,14 @@ import os
 import shutil
 import socket
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import pytest
 
 from keyfob._clock import FakeClock
+
+if TYPE_CHECKING:
+    from tests._redis_cluster import RedisClusterProcesses
 
 # Suite-wide log hygiene (tests/security/_log_hygiene.py): every log line of the run is checked for
 # the secrets, tokens and passwords the run used; a leak fails the session.
@@ -63,6 +67,14 @@ def require_pgbouncer() -> None:
     require_service("PgBouncer", os.access(PGBOUNCER, os.X_OK), "apt-get install pgbouncer")
 
 
+def require_redis_cluster() -> None:
+    """The Redis Cluster tests start their own cluster: they need redis-server and redis-cli (7.0+)."""
+    from tests._redis_cluster import cluster_available
+
+    require_service("Redis Cluster (redis-server + redis-cli)", cluster_available(),
+                    "apt-get install redis-server (7.0 or newer); the tests start their own 6-node cluster")
+
+
 def require_node() -> None:
     here = os.path.join(os.path.dirname(__file__), "interop", "node_modules")
     require_service("Node.js + tests/interop/node_modules",
@@ -75,6 +87,21 @@ def require_chromium() -> None:
                     os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)
                     and importlib.util.find_spec("selenium") is not None,
                     "apt-get install chromium chromium-driver; pip install -e '.[test]'")
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[RedisClusterProcesses]:
+    """One real Redis Cluster (3 masters + 3 replicas, loopback ports, no persistence) for the whole
+    session, started on first use and killed at the end. Private to this pytest process: tests may
+    FLUSHALL it. Tests that kill or reshard nodes leave it healthy again (``wait_ok``)."""
+    require_redis_cluster()
+    from tests._redis_cluster import RedisClusterProcesses
+
+    cluster = RedisClusterProcesses().start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
 
 
 @pytest.fixture

@@ -1,7 +1,8 @@
 """Store factory fixtures, reusable by every contract suite (stores x strategies).
 
 * ``store_kind`` — parametrized ``memory``, ``sqlite``, ``postgresql`` (mark ``postgres``),
-  ``redis`` (mark ``redis``). Server-backed params skip when the server is down, fail under CI=true.
+  ``redis`` (mark ``redis``), ``redis_cluster`` (mark ``redis_cluster``: the session's own 3-master
+  cluster, ``tests/conftest.py``). Server-backed params skip when the server is down, fail under CI=true.
 * ``store_url`` — a URL naming a **clean** store of that kind: a memory store named for this test
   (shared by every store object the test opens on it), a fresh SQLite file, PostgreSQL
   ``test`` with keyfob's default tables truncated, Redis db 15 flushed. Give it to
@@ -45,6 +46,7 @@ STORE_KINDS = [
     pytest.param("sqlite", id="sqlite"),
     pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
     pytest.param("redis", id="redis", marks=pytest.mark.redis),
+    pytest.param("redis_cluster", id="redis_cluster", marks=pytest.mark.redis_cluster),
 ]
 
 _PG_TABLES = ("keyfob_sessions", "keyfob_user_versions", "keyfob_revocations", "keyfob_changes")
@@ -87,7 +89,7 @@ async def reset_redis(url: str = REDIS_TEST_URL) -> None:
 
 
 @pytest.fixture
-async def store_url(store_kind: str, tmp_path: Path) -> str:
+async def store_url(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
     if store_kind == "memory":
         return f"memory://kft{os.getpid()}-{next(_MEMORY_NAMES)}"
     if store_kind == "sqlite":
@@ -100,6 +102,12 @@ async def store_url(store_kind: str, tmp_path: Path) -> str:
         require_redis()
         await reset_redis()
         return REDIS_TEST_URL
+    if store_kind == "redis_cluster":  # the session's own cluster (tests/conftest.py): flushed
+        from tests._redis_cluster import flush_cluster
+
+        url: str = request.getfixturevalue("redis_cluster").url
+        await flush_cluster(url)
+        return url
     raise AssertionError(f"unknown store kind {store_kind!r}")
 
 
@@ -134,7 +142,7 @@ def store_options(store_kind: str) -> dict[str, Any]:
     """Options that give this test process its own corner of a shared server."""
     if store_kind == "postgresql":
         return {"table_prefix": f"{PRIVATE_PREFIX}_"}
-    if store_kind == "redis":
+    if store_kind in ("redis", "redis_cluster"):
         return {"prefix": f"{PRIVATE_PREFIX}:"}
     return {}
 
@@ -222,6 +230,10 @@ def wipe_store(
             await drop_postgres_tables(store_options["table_prefix"])
         elif store_kind == "redis":
             await delete_redis_keys(store_options["prefix"])
+        elif store_kind == "redis_cluster":
+            from tests._redis_cluster import flush_cluster
+
+            await flush_cluster(store_url)
         else:
             raise AssertionError(f"no wipe for store kind {store_kind!r}")
 

@@ -1,4 +1,4 @@
-"""Store URLs for the strategy contract suite: memory, SQLite (tmp file), PostgreSQL, Redis.
+"""Store URLs for the strategy contract suite: memory, SQLite (tmp file), PostgreSQL, Redis, Redis Cluster.
 
 Server-backed stores are emptied before each test (PostgreSQL tables truncated, Redis test
 db flushed), skip with a reason when the server is down, and fail under CI=true.
@@ -24,6 +24,7 @@ STORE_PARAMS = [
     pytest.param("sqlite", id="sqlite"),
     pytest.param("postgresql", id="postgresql", marks=pytest.mark.postgres),
     pytest.param("redis", id="redis", marks=pytest.mark.redis),
+    pytest.param("redis_cluster", id="redis_cluster", marks=pytest.mark.redis_cluster),
 ]
 REDIS_TEST_URL = REDIS_URL.rsplit("/", 1)[0] + "/13"
 
@@ -52,7 +53,7 @@ async def empty_redis() -> None:
 
 
 @pytest.fixture
-def make_store_url(tmp_path: Path) -> StoreFactory:
+def make_store_url(tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
     async def factory(kind: str) -> str:
         if kind == "memory":
             return f"memory://{tmp_path.name}"
@@ -66,6 +67,12 @@ def make_store_url(tmp_path: Path) -> StoreFactory:
             require_redis()
             await empty_redis()
             return REDIS_TEST_URL
+        if kind == "redis_cluster":  # the session's own cluster (tests/conftest.py): flushed
+            from tests._redis_cluster import flush_cluster
+
+            url: str = request.getfixturevalue("redis_cluster").url
+            await flush_cluster(url)
+            return url
         raise ValueError(kind)
 
     return factory

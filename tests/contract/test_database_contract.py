@@ -155,8 +155,14 @@ class RawStore:
 
     async def _redis_state(self) -> list[tuple[bytes, Any]]:
         import redis.asyncio as aioredis
+        from redis.asyncio.cluster import RedisCluster
 
-        client = aioredis.Redis.from_url(REDIS_TEST_URL)
+        client: Any
+        if self.kind == "redis_cluster":  # every master's keys (scan_iter walks them all)
+            host, port = self.url.split("://", 1)[1].split(",", 1)[0].split(":")
+            client = RedisCluster(host=host, port=int(port))
+        else:
+            client = aioredis.Redis.from_url(REDIS_TEST_URL)
         try:
             state: list[tuple[bytes, Any]] = []
             async for key in client.scan_iter(match=f"{self.options['prefix']}*", count=1000):
@@ -201,10 +207,14 @@ class RawStore:
     async def redis_pttl(self, token: str) -> int:
         import redis.asyncio as aioredis
 
-        key = f"{self.options['prefix']}s:{hashlib.sha256(token.encode()).hexdigest()}"
+        # the row lives in its user's hash tag; the token's routing pointer (same TTL) names it
+        hex_hash = hashlib.sha256(token.encode()).hexdigest()
         client = aioredis.Redis.from_url(REDIS_TEST_URL)
         try:
-            return int(await client.pttl(key))
+            base = await client.get(f"{self.options['prefix']}t:{hex_hash}")
+            if base is None:
+                return -2
+            return int(await client.pttl(base + b":s:" + hex_hash.encode()))
         finally:
             await client.aclose()
 

@@ -68,6 +68,8 @@ class RedisFeed(ReconnectingFeed):
     async def publish(self, event: Mapping[str, Any]) -> None:
         payload = json.dumps(event, separators=(",", ":"))
         try:
+            if isinstance(self._pub, RedisCluster) and self._pub._initialize:
+                await self._pub.initialize()  # see RedisStore._errors: redis-py routes before it initializes
             if self.sharded:
                 await self._pub.spublish(self.channel, payload)
             else:
@@ -102,6 +104,8 @@ class RedisFeed(ReconnectingFeed):
         client = await self._subscriber()
         pubsub = client.pubsub()
         try:
+            if isinstance(self._pub, RedisCluster) and self._pub._initialize:
+                await self._pub.initialize()  # see RedisStore._errors: redis-py routes before it initializes
             if self.sharded:
                 await pubsub.ssubscribe(self.channel)
             else:

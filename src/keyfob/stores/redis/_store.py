@@ -21,12 +21,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import hashlib
 import json
 import math
 import secrets
-from collections.abc import Awaitable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
+
+from redis.asyncio.cluster import RedisCluster
 
 from .._protocol import ChangePage, SessionRecord
 from . import _lua
@@ -136,8 +139,14 @@ class RedisStore:
         self._revoke, self._bump, self._prune = reg(_lua.REVOKE), reg(_lua.BUMP), reg(_lua.PRUNE)
         self._read_changes = reg(_lua.READ_CHANGES)
 
-    def _errors(self) -> Any:
-        return translate_errors(self.target)
+    @contextlib.asynccontextmanager
+    async def _errors(self) -> AsyncIterator[None]:
+        with translate_errors(self.target):
+            if isinstance(self._r, RedisCluster) and self._r._initialize:
+                # redis-py routes a command before it initializes: concurrent first commands (or the
+                # first ones after a failover closed the client) would race; initialize under its lock
+                await self._r.initialize()
+            yield
 
     # -- steps 1 and 3: pointers and expiry entries around the user script -----------------------
 
@@ -195,7 +204,7 @@ class RedisStore:
 
     async def get(self, token_hash: bytes) -> SessionRecord | None:
         hex_hash = token_hash.hex()
-        with self._errors():
+        async with self._errors():
             if self.target.cluster:
                 base = await self._r.get(self.keys.token_pointer(hex_hash))
                 if base is None:
@@ -208,7 +217,7 @@ class RedisStore:
 
     async def add(self, record: SessionRecord) -> None:
         base = self.keys.user(record.user_id)
-        with self._errors():
+        async with self._errors():
             if await self._claim(record, base):
                 if await self._add(keys=self._user_keys(base, record), args=[base, *self._add_args(record)]):
                     await self._index(record, base)
@@ -222,7 +231,7 @@ class RedisStore:
         base = self.keys.user(record.user_id)
         idle = b"" if idle_timeout is None else _f(idle_timeout)
         hex_hash = record.token_hash.hex()
-        with self._errors():
+        async with self._errors():
             if not await self._claim(record, base):
                 raise ValueError("a session with this token hash already exists")
             out = await self._add_limited(
@@ -243,7 +252,7 @@ class RedisStore:
 
     async def touch(self, token_hash: bytes, *, seen: float, expires: float) -> None:
         hex_hash = token_hash.hex()
-        with self._errors():
+        async with self._errors():
             base = await self._r.get(self.keys.token_pointer(hex_hash))
             if base is None:
                 return
@@ -263,7 +272,7 @@ class RedisStore:
     async def replace(self, old_hash: bytes, new: SessionRecord, *, now: float, keep_old: bool) -> bool:
         base = self.keys.user(new.user_id)
         old_hex = old_hash.hex()
-        with self._errors():
+        async with self._errors():
             if not await self._claim(new, base):
                 return False
             ok = await self._replace(
@@ -278,7 +287,7 @@ class RedisStore:
         return True
 
     async def delete(self, session_id: str) -> int:
-        with self._errors():
+        async with self._errors():
             base = await self._r.get(self.keys.session_pointer(session_id))
             if base is None:
                 return 0
@@ -289,7 +298,7 @@ class RedisStore:
         return int(live)
 
     async def get_by_id(self, session_id: str) -> SessionRecord | None:
-        with self._errors():
+        async with self._errors():
             base = await self._r.get(self.keys.session_pointer(session_id))
             if base is None:
                 return None
@@ -301,7 +310,7 @@ class RedisStore:
 
     async def list_user(self, user_id: str) -> Sequence[SessionRecord]:
         base = self.keys.user(user_id)
-        with self._errors():
+        async with self._errors():
             rows = await self._list_user(keys=[f"{base}:a"], args=[base])
         recs = [_record(bytes.fromhex(_s(r[0])), _pairs(r[1:])) for r in rows]
         recs.sort(key=lambda r: (r.created_at, r.id))
@@ -309,7 +318,7 @@ class RedisStore:
 
     async def delete_user(self, user_id: str, *, keep: str | None = None) -> list[str]:
         base = self.keys.user(user_id)
-        with self._errors():
+        async with self._errors():
             flat = await self._delete_user(keys=[f"{base}:a"], args=[base, keep or ""])
             triples = [(_s(flat[i]), float(flat[i + 1]), _s(flat[i + 2])) for i in range(0, len(flat), 3)]
             sids = list(dict.fromkeys(sid for sid, _, _ in triples))
@@ -322,7 +331,7 @@ class RedisStore:
         revocations, version horizons and change-log entries past ``now`` in batches of ``batch``.
         Returns the number of session rows deleted (or found already dropped by their TTL)."""
         deleted = 0
-        with self._errors():
+        async with self._errors():
             for tag in self.keys.shard_tags:
                 if deleted >= batch:
                     break
@@ -353,7 +362,7 @@ class RedisStore:
 
     async def count(self) -> int:
         """Rows stored, counting rows Redis's TTL dropped until ``delete_expired`` prunes them."""
-        with self._errors():
+        async with self._errors():
             counts = await self._each_shard(self._r.zcard(f"{tag}:x") for tag in self.keys.shard_tags)
         return sum(int(c) for c in counts)
 
@@ -363,13 +372,13 @@ class RedisStore:
     # -- revocations, versions and the change log -------------------------------------------------
 
     async def get_user_version(self, user_id: str) -> int:
-        with self._errors():
+        async with self._errors():
             v = await self._r.hget(self.keys.shard(user_id) + ":v", user_id)
         return int(v) if v else 0
 
     async def bump_user_version(self, user_id: str, *, until: float | None = None) -> int:
         tag = self.keys.shard(user_id)
-        with self._errors():
+        async with self._errors():
             gseq = await self._r.incr(self.keys.seq)
             return int(await self._bump(
                 keys=[f"{tag}:v", f"{tag}:vh", f"{tag}:c", f"{tag}:ch", f"{tag}:cs"],
@@ -379,7 +388,7 @@ class RedisStore:
 
     async def user_versions(self) -> Mapping[str, int]:
         out: dict[str, int] = {}
-        with self._errors():
+        async with self._errors():
             for tag in self.keys.shard_tags:
                 users = [_s(u) async for u, _ in self._r.zscan_iter(f"{tag}:vh", count=1000)]
                 for i in range(0, len(users), 1000):
@@ -391,19 +400,19 @@ class RedisStore:
     async def add_revocation(self, session_id: str, *, until: float) -> None:
         tag = self.keys.shard(session_id)
         event = json.dumps({"t": "sid", "sid": session_id, "until": float(until)}, separators=(",", ":"))
-        with self._errors():
+        async with self._errors():
             gseq = await self._r.incr(self.keys.seq)
             await self._revoke(keys=[f"{tag}:r", f"{tag}:c", f"{tag}:ch", f"{tag}:cs"],
                                args=[session_id, _f(until), gseq, event])
 
     async def is_revoked(self, session_id: str, *, now: float) -> bool:
-        with self._errors():
+        async with self._errors():
             until = await self._r.zscore(self.keys.shard(session_id) + ":r", session_id)
         return until is not None and float(until) > now
 
     async def revocations(self, now: float) -> Mapping[str, float]:
         out: dict[str, float] = {}
-        with self._errors():
+        async with self._errors():
             for tag in self.keys.shard_tags:
                 async for sid, until in self._r.zscan_iter(f"{tag}:r", count=1000):
                     if float(until) > now:
@@ -420,7 +429,7 @@ class RedisStore:
         """
         per_shard = min(limit, max(math.ceil(2 * limit / SHARDS), 16))
         tag, seqs = _parse_cursor(cursor)
-        with self._errors():
+        async with self._errors():
             parts, batches = await self._read_shards(seqs, per_shard)
             current = _epoch_tag(parts)
             if tag is not None and tag != current:
@@ -466,7 +475,7 @@ class RedisStore:
     async def epoch(self) -> str | None:
         """The store epoch: a digest of the shards' epoch parts (``SET NX`` each at ``migrate``), or
         None when any part is missing (that shard's data — revocations, versions — was lost)."""
-        with self._errors():
+        async with self._errors():
             parts = await self._each_shard(self._r.get(f"{tag}:epoch") for tag in self.keys.shard_tags)
         if any(p is None for p in parts):
             return None
@@ -477,7 +486,7 @@ class RedisStore:
         """Record the layout version and create the epoch parts that are absent (``SET NX``: any
         number of processes may migrate at once; the first writer of each part wins)."""
         mine = secrets.token_urlsafe(12)
-        with self._errors():
+        async with self._errors():
             await self._r.hset(self.keys.meta, "schema_version", SCHEMA_VERSION)
             await self._each_shard(self._r.set(f"{tag}:epoch", mine, nx=True) for tag in self.keys.shard_tags)
         await warn_if_not_persistent(self._r, self.target)
