@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import inspect
 import json
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 
@@ -20,18 +21,29 @@ from ._protocol import FeedHandler, StateHandler
 
 __all__ = ["ReconnectingFeed", "deliver"]
 
+log = logging.getLogger("keyfob.feed")
+
 _BACKOFF_FIRST = 0.05
 _BACKOFF_MAX = 2.0
 
 
 def deliver(handler: FeedHandler, payload: str | bytes) -> None:
-    """Decode one published payload and hand it to ``handler``; anything but a JSON object is dropped."""
+    """Decode one published payload and hand it to ``handler``.
+
+    Anything but a JSON object is logged (its size, never its content) and dropped, and so is an
+    event the handler cannot apply: a garbled message never takes the listener down.
+    """
     try:
         event = json.loads(payload)
     except ValueError:
+        event = None
+    if not isinstance(event, dict):
+        log.warning("ignored a revocation feed message that is not a JSON object (%d bytes)", len(payload))
         return
-    if isinstance(event, dict):
+    try:
         handler(event)
+    except Exception:
+        log.exception("ignored a revocation feed event that the view could not apply")
 
 
 class ReconnectingFeed(ABC):

@@ -20,6 +20,7 @@ from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import (
     ClusterCrossSlotError,
     MovedError,
+    RedisClusterException,
     RedisError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -106,7 +107,7 @@ def translate_errors(target: RedisTarget) -> Iterator[None]:
         yield
     except KeyfobError:
         raise
-    except (RedisError, OSError) as exc:
+    except (RedisError, RedisClusterException, OSError) as exc:  # RedisClusterException is no RedisError
         cfg = config_error(exc, target)
         if cfg is not None:
             raise cfg from exc
@@ -130,7 +131,7 @@ async def warn_if_not_persistent(client: Client, target: RedisTarget) -> None:
             replies: list[Any] = list(result.values())
         else:
             replies = [await client.config_get("save", "appendonly")]
-    except (RedisError, OSError):
+    except (RedisError, RedisClusterException, OSError):
         return
     for conf in replies:
         conf = {_text(k): _text(v) for k, v in dict(conf).items()}

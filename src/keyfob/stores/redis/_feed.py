@@ -31,7 +31,7 @@ import redis.asyncio as aioredis
 from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
+from redis.exceptions import RedisClusterException, RedisError
 
 from ...errors import StoreUnavailable
 from .._feedloop import ReconnectingFeed, deliver
@@ -74,7 +74,7 @@ class RedisFeed(ReconnectingFeed):
                 await self._pub.spublish(self.channel, payload)
             else:
                 await self._pub.publish(self.channel, payload)
-        except (RedisError, OSError) as exc:
+        except (RedisError, RedisClusterException, OSError) as exc:
             raise StoreUnavailable(f"cannot publish to Redis: {type(exc).__name__}: {exc}") from exc
 
     async def _on_connect(self, _conn: Any) -> None:
