@@ -154,7 +154,7 @@ class RedisStore:
         """Point the new token (and its session id) at the user's keys; False if the token exists."""
         k = self.keys
         t, d, ttl = k.token_pointer(rec.token_hash.hex()), k.session_pointer(rec.id), _ttl_ms(rec)
-        pipe = self._r.pipeline()
+        pipe = self._r.pipeline(transaction=False)
         pipe.set(t, base, nx=True, px=ttl)
         pipe.set(d, base, nx=True, px=ttl)
         pipe.pexpire(d, ttl, gt=True)
@@ -173,7 +173,7 @@ class RedisStore:
 
     async def _index(self, rec: SessionRecord, base: str, *, dropped: Sequence[str] = (),
                      gone_sessions: Sequence[str] = ()) -> None:  # fmt: skip
-        pipe = self._r.pipeline()
+        pipe = self._r.pipeline(transaction=False)
         x, m = self._expiry_member(rec.token_hash.hex(), base)
         pipe.zadd(x, {m: _end(rec)})
         self._forget(pipe, base, dropped, gone_sessions)
@@ -189,7 +189,7 @@ class RedisStore:
 
     async def _cleanup(self, base: str, hexes: Sequence[str], sessions: Sequence[str]) -> None:
         if hexes or sessions:
-            pipe = self._r.pipeline()
+            pipe = self._r.pipeline(transaction=False)
             self._forget(pipe, base, hexes, sessions)
             await pipe.execute()
 
@@ -262,7 +262,7 @@ class RedisStore:
             if not out:
                 return
             sid, end, ttl = _s(out[0]), float(out[1]), int(out[2])
-            pipe = self._r.pipeline()
+            pipe = self._r.pipeline(transaction=False)
             pipe.pexpire(self.keys.token_pointer(hex_hash), ttl)
             pipe.pexpire(self.keys.session_pointer(sid), ttl, gt=True)
             x, m = self._expiry_member(hex_hash, base)
@@ -343,7 +343,7 @@ class RedisStore:
                     by_user.setdefault(base, []).append(hex_hash)
                 for base, hexes in by_user.items():
                     out = await self._drop_expired(keys=[f"{base}:a"], args=[base, _f(now), *hexes])
-                    pipe = self._r.pipeline()
+                    pipe = self._r.pipeline(transaction=False)
                     for i in range(0, len(out), 3):
                         hex_hash, status, end = _s(out[i]), _s(out[i + 1]), _s(out[i + 2])
                         x, m = self._expiry_member(hex_hash, base)
