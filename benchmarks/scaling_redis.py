@@ -13,6 +13,7 @@ it never touches a shared server.
 * ``resync`` — ``changes()`` paging through ``--n`` entries (half revocations, half version bumps):
   total time, slowest call, the event loop's longest stall meanwhile, and the server's SLOWLOG
   (commands over 10 ms) — on the standalone server and on the cluster.
+* ``connections`` — server connections of one hybrid process, idle and under 32 concurrent requests.
 * ``redis-memory`` — server memory per session row, per revocation and per version bump.
 * ``ops`` — per request type: client round trips (socket writes; a pipeline is one per node) and
   server commands (INFO commandstats deltas on the masters, script-internal calls included).
@@ -194,7 +195,8 @@ async def resync_one(url: str, n: int, slowlog_ports: list[int]) -> dict[str, An
             last = t
 
     tick = asyncio.create_task(ticker())
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(2.0)  # the machine's own stalls first (other processes on the 2 cores)
+    baseline, stall = stall, 0.0
     t0 = time.perf_counter()
     cursor, events, calls, slowest = None, 0, 0, 0.0
     while True:
@@ -213,6 +215,7 @@ async def resync_one(url: str, n: int, slowlog_ports: list[int]) -> dict[str, An
     await store.close()
     return {"entries": events, "fill_s": round(filled, 1), "resync_s": round(total, 2), "calls": calls,
             "slowest_call_ms": round(slowest * 1000, 1), "max_loop_stall_ms": round(stall * 1000, 1),
+            "idle_loop_stall_ms_before": round(baseline * 1000, 1),
             "server_commands_over_10ms": slow}
 
 
@@ -294,6 +297,30 @@ async def ops_for(strategy: str, url: str, clock: FakeClock, measure: Any) -> No
     await fob.close()
 
 
+def connected_clients(ports: list[int]) -> int:
+    total = 0
+    for port in ports:
+        info = _cli(port, "info", "clients")
+        total += next(int(x.split(":")[1]) for x in info.splitlines() if x.startswith("connected_clients:"))
+    return total
+
+
+async def connections(url: str, ports: list[int], concurrency: int = 32) -> dict[str, Any]:
+    """Server connections one hybrid process holds: idle after start, then after ``concurrency``
+    concurrent sign-ins and refreshes (redis-py opens one connection per concurrent command)."""
+    base = connected_clients(ports)
+    fob = Keyfob(strategy="hybrid", secret=SECRET, store=url + "?prefix=conn")
+    await fob.start()
+    idle = connected_clients(ports) - base
+    issued = await asyncio.gather(*(fob.create(f"u{i}", {}, secure=False) for i in range(concurrency)))
+    access = fob.profile(False).session.name
+    jars = [{c.name: c.value for c in i.cookies if c.name != access} for i in issued]
+    await asyncio.gather(*(fob.authenticate(j, secure=False) for j in jars))
+    busy = connected_clients(ports) - base
+    await fob.close()
+    return {"idle_after_start": idle, f"after_{concurrency}_concurrent_requests": busy}
+
+
 def used_memory(port: int) -> int:
     info = _cli(port, "info", "memory")
     return next(int(x.split(":")[1]) for x in info.splitlines() if x.startswith("used_memory:"))
@@ -326,7 +353,7 @@ async def redis_memory(url: str, port: int, n: int = 5000) -> dict[str, Any]:
 async def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("what", nargs="?", default="all",
-                    choices=["pubsub", "memory", "resync", "ops", "redis-memory", "all"])
+                    choices=["pubsub", "memory", "resync", "ops", "redis-memory", "connections", "all"])
     ap.add_argument("--n", type=int, default=100_000)
     args = ap.parse_args()
     results: dict[str, Any] = {}
@@ -349,6 +376,10 @@ async def main() -> None:
                 "cluster": await resync_one(cluster.url, args.n, cluster.ports),
             }
             print(json.dumps({"resync": results["resync"]}), flush=True)
+        if args.what in ("connections", "all"):
+            results["connections"] = {"standalone": await connections(single.url, [single.port]),
+                                      "cluster": await connections(cluster.url, cluster.ports)}
+            print(json.dumps({"connections": results["connections"]}), flush=True)
         if args.what in ("redis-memory", "all"):
             results["redis_memory"] = await redis_memory(single.url, single.port)
             print(json.dumps({"redis_memory": results["redis_memory"]}), flush=True)

@@ -26,7 +26,7 @@ import hashlib
 import json
 import math
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from redis.asyncio.cluster import RedisCluster
@@ -363,11 +363,31 @@ class RedisStore:
     async def count(self) -> int:
         """Rows stored, counting rows Redis's TTL dropped until ``delete_expired`` prunes them."""
         async with self._errors():
-            counts = await self._each_shard(self._r.zcard(f"{tag}:x") for tag in self.keys.shard_tags)
+            counts = await self._each_shard(lambda r, _n, tag: r.zcard(f"{tag}:x"))
         return sum(int(c) for c in counts)
 
-    async def _each_shard(self, calls: Iterator[Awaitable[Any]]) -> list[Any]:
-        return list(await asyncio.gather(*calls))
+    async def _each_shard(self, call: Callable[[Any, int, str], Awaitable[Any]]) -> list[Any]:
+        """``call(client, n, tag)`` for every shard: one pipeline on a single server (one connection,
+        one round trip); on a Cluster, each master's shards in turn, the masters concurrently (redis-py's
+        cluster pipeline does not run scripts)."""
+        if isinstance(self._r, RedisCluster):
+            # one connection per master: its shards one after the other, the masters at the same time
+            by_node: dict[str, list[tuple[int, str]]] = {}
+            for n, tag in enumerate(self.keys.shard_tags):
+                node = self._r.get_node_from_key(tag)
+                by_node.setdefault(node.name if node else "", []).append((n, tag))
+            out: list[Any] = [None] * len(self.keys.shard_tags)
+
+            async def run(items: list[tuple[int, str]]) -> None:
+                for n, tag in items:
+                    out[n] = await call(self._r, n, tag)
+
+            await asyncio.gather(*(run(items) for items in by_node.values()))
+            return out
+        pipe = self._r.pipeline(transaction=False)
+        for n, tag in enumerate(self.keys.shard_tags):
+            await call(pipe, n, tag)  # queues it
+        return list(await pipe.execute())
 
     # -- revocations, versions and the change log -------------------------------------------------
 
@@ -456,8 +476,8 @@ class RedisStore:
 
     async def _read_shards(self, seqs: list[int], per_shard: int) -> tuple[list[bytes | None], list[_Batch]]:
         replies = await self._each_shard(
-            self._read_changes(keys=[f"{tag}:c", f"{tag}:epoch"], args=[seqs[n], per_shard])
-            for n, tag in enumerate(self.keys.shard_tags)
+            lambda r, n, tag: self._read_changes(keys=[f"{tag}:c", f"{tag}:epoch"], args=[seqs[n], per_shard],
+                                                 client=r)
         )
         parts: list[bytes | None] = []
         batches: list[_Batch] = []
@@ -476,7 +496,7 @@ class RedisStore:
         """The store epoch: a digest of the shards' epoch parts (``SET NX`` each at ``migrate``), or
         None when any part is missing (that shard's data — revocations, versions — was lost)."""
         async with self._errors():
-            parts = await self._each_shard(self._r.get(f"{tag}:epoch") for tag in self.keys.shard_tags)
+            parts = await self._each_shard(lambda r, _n, tag: r.get(f"{tag}:epoch"))
         if any(p is None for p in parts):
             return None
         digest = hashlib.sha256(b"|".join(parts)).digest()
@@ -488,7 +508,7 @@ class RedisStore:
         mine = secrets.token_urlsafe(12)
         async with self._errors():
             await self._r.hset(self.keys.meta, "schema_version", SCHEMA_VERSION)
-            await self._each_shard(self._r.set(f"{tag}:epoch", mine, nx=True) for tag in self.keys.shard_tags)
+            await self._each_shard(lambda r, _n, tag: r.set(f"{tag}:epoch", mine, nx=True))
         await warn_if_not_persistent(self._r, self.target)
 
     def feed(self) -> RedisFeed:
