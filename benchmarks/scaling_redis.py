@@ -173,7 +173,7 @@ async def fill(store: RedisStore, n: int, now: float) -> float:
     return time.perf_counter() - t0
 
 
-async def resync_one(url: str, n: int, slowlog_ports: list[int]) -> dict[str, Any]:
+async def resync_one(url: str, n: int, slowlog_ports: list[int], limit: int = 1000) -> dict[str, Any]:
     store = open_store(url, prefix="scal")
     assert isinstance(store, RedisStore)
     await store.migrate()
@@ -198,11 +198,12 @@ async def resync_one(url: str, n: int, slowlog_ports: list[int]) -> dict[str, An
     await asyncio.sleep(2.0)  # the machine's own stalls first (other processes on the 2 cores)
     baseline, stall = stall, 0.0
     t0 = time.perf_counter()
-    cursor, events, calls, slowest = None, 0, 0, 0.0
+    cursor, events, calls, slowest, cpu = None, 0, 0, 0.0, 0.0
     while True:
-        c0 = time.perf_counter()
-        page = await store.changes(cursor, now=now, limit=1000)
+        c0, p0 = time.perf_counter(), time.process_time()
+        page = await store.changes(cursor, now=now, limit=limit)
         slowest = max(slowest, time.perf_counter() - c0)
+        cpu = max(cpu, time.process_time() - p0)
         events += len(page.events)
         calls += 1
         cursor = page.cursor
@@ -213,8 +214,10 @@ async def resync_one(url: str, n: int, slowlog_ports: list[int]) -> dict[str, An
     await tick
     slow = sum(int(_cli(port, "slowlog", "len").strip() or 0) for port in slowlog_ports)
     await store.close()
-    return {"entries": events, "fill_s": round(filled, 1), "resync_s": round(total, 2), "calls": calls,
-            "slowest_call_ms": round(slowest * 1000, 1), "max_loop_stall_ms": round(stall * 1000, 1),
+    return {"entries": events, "limit": limit, "fill_s": round(filled, 1), "resync_s": round(total, 2),
+            "calls": calls,
+            "slowest_call_ms": round(slowest * 1000, 1), "most_cpu_in_one_call_ms": round(cpu * 1000, 1),
+            "max_loop_stall_ms": round(stall * 1000, 1),
             "idle_loop_stall_ms_before": round(baseline * 1000, 1),
             "server_commands_over_10ms": slow}
 
@@ -355,6 +358,7 @@ async def main() -> None:
     ap.add_argument("what", nargs="?", default="all",
                     choices=["pubsub", "memory", "resync", "ops", "redis-memory", "connections", "all"])
     ap.add_argument("--n", type=int, default=100_000)
+    ap.add_argument("--limit", type=int, default=1000, help="resync: changes() page size")
     args = ap.parse_args()
     results: dict[str, Any] = {}
     if args.what in ("memory", "all"):
@@ -372,8 +376,8 @@ async def main() -> None:
             print(json.dumps({"pubsub": results["pubsub"]}), flush=True)
         if args.what in ("resync", "all"):
             results["resync"] = {
-                "standalone": await resync_one(single.url, args.n, [single.port]),
-                "cluster": await resync_one(cluster.url, args.n, cluster.ports),
+                "standalone": await resync_one(single.url, args.n, [single.port], args.limit),
+                "cluster": await resync_one(cluster.url, args.n, cluster.ports, args.limit),
             }
             print(json.dumps({"resync": results["resync"]}), flush=True)
         if args.what in ("connections", "all"):

@@ -482,6 +482,7 @@ class RedisStore:
         parts: list[bytes | None] = []
         batches: list[_Batch] = []
         for reply in replies:
+            await asyncio.sleep(0)  # decode shard by shard, letting requests run in between
             parts.append(reply[0] if reply else None)
             batch: _Batch = []
             for i in range(1, len(reply), 2):
