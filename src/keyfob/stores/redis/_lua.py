@@ -129,13 +129,13 @@ return {f[1], tostring(endt), ttl}
 )
 
 # KEYS: U:s:<old>, U:s:<new>, U:a, U:i:<sid>; ARGV: U, old hex, now, keep_old (1/0), then add()'s
-# arguments from index 5 → 1 | 0
+# arguments from index 5 → 1 | 0 (old row missing or retired) | -1 (a row with the new hash exists)
 REPLACE = (
     _USER_LIB
     + r"""
 local f = redis.call('HMGET', KEYS[1], 'i', 'r')
 if not f[1] or f[2] then return 0 end
-if redis.call('EXISTS', KEYS[2]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
 if ARGV[4] == '1' then redis.call('HSET', KEYS[1], 'r', ARGV[3]) else drop(ARGV[2]) end
 return add(5)
 """

@@ -222,7 +222,7 @@ class RedisStore:
                 if await self._add(keys=self._user_keys(base, record), args=[base, *self._add_args(record)]):
                     await self._index(record, base)
                     return
-                await self._r.delete(self.keys.token_pointer(record.token_hash.hex()))
+                # the row exists (the only refusal): the pointer leads to it, so it stays
         raise ValueError("a session with this token hash already exists")
 
     async def add_limited(self, record: SessionRecord, *, limit: int, evict: bool, now: float,
@@ -275,13 +275,14 @@ class RedisStore:
         async with self._errors():
             if not await self._claim(new, base):
                 return False
-            ok = await self._replace(
+            ok = int(await self._replace(
                 keys=[f"{base}:s:{old_hex}", f"{base}:s:{new.token_hash.hex()}", f"{base}:a",
                       f"{base}:i:{new.id}"],
                 args=[base, old_hex, _f(now), "1" if keep_old else "0", *self._add_args(new)],
-            )
-            if not ok:
-                await self._r.delete(self.keys.token_pointer(new.token_hash.hex()))
+            ))
+            if ok != 1:
+                if ok == 0:  # refused (old row missing or retired): the pointer we claimed leads nowhere
+                    await self._r.delete(self.keys.token_pointer(new.token_hash.hex()))
                 return False
             await self._index(new, base, dropped=() if keep_old else (old_hex,))
         return True
