@@ -22,6 +22,7 @@ __all__ = [
     "GET_BY_POINTER",
     "LIST_USER",
     "PRUNE",
+    "RAISE_VERSION",
     "READ_CHANGES",
     "REPLACE",
     "REVOKE",
@@ -287,6 +288,21 @@ redis.call('ZADD', KEYS[2], 'GT', ARGV[2], ARGV[1])
 local event = '{"t":"ver","user":' .. cjson.encode(ARGV[1]) .. ',"ver":' .. v .. ',"until":' .. ARGV[3] .. '}'
 log(KEYS[3], KEYS[4], KEYS[5], ARGV[4], event, ARGV[2])
 return v
+"""
+)
+
+# KEYS: S:v, S:vh, S:c, S:ch, S:cs; ARGV: user, version, global seq → 1 if raised (upgrade from the
+# layout-1 ``P v`` hash: the version is kept forever, as an old bump without a horizon)
+RAISE_VERSION = (
+    _LOG_LIB
+    + r"""
+local cur = tonumber(redis.call('HGET', KEYS[1], ARGV[1]) or '0')
+if cur >= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], 'GT', '+inf', ARGV[1])
+local event = '{"t":"ver","user":' .. cjson.encode(ARGV[1]) .. ',"ver":' .. ARGV[2] .. ',"until":null}'
+log(KEYS[3], KEYS[4], KEYS[5], ARGV[3], event, '+inf')
+return 1
 """
 )
 

@@ -137,7 +137,7 @@ class RedisStore:
         self._list_user, self._delete_user = reg(_lua.LIST_USER), reg(_lua.DELETE_USER)
         self._drop_expired, self._get_by_pointer = reg(_lua.DROP_EXPIRED), reg(_lua.GET_BY_POINTER)
         self._revoke, self._bump, self._prune = reg(_lua.REVOKE), reg(_lua.BUMP), reg(_lua.PRUNE)
-        self._read_changes = reg(_lua.READ_CHANGES)
+        self._read_changes, self._raise_version = reg(_lua.READ_CHANGES), reg(_lua.RAISE_VERSION)
 
     @contextlib.asynccontextmanager
     async def _errors(self) -> AsyncIterator[None]:
@@ -509,9 +509,24 @@ class RedisStore:
         number of processes may migrate at once; the first writer of each part wins)."""
         mine = secrets.token_urlsafe(12)
         async with self._errors():
+            if await self._r.hget(self.keys.meta, "schema_version") == b"1":
+                await self._upgrade_from_layout_1()
             await self._r.hset(self.keys.meta, "schema_version", SCHEMA_VERSION)
             await self._each_shard(lambda r, _n, tag: r.set(f"{tag}:epoch", mine, nx=True))
         await warn_if_not_persistent(self._r, self.target)
+
+    async def _upgrade_from_layout_1(self) -> None:
+        """Carry the layout-1 revocations (``P r``) and versions (``P v``) into the shards, in pages
+        (idempotent: any number of processes may run it at once). Layout-1 session rows are left to
+        their TTL: their users sign in again, which fails closed; a revocation must never be lost."""
+        p = self.keys.prefix
+        async for sid, until in self._r.zscan_iter(f"{p}r", count=500):
+            await self.add_revocation(_s(sid), until=float(until))
+        async for user, ver in self._r.hscan_iter(f"{p}v", count=500):
+            uid, tag = _s(user), self.keys.shard(_s(user))
+            gseq = await self._r.incr(self.keys.seq)
+            await self._raise_version(keys=[f"{tag}:v", f"{tag}:vh", f"{tag}:c", f"{tag}:ch", f"{tag}:cs"],
+                                      args=[uid, int(ver), gseq])
 
     def feed(self) -> RedisFeed:
         """A new :class:`RedisFeed` on this store's server, namespace and database."""
