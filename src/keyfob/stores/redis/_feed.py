@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import random
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
@@ -91,8 +90,9 @@ class RedisFeed(ReconnectingFeed):
         else:
             await cluster.initialize()
         node = cluster.get_node_from_key(self.channel) if self.sharded else None
-        if node is None:
-            node = random.choice(cluster.get_primaries())
+        if node is None:  # classic pub/sub: any master will do; rotate through them on reconnects
+            primaries = cluster.get_primaries()
+            node = primaries[self._attempt % len(primaries)]
         return aioredis.Redis(host=node.host, port=int(node.port), username=self.target.username,
                               password=self.target.password, ssl=self.target.tls,
                               socket_connect_timeout=self._connect_timeout, socket_timeout=5.0,

@@ -449,11 +449,11 @@ class RedisStore:
         by the global sequence number each write took; one call is one short script per shard.
         """
         per_shard = min(limit, max(math.ceil(2 * limit / SHARDS), 16))
-        tag, seqs = _parse_cursor(cursor)
+        cursor_epoch, seqs = _parse_cursor(cursor)
         async with self._errors():
             parts, batches = await self._read_shards(seqs, per_shard)
             current = _epoch_tag(parts)
-            if tag is not None and tag != current:
+            if cursor_epoch is not None and cursor_epoch != current:
                 seqs = [0] * SHARDS
                 parts, batches = await self._read_shards(seqs, per_shard)
                 current = _epoch_tag(parts)
