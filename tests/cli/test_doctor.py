@@ -203,23 +203,51 @@ def test_the_data_dir_secret_is_checked(tmp_path: Path) -> None:
 # -- bad configurations: each problem named ------------------------------------------------------------
 
 
+async def _migrate(url: str) -> None:
+    from keyfob.stores import open_store
+
+    store = open_store(url)
+    try:
+        await store.migrate()
+    finally:
+        await store.close()
+
+
+async def _drop_prefix(prefix: str) -> None:
+    import redis.asyncio as aioredis
+
+    client = aioredis.Redis.from_url(REDIS_URL)
+    try:
+        async for key in client.scan_iter(match=f"{prefix}*"):
+            await client.delete(key)
+    finally:
+        await client.aclose()
+
+
 @pytest.mark.redis
 def test_a_bad_configuration_names_each_problem() -> None:
     require_redis()
     closed = free_port()
-    code, report = doctor(
-        "--store",
-        REDIS_URL,
-        "--strategy",
-        "hybrid",
-        "--origin",
-        "https://app.example",
-        "--feed",
-        f"redis://127.0.0.1:{closed}/0",
-        "--timeout",
-        "1",
-        env={"KEYFOB_SECRET": "hunter2-is-my-password"},
-    )
+    # A store of its own, migrated (a store with no epoch is a problem of its own, not the one tested here)
+    prefix = f"kfdoctor{os.getpid()}"
+    store_url = f"{REDIS_URL}?prefix={prefix}"
+    asyncio.run(_migrate(store_url))
+    try:
+        code, report = doctor(
+            "--store",
+            store_url,
+            "--strategy",
+            "hybrid",
+            "--origin",
+            "https://app.example",
+            "--feed",
+            f"redis://127.0.0.1:{closed}/0",
+            "--timeout",
+            "1",
+            env={"KEYFOB_SECRET": "hunter2-is-my-password"},
+        )
+    finally:
+        asyncio.run(_drop_prefix(prefix))
     checks = by_name(report)
     assert code == 1 and report["ok"] is False
     assert report["problems"] == ["secret", "persistence", "feed"], report
