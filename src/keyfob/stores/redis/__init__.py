@@ -14,6 +14,7 @@ client, error translation, the persistence warning), ``_store`` (:class:`RedisSt
 from __future__ import annotations
 
 from ._feed import RedisFeed
+from ._lua import LIVENESS_LUA
 from ._store import RedisStore
 
-__all__ = ["RedisFeed", "RedisStore"]
+__all__ = ["LIVENESS_LUA", "RedisFeed", "RedisStore"]

@@ -21,6 +21,7 @@ __all__ = [
     "GET_BY_ID",
     "GET_BY_POINTER",
     "LIST_USER",
+    "LIVENESS_LUA",
     "PRUNE",
     "RAISE_VERSION",
     "READ_CHANGES",
@@ -62,6 +63,18 @@ local function add(base)
 end
 """
 
+#: The liveness rule in Lua: a declared mirror of ``keyfob.stores._protocol.is_live`` (same float
+#: comparisons; ``r`` retired_at or false, ``a`` absolute deadline or nil, ``idle`` or nil).
+#: tests/unit/test_lifetimes.py runs it in a real Redis against ``is_live``.
+LIVENESS_LUA = r"""
+local function is_live(r, a, l, e, now, idle)
+  if r then return false end
+  if a and now >= a then return false end
+  if idle and now - l >= idle then return false end
+  return now < e
+end
+"""
+
 # KEYS: U:a, U:i:<sid>, U:s:<hex>; ARGV: U, hex, sid, ttl_ms, fields... → 1 | 0 (exists)
 ADD = _USER_LIB + "return add(2)"
 
@@ -69,6 +82,7 @@ ADD = _USER_LIB + "return add(2)"
 # arguments from index 6 → {1, {evicted sids}, {dropped hex, sid, ...}} | {0} (refused) | {-1} (exists)
 ADD_LIMITED = (
     _USER_LIB
+    + LIVENESS_LUA
     + r"""
 if redis.call('EXISTS', U .. ':s:' .. ARGV[6]) == 1 then return {-1} end
 local limit, now, idle = tonumber(ARGV[2]), tonumber(ARGV[4]), tonumber(ARGV[5])
@@ -77,12 +91,8 @@ for _, hex in ipairs(redis.call('SMEMBERS', A)) do
   local f = redis.call('HMGET', U .. ':s:' .. hex, 'i', 'r', 'e', 'a', 'l', 'c')
   if not f[1] then
     redis.call('SREM', A, hex)
-  elseif not f[2] then
-    local e, l = tonumber(f[3]), tonumber(f[5])
-    local a = f[4] and tonumber(f[4])
-    if (not a or now < a) and (not idle or now - l < idle) and now < e then
-      live[#live + 1] = {l, tonumber(f[6]), f[1]}
-    end
+  elseif is_live(f[2], f[4] and tonumber(f[4]), tonumber(f[5]), tonumber(f[3]), now, idle) then
+    live[#live + 1] = {tonumber(f[5]), tonumber(f[6]), f[1]}
   end
 end
 local evicted, dropped = {}, {}
