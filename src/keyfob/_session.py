@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ._clock import iso, to_datetime
 
-__all__ = ["Event", "EventName", "RequestMeta", "Session", "SessionInfo"]
+if TYPE_CHECKING:  # annotations only: the value types sit below every layer that uses them
+    from .errors import SessionError
+    from .web import SetCookie
+
+__all__ = ["AuthResult", "Event", "EventName", "Issued", "RequestMeta", "Session", "SessionInfo"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,3 +101,33 @@ class Event:
     user_id: str | None
     at: float
     detail: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class AuthResult:
+    """What ``Keyfob.authenticate`` found: a session or None, why not, and cookies to send back."""
+
+    session: Session | None
+    cookies: list[SetCookie] = field(default_factory=list)
+    reason: str | None = None  # error code when a token was presented but refused
+    error: SessionError | None = None
+
+    def __bool__(self) -> bool:
+        return self.session is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    """A freshly issued (or refreshed/rotated/rolled) session and the cookies that carry it.
+
+    ``access_token`` / ``refresh_token`` are also given raw for non-browser clients
+    (Authorization: Bearer, refresh token in a request body). Never log them. ``refresh_token``
+    None means: leave the refresh cookie as it is. ``cookie_max_age`` is the cookies' lifetime.
+    """
+
+    session: Session
+    cookies: list[SetCookie]
+    access_token: str | None = field(default=None, repr=False)
+    refresh_token: str | None = field(default=None, repr=False)
+    expires_in: float = 0
+    cookie_max_age: float = 0

@@ -9,73 +9,36 @@ values (``authenticate`` gives a session or None plus a reason); only a store ou
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from ._clock import Clock, system_clock
 from ._devices import device_label
-from ._frozen import fast_constructor
-from ._session import Event, EventName, RequestMeta, Session, SessionInfo
-from .errors import ConfigError, InvalidToken, KeyfobError, SessionError, StoreUnavailable
+from ._session import AuthResult, Event, EventName, Issued, RequestMeta, Session, SessionInfo
+from .errors import InvalidToken, KeyfobError, SessionError, StoreUnavailable
 from .settings import Settings
-from .stores import RevocationFeed, SessionStore, open_feed, open_store
-from .strategies import Context, HybridStrategy, Outcome, Strategy, Tokens, make_strategy
+from .stores import RevocationFeed, SessionRecord, SessionStore, open_feed, open_store
+from .strategies import (
+    Context,
+    CookieSpecs,
+    HybridStrategy,
+    RevocationView,
+    Strategy,
+    make_strategy,
+    polls_revocations,
+)
+from .strategies._base import present
 from .tokens import KeyRing, jwks_document
-from .web import CookieSpec, SetCookie
+from .web import SetCookie
 
 __all__ = ["AuthResult", "Issued", "Keyfob"]
 
 log = logging.getLogger("keyfob")
 _UNSET: Any = object()
-
-
-@dataclass(frozen=True, slots=True)
-class AuthResult:
-    """What ``Keyfob.authenticate`` found: a session or None, why not, and cookies to send back."""
-
-    session: Session | None
-    cookies: list[SetCookie] = field(default_factory=list)
-    reason: str | None = None  # error code when a token was presented but refused
-    error: SessionError | None = None
-
-    def __bool__(self) -> bool:
-        return self.session is not None
-
-
-_new_result = fast_constructor(AuthResult)
-
-
-@dataclass(frozen=True, slots=True)
-class Issued:
-    """A freshly issued (or refreshed/rotated) session and the cookies that carry it.
-
-    ``access_token`` / ``refresh_token`` are also given raw for non-browser clients
-    (Authorization: Bearer, refresh token in a request body). Never log them.
-    """
-
-    session: Session
-    cookies: list[SetCookie]
-    access_token: str | None = field(default=None, repr=False)
-    refresh_token: str | None = field(default=None, repr=False)
-    expires_in: float = 0
-
-
-def _present(spec: CookieSpec, cookies: Mapping[str, str]) -> bool:
-    name = spec.name
-    if name in cookies or f"{name}.0" in cookies:
-        return True
-    prefix = name + "."
-    return len(cookies) <= 64 and any(k.startswith(prefix) for k in cookies)
-
-
-@dataclass(frozen=True)
-class _Profile:
-    secure: bool
-    session: CookieSpec
-    refresh: CookieSpec
+_NO_SESSION = AuthResult(None)
 
 
 class Keyfob:
@@ -116,21 +79,21 @@ class Keyfob:
             settings.store, **({"authjs_compat": True} if settings.authjs_compat else {}))
         if feed is _UNSET:
             feed = self.store.feed() if hasattr(self.store, "feed") else open_feed(settings.store)
-            if feed is None and settings.strategy != "database" and settings.store.startswith("sqlite"):
+            if feed is None and polls_revocations(settings) and settings.store.startswith("sqlite"):
                 from .stores._polling import PollingFeed  # other processes on the same file
 
                 feed = PollingFeed(self.store, clock=self.clock)
         self.feed = feed
         self._listeners: list[Callable[[Event], None]] = [on_event] if on_event else []
         self.auto_migrate = auto_migrate
-        from .strategies import RevocationView
-
         self.view = RevocationView(self.store, feed, self.clock)
         self.ctx = Context(settings=settings, store=self.store, view=self.view, clock=self.clock,
                            emit=self._emit, on_token=on_token, on_session=on_session)
         self.access_ring = self._access_ring()
-        self.strategy: Strategy = make_strategy(self.ctx, self.access_ring)
-        self._profiles = {True: self._make_profile(True), False: self._make_profile(False)}
+        # One strategy per transport: each owns its cookie specs (and, for jwt, the codec they key).
+        self._strategies: dict[bool, Strategy] = {
+            secure: make_strategy(self.ctx, self.access_ring, secure=secure) for secure in (True, False)}
+        self.strategy: Strategy = self._strategies[True]
         self._started = False
         self._start_lock = asyncio.Lock()
 
@@ -151,20 +114,12 @@ class Keyfob:
             return KeyRing.from_secrets_ed25519(self.settings.secrets, info=info)
         return KeyRing.from_secrets(self.settings.secrets, info=info)
 
-    def _make_profile(self, secure: bool) -> _Profile:
-        s = self.settings
-        if s.cookie_secure is not None:
-            secure = s.cookie_secure
-        common: dict[str, Any] = {"secure": secure, "samesite": s.cookie_samesite, "domain": s.cookie_domain}
-        return _Profile(
-            secure=secure,
-            session=CookieSpec(s.cookie_name, path=s.cookie_path, **common),
-            refresh=CookieSpec(s.refresh_cookie_name, path=s.refresh_cookie_path, **common),
-        )
+    def _for(self, secure: bool | None) -> Strategy:
+        return self._strategies[True if secure is None else secure]
 
-    def profile(self, secure: bool | None = None) -> _Profile:
+    def profile(self, secure: bool | None = None) -> CookieSpecs:
         """Cookie names and attributes for a request (``secure=False`` only for http://localhost)."""
-        return self._profiles[True if secure is None else secure]
+        return self._for(secure).cookies
 
     async def start(self) -> None:
         """Create/upgrade the schema (when ``auto_migrate``) and start the revocation view. Idempotent."""
@@ -210,28 +165,19 @@ class Keyfob:
                 log.exception("keyfob event handler failed for %s", name)
 
     # -- cookies ----------------------------------------------------------------------------------------
-    def _cookies(self, prof: _Profile, tokens: Tokens, existing: Mapping[str, str]) -> list[SetCookie]:
-        out: list[SetCookie] = []
-        if tokens.session is not None:
-            out += prof.session.write(tokens.session, max_age=int(tokens.session_max_age), existing=existing)
-        if tokens.refresh is not None and tokens.set_refresh:
-            out += prof.refresh.write(tokens.refresh, max_age=int(tokens.refresh_max_age), existing=existing)
-        return out
+    def _with_cookies(self, strategy: Strategy, out: Issued, existing: Mapping[str, str]) -> Issued:
+        """``out`` with the Set-Cookie values that carry its tokens."""
+        specs, max_age = strategy.cookies, int(out.cookie_max_age)
+        cookies: list[SetCookie] = []
+        if out.access_token is not None:
+            cookies += specs.session.write(out.access_token, max_age=max_age, existing=existing)
+        if out.refresh_token is not None:
+            cookies += specs.refresh.write(out.refresh_token, max_age=max_age, existing=existing)
+        return dataclasses.replace(out, cookies=cookies)
 
     def clear_cookies(self, cookies: Mapping[str, str], *, secure: bool | None = None) -> list[SetCookie]:
         """Set-Cookie values that delete keyfob's cookies (and their chunks)."""
-        prof = self.profile(secure)
-        out = prof.session.clear(cookies)
-        if self.settings.strategy == "hybrid":
-            out += prof.refresh.clear(cookies)
-        return out
-
-    def _issued(self, prof: _Profile, session: Session, tokens: Tokens,
-                existing: Mapping[str, str]) -> Issued:
-        return Issued(session=session, cookies=self._cookies(prof, tokens, existing),
-                      access_token=tokens.session,
-                      refresh_token=tokens.refresh if tokens.set_refresh else None,
-                      expires_in=max(0.0, session.expires_at - self.clock()))
+        return self.profile(secure).clear(cookies)
 
     # -- the API -----------------------------------------------------------------------------------------
     async def create(
@@ -251,13 +197,11 @@ class Keyfob:
         if not isinstance(user_id, str) or not user_id:
             raise ValueError("user_id must be a non-empty string")
         await self.start()
-        prof = self.profile(secure)
-        existing = cookies or {}
+        strategy, existing = self._for(secure), cookies or {}
         if existing:
-            await self._sign_out_quietly(prof, existing)
-        session, tokens = await self.strategy.create(user_id, dict(data or {}), meta or RequestMeta(),
-                                                     cookie_salt=prof.session.name, now=self.clock())
-        return self._issued(prof, session, tokens, existing)
+            await self._sign_out_quietly(strategy, existing)
+        out = await strategy.create(user_id, dict(data or {}), meta or RequestMeta(), now=self.clock())
+        return self._with_cookies(strategy, out, existing)
 
     async def authenticate(self, cookies: Mapping[str, str], *, secure: bool | None = None) -> AuthResult:
         """The session the cookies carry, or None with a reason. Never raises for bad input.
@@ -265,69 +209,43 @@ class Keyfob:
         Raises only ``StoreUnavailable`` (fail closed → 503). ``result.cookies`` must be sent
         back (rolling renewal, transparent refresh, or clearing a dead session).
         """
-        if type(cookies) is dict and not cookies:  # no cookie at all: nothing to read or clear
-            return _new_result(None)
-        prof = self._profiles[True if secure is None else secure]
-        token = prof.session.read(cookies)
-        refresh = prof.refresh.read(cookies) if self.settings.strategy == "hybrid" else None
-        if token is None and refresh is None:
-            if _present(prof.session, cookies) or (
-                    self.settings.strategy == "hybrid" and _present(prof.refresh, cookies)):
-                # a cookie is there but unreadable (bad characters, chunk gaps, oversized): invalid
-                err = InvalidToken()
-                return AuthResult(None, cookies=self.clear_cookies(cookies, secure=prof.secure),
-                                  reason=err.code, error=err)
-            return _new_result(None)
-        # _authenticate inlined: this is the per-request path (one coroutine fewer per request)
-        if not self._started:
-            await self.start()
+        if not cookies:  # no cookie at all: nothing to read or clear
+            return _NO_SESSION
+        strategy = self._for(secure)
         try:
-            out: Outcome = await self.strategy.authenticate(token, refresh, cookie_salt=prof.session.name,
-                                                            now=self.clock())
-        except StoreUnavailable:
-            raise
-        except Exception as exc:
-            return self._refused(prof, cookies, exc)
-        if out.tokens is None and out.session is not None:
-            return _new_result(out.session)
-        return self._result(prof, out, cookies)
+            token, refresh = strategy.cookies.read(cookies)
+        except InvalidToken as exc:
+            return AuthResult(None, cookies=self.clear_cookies(cookies, secure=strategy.cookies.secure),
+                              reason=exc.code, error=exc)
+        if token is None and refresh is None:
+            return _NO_SESSION
+        return await self._authenticate(strategy, token, refresh, cookies)
 
     async def authenticate_token(self, token: str) -> AuthResult:
         """Authenticate a bearer token (API clients): the session token / access token itself."""
-        return await self._authenticate(self.profile(True), token, None, {})
+        return await self._authenticate(self._for(True), token, None, {})
 
-    async def _authenticate(self, prof: _Profile, token: str | None, refresh: str | None,
+    async def _authenticate(self, strategy: Strategy, token: str | None, refresh: str | None,
                             cookies: Mapping[str, str]) -> AuthResult:
         if not self._started:
             await self.start()
         try:
-            out: Outcome = await self.strategy.authenticate(token, refresh, cookie_salt=prof.session.name,
-                                                            now=self.clock())
+            out = await strategy.authenticate(token, refresh, now=self.clock())
         except StoreUnavailable:
             raise
-        except Exception as exc:
-            return self._refused(prof, cookies, exc)
-        return self._result(prof, out, cookies)
-
-    def _refused(self, prof: _Profile, cookies: Mapping[str, str], exc: Exception) -> AuthResult:
-        """The result for a strategy that raised (called inside the ``except`` block)."""
-        if isinstance(exc, SessionError):
-            cleared = self.clear_cookies(cookies, secure=prof.secure) if cookies else []
+        except SessionError as exc:
+            cleared = self.clear_cookies(cookies, secure=strategy.cookies.secure) if cookies else []
             return AuthResult(None, cookies=cleared, reason=exc.code, error=exc)
-        if isinstance(exc, KeyfobError):
+        except KeyfobError as exc:
             return AuthResult(None, reason=exc.code)
-        # A bug, or input that got past the parsers: fail closed, never 500, never log the token.
-        log.exception("keyfob could not check a session token; treating it as invalid")
-        err = InvalidToken()
-        return AuthResult(None, reason=err.code, error=err)
-
-    def _result(self, prof: _Profile, out: Outcome, cookies: Mapping[str, str]) -> AuthResult:
-        if out.session is None:
-            err = out.error if isinstance(out.error, SessionError) else None
-            cleared = self.clear_cookies(cookies, secure=prof.secure) if out.clear else []
-            return AuthResult(None, cookies=cleared, reason=err.code if err else None, error=err)
-        set_cookies = self._cookies(prof, out.tokens, cookies) if out.tokens is not None else []
-        return AuthResult(out.session, cookies=set_cookies)
+        except Exception:
+            # A bug, or input that got past the parsers: fail closed, never 500, never log the token.
+            log.exception("keyfob could not check a session token; treating it as invalid")
+            err = InvalidToken()
+            return AuthResult(None, reason=err.code, error=err)
+        if isinstance(out, Session):
+            return AuthResult(out)
+        return AuthResult(out.session, cookies=self._with_cookies(strategy, out, cookies).cookies)
 
     async def refresh(self, refresh_token: str | None = None, *, cookies: Mapping[str, str] | None = None,
                       secure: bool | None = None) -> Issued:
@@ -336,13 +254,15 @@ class Keyfob:
         Raises ``InvalidToken`` / ``SessionExpired`` / ``SessionRevoked`` / ``TokenReuseDetected``.
         """
         await self.start()
-        prof = self.profile(secure)
-        existing = cookies or {}
-        token = refresh_token if refresh_token is not None else prof.refresh.read(existing)
+        strategy, existing = self._for(secure), cookies or {}
+        token = refresh_token if refresh_token is not None else strategy.cookies.read(existing)[1]
+        if token is None and present(strategy.cookies.refresh, existing):
+            raise InvalidToken("the refresh cookie is not valid (unreadable, or over 16 KiB)",
+                               hint="sign in again")
         if token is None:
             raise InvalidToken("no refresh token was sent", hint="send the refresh cookie or refresh_token")
-        session, tokens = await self.strategy.refresh(token, cookie_salt=prof.session.name, now=self.clock())
-        return self._issued(prof, session, tokens, existing)
+        out = await strategy.refresh(token, now=self.clock())
+        return self._with_cookies(strategy, out, existing)
 
     async def rotate(self, cookies: Mapping[str, str], *, data: Mapping[str, Any] | None = None,
                      secure: bool | None = None) -> Issued:
@@ -351,37 +271,34 @@ class Keyfob:
         Call on privilege change (``data`` replaces the session data) — sign-in always gets a new one.
         """
         await self.start()
-        prof = self.profile(secure)
-        spec = prof.refresh if self.settings.strategy == "hybrid" else prof.session
-        token = spec.read(cookies)
-        if token is None:
-            raise InvalidToken("no session to rotate", hint="sign in first")
-        session, tokens = await self.strategy.rotate(token, cookie_salt=prof.session.name, now=self.clock(),
-                                                     data=data)
-        return self._issued(prof, session, tokens, cookies)
+        strategy = self._for(secure)
+        token, refresh = strategy.cookies.read(cookies)
+        out = await strategy.rotate(token, refresh, now=self.clock(), data=data)
+        return self._with_cookies(strategy, out, cookies)
 
     async def sign_out(self, cookies: Mapping[str, str], *, secure: bool | None = None) -> list[SetCookie]:
         """Revoke the current session (if any) and return the Set-Cookie values that clear it."""
         await self.start()
-        prof = self.profile(secure)
-        sid = await self._sign_out_quietly(prof, cookies)
+        strategy = self._for(secure)
+        sid = await self._sign_out_quietly(strategy, cookies)
         if sid is not None:
             self._emit("signed_out", sid, None, {})
-        return self.clear_cookies(cookies, secure=prof.secure)
+        return self.clear_cookies(cookies, secure=strategy.cookies.secure)
 
-    async def _sign_out_quietly(self, prof: _Profile, cookies: Mapping[str, str]) -> str | None:
-        token = prof.session.read(cookies)
-        refresh = prof.refresh.read(cookies) if self.settings.strategy == "hybrid" else None
-        if token is None and refresh is None:
-            return None
+    async def _sign_out_quietly(self, strategy: Strategy, cookies: Mapping[str, str]) -> str | None:
         try:
-            return await self.strategy.sign_out(token, refresh, cookie_salt=prof.session.name,
-                                                now=self.clock())
+            token, refresh = strategy.cookies.read(cookies)
+            if token is None and refresh is None:
+                return None
+            return await strategy.sign_out(token, refresh, now=self.clock())
         except SessionError:
             return None
 
     async def revoke(self, session_id: str) -> bool:
-        """Revoke one session by its public id (immediately for database and hybrid)."""
+        """Revoke one session by its public id (immediately for database and hybrid).
+
+        True if a session went; jwt sessions are not stored, so there it is always True.
+        """
         await self.start()
         done = await self.strategy.revoke(session_id, now=self.clock())
         if done:  # an unknown or already-revoked id is not a lifecycle event
@@ -395,41 +312,24 @@ class Keyfob:
         (every token refused at its next use) and the count is -1 ("all").
         """
         await self.start()
-        now = self.clock()
-        if self.settings.strategy == "jwt":
-            if keep is not None:
-                raise ConfigError("the jwt strategy cannot keep one session while revoking the others",
-                                  hint="use Keyfob.revoke_others(cookies), which re-issues the current one")
-            await self.view.bump(user_id)
-            self._emit("user_version_bumped", None, user_id, {})
-            return -1
-        ids = await self.store.delete_user(user_id, keep=keep)
-        if self.settings.strategy == "hybrid":
-            for sid in ids:
-                await self.view.revoke(sid, until=now + self.settings.access_ttl + self.settings.clock_skew)
-        for sid in ids:
-            self._emit("revoked", sid, user_id, {"reason": "revoke_user"})
-        return len(ids)
+        return await self.strategy.revoke_user(user_id, keep=keep, now=self.clock())
 
     async def revoke_others(self, cookies: Mapping[str, str], *,
                             secure: bool | None = None) -> tuple[int, Issued | None]:
         """"Sign out everywhere else": revoke every other session of the current user.
 
-        Returns (count, re-issued current session or None). For jwt the user's version is bumped
-        and the current session is re-issued under the new version.
+        Returns (how many other sessions went, re-issued current session or None). For jwt the
+        user's version is bumped and the current session is re-issued under the new version; the
+        count is then 0 (jwt keeps no list of sessions, so it cannot know how many there were) and
+        the re-issued ``Issued`` is the sign that every other cookie is now refused.
         """
+        strategy = self._for(secure)
         result = await self.authenticate(cookies, secure=secure)
         if result.session is None:
             raise InvalidToken("no current session", hint="sign in first")
-        merged = {**cookies}
-        if self.settings.strategy == "jwt":
-            await self.view.bump(result.session.user_id)
-            prof = self.profile(secure)
-            session, tokens = await self.strategy.rotate(
-                prof.session.read(cookies) or "", cookie_salt=prof.session.name, now=self.clock(), data=None)
-            return -1, self._issued(prof, session, tokens, merged)
-        n = await self.revoke_user(result.session.user_id, keep=result.session.id)
-        return n, None
+        token, refresh = strategy.cookies.read(cookies)
+        n, reissued = await strategy.revoke_others(result.session, token, refresh, now=self.clock())
+        return n, None if reissued is None else self._with_cookies(strategy, reissued, {**cookies})
 
     async def bump_user_version(self, user_id: str) -> int:
         """Invalidate every token of a user at its next use (password change, suspension).
@@ -438,46 +338,27 @@ class Keyfob:
         user's stored sessions (database, hybrid refresh tokens). Returns the new version.
         """
         await self.start()
-        ver = await self.view.bump(user_id)
-        if self.settings.strategy != "jwt":
-            now = self.clock()
-            for sid in await self.store.delete_user(user_id):
-                if self.settings.strategy == "hybrid":
-                    until = now + self.settings.access_ttl + self.settings.clock_skew
-                    await self.view.revoke(sid, until=until)
-                self._emit("revoked", sid, user_id, {"reason": "user_version_bumped"})
-        self._emit("user_version_bumped", None, user_id, {"version": ver})
-        return ver
+        return await self.strategy.bump_user_version(user_id, now=self.clock())
 
     async def list_sessions(self, user_id: str, *, current: str | None = None) -> list[SessionInfo]:
         """The user's active sessions for a device list (database and hybrid; jwt keeps none)."""
         await self.start()
-        now = self.clock()
-        out = []
-        for rec in await self.store.list_user(user_id):
-            if rec.retired_at is not None or rec.expires_at <= now:
-                continue
-            if rec.absolute_expires_at is not None and rec.absolute_expires_at <= now:
-                continue
-            idle = self.settings.idle_timeout
-            if idle is not None and now - rec.last_seen_at >= idle:
-                continue
-            out.append(SessionInfo(id=rec.id, user_id=rec.user_id, created_at=rec.created_at,
-                                   last_seen_at=rec.last_seen_at, expires_at=rec.expires_at, ip=rec.ip,
-                                   user_agent=rec.user_agent, device=device_label(rec.user_agent),
-                                   current=rec.id == current))
+        out = [self._info(rec, current=rec.id == current)
+               for rec in await self.strategy.list_sessions(user_id, now=self.clock())]
         out.sort(key=lambda i: i.last_seen_at, reverse=True)
         return out
+
+    @staticmethod
+    def _info(rec: SessionRecord, *, current: bool) -> SessionInfo:
+        return SessionInfo(id=rec.id, user_id=rec.user_id, created_at=rec.created_at,
+                           last_seen_at=rec.last_seen_at, expires_at=rec.expires_at, ip=rec.ip,
+                           user_agent=rec.user_agent, device=device_label(rec.user_agent), current=current)
 
     async def get_session(self, session_id: str) -> SessionInfo | None:
         """One live stored session by public id (for admin tools and ``DELETE /auth/sessions/{id}``)."""
         await self.start()
         rec = await self.store.get_by_id(session_id)
-        if rec is None:
-            return None
-        return SessionInfo(id=rec.id, user_id=rec.user_id, created_at=rec.created_at,
-                           last_seen_at=rec.last_seen_at, expires_at=rec.expires_at, ip=rec.ip,
-                           user_agent=rec.user_agent, device=device_label(rec.user_agent), current=False)
+        return None if rec is None else self._info(rec, current=False)
 
     async def cleanup(self, *, batch: int = 1000, progress: Callable[[int], None] | None = None) -> int:
         """Delete expired sessions in bounded batches (authentication is never blocked for long)."""

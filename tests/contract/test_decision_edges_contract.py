@@ -308,3 +308,24 @@ async def test_oversized_refresh_cookie_is_invalid_not_missing(make_fob: MakeFob
         await fob.refresh(cookies={name: "a" * 20_000})
     assert "no refresh token was sent" not in str(info.value)
     assert "too large" in str(info.value) or "not valid" in str(info.value)
+
+
+# -- Auth.js compatibility cookie names ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("secure", "name"), [(True, "__Secure-authjs.session-token"),
+                                              (False, "authjs.session-token")])
+async def test_authjs_compat_reads_and_writes_authjs_cookie_names(tmp_path: object, clock: FakeClock,
+                                                                  secure: bool, name: str) -> None:
+    fob = Keyfob(strategy="database", secret=SECRET, store=f"sqlite:///{tmp_path}/next.db",
+                 authjs_compat=True, clock=clock)
+    try:
+        issued = await fob.create("u1", {"role": "user"}, secure=secure)
+        assert [c.name for c in issued.cookies] == [name]
+        assert issued.cookies[0].secure is secure
+        result = await fob.authenticate({name: issued.cookies[0].value}, secure=secure)
+        assert result.session is not None and result.session.user_id == "u1"
+        wrong = await fob.authenticate({"__Host-" + name: issued.cookies[0].value}, secure=secure)
+        assert wrong.session is None
+    finally:
+        await fob.close()

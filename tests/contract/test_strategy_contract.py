@@ -241,7 +241,7 @@ async def test_revoke_others_keeps_only_the_current_session(fob: Keyfob) -> None
     assert (await fob.authenticate(laptop)).session is not None
     assert (await fob.authenticate(phone)).session is None
     assert (await fob.authenticate(tablet)).session is None
-    assert n in (2, -1)
+    assert n == (0 if fob.settings.strategy == "jwt" else 2)  # jwt cannot count cookies it never stored
 
 
 async def test_callbacks_shape_stored_and_exposed_data(make_fob: MakeFob) -> None:

@@ -62,11 +62,11 @@ def test_rolling_expiry_is_capped_by_idle_and_absolute() -> None:
 
 def test_touch_is_throttled_by_update_age_or_a_quarter_of_idle() -> None:
     s = settings(update_age=100)
-    assert not lifetimes.needs_touch(record(), T0 + 99.5, s)
-    assert lifetimes.needs_touch(record(), T0 + 100, s)
+    assert not lifetimes.needs_touch(T0, T0 + 99.5, s)
+    assert lifetimes.needs_touch(T0, T0 + 100, s)
     s = settings(update_age=100, idle_timeout=200)
-    assert not lifetimes.needs_touch(record(), T0 + 49.5, s)
-    assert lifetimes.needs_touch(record(), T0 + 50, s)
+    assert not lifetimes.needs_touch(T0, T0 + 49.5, s)
+    assert lifetimes.needs_touch(T0, T0 + 50, s)
 
 
 # -- the Redis mirror -----------------------------------------------------------------------------

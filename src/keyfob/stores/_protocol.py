@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 __all__ = [
     "ChangePage",
@@ -22,6 +22,7 @@ __all__ = [
     "SessionStore",
     "eviction_key",
     "is_live",
+    "passed_deadline",
 ]
 
 
@@ -64,20 +65,36 @@ class ChangePage:
     more: bool
 
 
+Reason = Literal["absolute", "idle", "max_age"]
+
+
+def passed_deadline(now: float, *, expires_at: float, last_seen_at: float, absolute_expires_at: float | None,
+                    idle_timeout: float | None) -> tuple[Reason, float] | None:
+    """The liveness rule: ``(reason, expired_at)`` of the first deadline passed at ``now``, or None.
+
+    Reasons, in the order checked: ``"absolute"`` (``now >= absolute_expires_at``), ``"idle"``
+    (``now - last_seen_at >= idle_timeout``), ``"max_age"`` (``now >= expires_at``). Every deadline is
+    exclusive: a session is dead *at* its deadline. Pure; stores may call it (arrows point down), and
+    ``keyfob.strategies._lifetimes`` is its front door for the strategies. RedisStore's
+    ``LIVENESS_LUA`` mirrors it, and tests/unit/test_lifetimes.py proves the mirror.
+    """
+    if absolute_expires_at is not None and now >= absolute_expires_at:
+        return "absolute", absolute_expires_at
+    if idle_timeout is not None and now - last_seen_at >= idle_timeout:
+        return "idle", last_seen_at + idle_timeout
+    if now >= expires_at:
+        return "max_age", expires_at
+    return None
+
+
 def is_live(rec: SessionRecord, now: float, idle_timeout: float | None) -> bool:
     """Whether a row is a live session at ``now``: not retired and before every deadline.
 
-    The one rule, shared by the strategies (``strategies._lifetimes.is_alive``) and by the stores'
-    ``add_limited`` (which counts live sessions atomically); RedisStore's Lua mirrors it with the
-    same float comparisons. ``now`` and ``idle_timeout`` come from the caller.
+    Used by the stores' ``add_limited`` (which counts live sessions atomically) and by the strategies.
     """
-    if rec.retired_at is not None:
-        return False
-    if rec.absolute_expires_at is not None and now >= rec.absolute_expires_at:
-        return False
-    if idle_timeout is not None and now - rec.last_seen_at >= idle_timeout:
-        return False
-    return now < rec.expires_at
+    return rec.retired_at is None and passed_deadline(
+        now, expires_at=rec.expires_at, last_seen_at=rec.last_seen_at,
+        absolute_expires_at=rec.absolute_expires_at, idle_timeout=idle_timeout) is None
 
 
 def eviction_key(rec: SessionRecord) -> tuple[float, float, str]:

@@ -1,27 +1,35 @@
-"""What every strategy offers the engine, and the shared plumbing."""
+"""What every strategy offers the engine, and the plumbing they share.
+
+A strategy is built for one transport (``secure`` or not): it owns its cookie specs and, for
+jwt, the JWE codec keyed by its cookie's name, so no cookie name is threaded through calls.
+Every operation raises a keyfob error to refuse (one error channel); the engine maps errors to
+results. What they return is the public :class:`~keyfob.Session` (nothing to write back) or
+:class:`~keyfob.Issued` (a session plus tokens the engine turns into cookies).
+"""
 
 from __future__ import annotations
 
 import base64
 import hashlib
-import logging
 import secrets
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .._clock import Clock
-from .._frozen import fast_constructor
-from .._session import Event, EventName, RequestMeta, Session
+from .._session import EventName, Issued, RequestMeta, Session
+from ..errors import InvalidToken
 from ..settings import Settings
-from ..stores import SessionStore
+from ..stores import SessionRecord, SessionStore
+from ..web import CookieSpec, SetCookie
 from ._revocation import RevocationView
-
-log = logging.getLogger("keyfob")
 
 TokenCallback = Callable[[dict[str, Any], str], dict[str, Any]]
 SessionCallback = Callable[[dict[str, Any], Mapping[str, Any]], dict[str, Any]]
-EventSink = Callable[[Event], None]
+
+#: Auth.js's own session cookie name (``__Secure-`` prefixed over https, never ``__Host-``).
+AUTHJS_COOKIE = "authjs.session-token"
+_DEFAULT_COOKIE = "keyfob.session-token"
 
 
 def new_token() -> str:
@@ -46,31 +54,78 @@ def looks_like_opaque_token(token: str) -> bool:
     return len(token) == 43 and _TOKEN_CHARS.issuperset(token)
 
 
-@dataclass(frozen=True, slots=True)
-class Tokens:
-    """Raw tokens to hand to the client (the engine turns them into cookies)."""
+@dataclass(frozen=True)
+class CookieSpecs:
+    """The cookies of one transport: the session (or access) cookie and, if used, the refresh cookie."""
 
-    session: str | None = None
-    session_max_age: float = 0
-    refresh: str | None = None
-    refresh_max_age: float = 0
-    # False: leave the refresh cookie as it is (e.g. a concurrent refresh inside the grace window).
-    set_refresh: bool = True
+    secure: bool
+    session: CookieSpec
+    refresh: CookieSpec  # named for every strategy; read and written only when ``uses_refresh``
+    uses_refresh: bool = False
+
+    def read(self, cookies: Mapping[str, str]) -> tuple[str | None, str | None]:
+        """(session or access token, refresh token) from the request's cookies.
+
+        Raises InvalidToken when a cookie is there but unreadable (bad characters, chunk gaps, over
+        16 KiB) and nothing else is: that is a refused credential, not "no cookie".
+        """
+        token = self.session.read(cookies)
+        refresh = self.refresh.read(cookies) if self.uses_refresh else None
+        if token is None and refresh is None and (
+                present(self.session, cookies) or (self.uses_refresh and present(self.refresh, cookies))):
+            raise InvalidToken("the session cookie is not valid (unreadable, or over 16 KiB)",
+                               hint="sign in again")
+        return token, refresh
+
+    def clear(self, cookies: Mapping[str, str]) -> list[SetCookie]:
+        """Set-Cookie values that delete these cookies (and their chunks)."""
+        out = self.session.clear(cookies)
+        return out + self.refresh.clear(cookies) if self.uses_refresh else out
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
-    """What authenticate/refresh decided: a session (or None) and what to send back."""
+def present(spec: CookieSpec, cookies: Mapping[str, str]) -> bool:
+    """Whether any shape of this cookie (plain or chunked) was sent, readable or not."""
+    name = spec.name
+    if name in cookies or f"{name}.0" in cookies:
+        return True
+    prefix = name + "."
+    return len(cookies) <= 64 and any(k.startswith(prefix) for k in cookies)
 
-    session: Session | None
-    tokens: Tokens | None = None  # set when the cookies must be (re)written
-    clear: bool = False  # True: clear the session cookies (invalid / expired / revoked)
-    error: Exception | None = None
+
+def cookie_specs(s: Settings, secure: bool, *, uses_refresh: bool) -> CookieSpecs:
+    """Cookie names and attributes. ``cookie_secure`` overrides the transport.
+
+    In Auth.js compatibility mode the session cookie has Auth.js's own name —
+    ``authjs.session-token`` over http, ``__Secure-authjs.session-token`` over https — so a keyfob
+    service shares a Next.js app's cookie (``__Host-`` is never added: Auth.js does not use it).
+    """
+    if s.cookie_secure is not None:
+        secure = s.cookie_secure
+    common: dict[str, Any] = {"secure": secure, "samesite": s.cookie_samesite, "domain": s.cookie_domain}
+    name, prefix = s.cookie_name, "auto"
+    if s.authjs_compat:
+        name = AUTHJS_COOKIE if name == _DEFAULT_COOKIE else name
+        prefix = "__Secure-" if secure else ""
+    return CookieSpecs(
+        secure=secure,
+        session=CookieSpec(name, path=s.cookie_path, prefix=prefix, **common),
+        refresh=CookieSpec(s.refresh_cookie_name, path=s.refresh_cookie_path, **common),
+        uses_refresh=uses_refresh,
+    )
 
 
-# Per-request constructors (frozen dataclasses built without per-field object.__setattr__).
-new_session = fast_constructor(Session)
-new_outcome = fast_constructor(Outcome)
+def issued(session: Session, token: str, now: float, *, lifetime: float,
+           refresh: str | None = None) -> Issued:
+    """An :class:`Issued` without cookies yet: the engine writes them from the tokens."""
+    return Issued(session=session, cookies=[], access_token=token, refresh_token=refresh,
+                  expires_in=max(0.0, session.expires_at - now), cookie_max_age=lifetime)
+
+
+def session_from_record(rec: SessionRecord, strategy: str, expires_at: float | None = None) -> Session:
+    auth = rec.authenticated_at
+    return Session(rec.id, rec.user_id, rec.data, rec.created_at,
+                   rec.expires_at if expires_at is None else expires_at,
+                   auth if auth is not None else rec.created_at, strategy)
 
 
 @dataclass
@@ -88,22 +143,32 @@ class Context:
 
 
 class Strategy(Protocol):
-    """The operations the engine delegates. Raise keyfob errors; the engine maps them."""
+    """The operations the engine delegates. Each raises a keyfob error to refuse."""
 
     name: str
+    cookies: CookieSpecs
 
     async def create(self, user_id: str, data: Mapping[str, Any], meta: RequestMeta, *,
-                     cookie_salt: str, now: float) -> tuple[Session, Tokens]: ...
+                     now: float) -> Issued: ...
 
-    async def authenticate(self, token: str | None, refresh: str | None, *, cookie_salt: str,
-                           now: float) -> Outcome: ...
+    async def authenticate(self, token: str | None, refresh: str | None, *, now: float) -> Session | Issued:
+        """The session (``Issued`` when cookies must be rewritten), or raise a ``SessionError``."""
+        ...
 
-    async def refresh(self, refresh: str, *, cookie_salt: str, now: float) -> tuple[Session, Tokens]: ...
+    async def refresh(self, refresh: str, *, now: float) -> Issued: ...
+
+    async def rotate(self, token: str | None, refresh: str | None, *, now: float,
+                     data: Mapping[str, Any] | None) -> Issued: ...
+
+    async def sign_out(self, token: str | None, refresh: str | None, *, now: float) -> str | None: ...
 
     async def revoke(self, session_id: str, *, now: float) -> bool: ...
 
-    async def rotate(self, token: str, *, cookie_salt: str, now: float,
-                     data: Mapping[str, Any] | None) -> tuple[Session, Tokens]: ...
+    async def revoke_user(self, user_id: str, *, keep: str | None, now: float) -> int: ...
 
-    async def sign_out(self, token: str | None, refresh: str | None, *, cookie_salt: str,
-                       now: float) -> str | None: ...
+    async def revoke_others(self, current: Session, token: str | None, refresh: str | None, *,
+                            now: float) -> tuple[int, Issued | None]: ...
+
+    async def bump_user_version(self, user_id: str, *, now: float) -> int: ...
+
+    async def list_sessions(self, user_id: str, *, now: float) -> list[SessionRecord]: ...

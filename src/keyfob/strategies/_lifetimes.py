@@ -1,6 +1,8 @@
-"""Pure functions of (record, now, settings): when does a session expire, when should it roll.
+"""When does a session end, and when should it roll: pure functions of (deadlines, now, settings).
 
-No I/O; ``now`` is passed in (computed once per request by the caller).
+The rule itself is :func:`keyfob.stores._protocol.passed_deadline` (it sits in the store layer so
+stores may count live rows with it; arrows point down); this module is the strategies' only door
+to it. No I/O; ``now`` is passed in (computed once per request by the caller).
 """
 
 from __future__ import annotations
@@ -8,28 +10,25 @@ from __future__ import annotations
 from ..errors import SessionExpired
 from ..settings import Settings
 from ..stores import SessionRecord
-from ..stores._protocol import is_live
+from ..stores._protocol import is_live, passed_deadline
+
+__all__ = ["absolute_deadline", "check_alive", "check_deadlines", "is_live", "needs_touch", "new_expiry",
+           "touch_interval"]
+
+
+def check_deadlines(now: float, s: Settings, *, expires_at: float, last_seen_at: float,
+                    absolute_expires_at: float | None) -> None:
+    """Raise SessionExpired (with the deadline and its reason) once any deadline has passed."""
+    passed = passed_deadline(now, expires_at=expires_at, last_seen_at=last_seen_at,
+                             absolute_expires_at=absolute_expires_at, idle_timeout=s.idle_timeout)
+    if passed is not None:
+        raise SessionExpired(expired_at=passed[1], reason=passed[0])
 
 
 def check_alive(rec: SessionRecord, now: float, s: Settings) -> None:
-    """Raise SessionExpired if the stored session is past any of its deadlines.
-
-    Idle is checked before ``expires_at`` because ``new_expiry`` folds the idle deadline into it.
-    """
-    if rec.absolute_expires_at is not None and now >= rec.absolute_expires_at:
-        raise SessionExpired(expired_at=rec.absolute_expires_at, reason="absolute")
-    if s.idle_timeout is not None and now - rec.last_seen_at >= s.idle_timeout:
-        raise SessionExpired(expired_at=rec.last_seen_at + s.idle_timeout, reason="idle")
-    if now >= rec.expires_at:
-        raise SessionExpired(expired_at=rec.expires_at, reason="max_age")
-
-
-def is_alive(rec: SessionRecord, now: float, s: Settings) -> bool:
-    """``check_alive`` as a predicate (live = not retired and within every deadline).
-
-    The stores count live sessions for ``max_sessions_per_user`` with the same function.
-    """
-    return is_live(rec, now, s.idle_timeout)
+    """Raise SessionExpired if the stored session is past any of its deadlines."""
+    check_deadlines(now, s, expires_at=rec.expires_at, last_seen_at=rec.last_seen_at,
+                    absolute_expires_at=rec.absolute_expires_at)
 
 
 def touch_interval(s: Settings) -> float:
@@ -39,9 +38,9 @@ def touch_interval(s: Settings) -> float:
     return min(s.update_age, s.idle_timeout / 4)
 
 
-def needs_touch(rec: SessionRecord, now: float, s: Settings) -> bool:
+def needs_touch(last_seen_at: float, now: float, s: Settings) -> bool:
     """Auth.js throttling: write at most once per ``update_age`` (or per idle_timeout/4)."""
-    return now - rec.last_seen_at >= touch_interval(s)
+    return now - last_seen_at >= touch_interval(s)
 
 
 def new_expiry(now: float, absolute: float | None, s: Settings) -> float:

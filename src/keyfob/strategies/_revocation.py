@@ -94,12 +94,12 @@ class RevocationView:
         kind = event.get("t")
         if kind == "sid":
             sid, until = event.get("sid"), event.get("until")
-            if isinstance(sid, str) and isinstance(until, int | float):
+            if isinstance(sid, str) and isinstance(until, int | float) and not isinstance(until, bool):
                 if self.revoked.get(sid, 0.0) < until:
                     self.revoked[sid] = float(until)
         elif kind == "ver":
             user, ver = event.get("user"), event.get("ver")
-            if isinstance(user, str) and isinstance(ver, int) and self.min_version.get(user, 0) < ver:
+            if isinstance(user, str) and type(ver) is int and self.min_version.get(user, 0) < ver:
                 self.min_version[user] = ver
         sent_at = event.get("at")  # only on published copies: local applies are not a propagation
         if self.propagation_observer is not None and isinstance(sent_at, int | float):

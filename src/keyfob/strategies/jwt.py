@@ -3,6 +3,7 @@
 No store read per request. Revocation: a per-user token version (``ver``) and a list of
 revoked session ids, both mirrored in memory by the revocation view; otherwise bounded by
 ``max_age``. Rolling: re-issued when older than ``update_age`` (Auth.js semantics).
+``authenticate`` is the whole decision: parse + verify → lifetimes → revocation → roll.
 """
 
 from __future__ import annotations
@@ -10,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from .._session import RequestMeta, Session
-from ..errors import InvalidToken, SessionExpired, SessionRevoked
-from ..tokens import JWECodec
-from ._base import Context, Outcome, Tokens, new_id, new_outcome, new_session
-from ._lifetimes import touch_interval
+from .._session import Issued, RequestMeta, Session
+from ..errors import ConfigError, InvalidToken, SessionExpired, SessionRevoked
+from ..tokens import JWECodec, TokenExpired
+from . import _lifetimes as lifetimes
+from ._base import Context, CookieSpecs, issued, new_id
 
 __all__ = ["RESERVED_CLAIMS", "JWTStrategy"]
 
@@ -24,141 +25,145 @@ RESERVED_CLAIMS = frozenset(
 )
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 class JWTStrategy:
     """Stateless sessions: the cookie is the session."""
 
     name = "jwt"
 
-    def __init__(self, ctx: Context) -> None:
+    def __init__(self, ctx: Context, cookies: CookieSpecs) -> None:
         self.ctx = ctx
-        self.s = ctx.settings
-        self._codecs: dict[str, JWECodec] = {}
+        self.settings = ctx.settings
+        self.cookies = cookies
+        self.codec = JWECodec(self.settings.secrets, cookies.session.name)  # the cookie name is the salt
 
-    def codec(self, salt: str) -> JWECodec:
-        """The JWE codec for a cookie name (the HKDF salt); keys derived once per salt."""
-        c = self._codecs.get(salt)
-        if c is None:
-            c = self._codecs[salt] = JWECodec(self.s.secrets, salt)
-        return c
+    async def authenticate(self, token: str | None, refresh: str | None, *, now: float) -> Session | Issued:
+        claims = await self._verified(token, now)
+        if now - claims["iat"] < lifetimes.touch_interval(self.settings):
+            return self._session(claims)
+        # 5. roll when older than update_age (Auth.js re-issues the cookie)
+        rolled = self._issue(claims, {k: v for k, v in claims.items() if k not in ("iat", "exp", "jti")}, now)
+        self.ctx.emit("rolled", rolled.session.id, rolled.session.user_id, {})
+        return rolled
 
-    def _claims(self, user_id: str, data: Mapping[str, Any], *, sid: str, ver: int, auth_time: float,
-                created: float) -> dict[str, Any]:
-        claims: dict[str, Any] = {k: v for k, v in data.items() if k not in RESERVED_CLAIMS}
-        if self.ctx.on_token is not None:
-            claims = {k: v for k, v in self.ctx.on_token(claims, user_id).items() if k not in RESERVED_CLAIMS}
-        claims.update(sub=user_id, sid=sid, ver=ver, auth_time=int(auth_time), ct=int(created))
+    async def _verified(self, token: str | None, now: float) -> dict[str, Any]:
+        s = self.settings
+        if token is None:
+            raise InvalidToken()
+        # 1. parse + verify: decrypt, tag, exp/nbf/iat (the JOSE layer's errors, mapped here)
+        try:
+            claims = self.codec.decode(token, now=now, leeway=s.clock_skew)
+        except TokenExpired as exc:
+            raise SessionExpired(expired_at=exc.expired_at, reason="max_age") from None
+        sub, sid, ver = claims.get("sub"), claims.get("sid") or claims.get("jti"), claims.get("ver", 0)
+        iat = claims.get("iat", now)
+        created = claims.setdefault("ct", iat)
+        if not isinstance(sub, str) or not sub or type(ver) is not int:
+            raise InvalidToken()
+        if not _number(iat) or not _number(created):
+            raise InvalidToken()
+        claims["iat"] = iat
+        # 2. lifetimes: absolute (from the sign-in), idle (since the last roll), max_age (exp + skew)
+        lifetimes.check_deadlines(now, s, expires_at=float(claims["exp"]) + s.clock_skew, last_seen_at=iat,
+                                  absolute_expires_at=lifetimes.absolute_deadline(created, s))
+        # 3. revocation: two dict lookups while the feed is live, the store otherwise
+        if isinstance(sid, str):
+            await self.ctx.view.check(sid, sub, ver, session_must_exist=False)
         return claims
 
     def _session(self, claims: Mapping[str, Any]) -> Session:
         data = {k: v for k, v in claims.items() if k not in RESERVED_CLAIMS}
         if self.ctx.on_session is not None:
             data = self.ctx.on_session(data, claims)
-        iat = claims.get("iat", 0)
-        created = claims.get("ct", iat)
-        return new_session(  # Session(id, user_id, data, created_at, expires_at, authenticated_at, ...)
-            str(claims.get("sid") or claims.get("jti") or ""),
-            str(claims["sub"]),
-            data,
-            float(created),
-            float(claims["exp"]),
-            float(claims.get("auth_time", created)),
-            self.name,
-            claims,
-        )
+        created = claims.get("ct", claims.get("iat", 0))
+        sid = str(claims.get("sid") or claims.get("jti") or "")
+        return Session(sid, str(claims["sub"]), data, float(created), float(claims["exp"]),
+                       float(claims.get("auth_time", created)), self.name, claims)
 
-    def _max_age(self, created: float, now: float) -> float:
-        if self.s.absolute_timeout is None:
-            return self.s.max_age
-        return max(1.0, min(self.s.max_age, created + self.s.absolute_timeout - now))
+    def _issue(self, base: Mapping[str, Any], claims: dict[str, Any], now: float) -> Issued:
+        """A new cookie for ``claims``; its lifetime is max_age, capped by the absolute deadline."""
+        created = float(base.get("ct", now))
+        absolute = lifetimes.absolute_deadline(created, self.settings)
+        max_age = self.settings.max_age if absolute is None else max(1.0, min(self.settings.max_age,
+                                                                              absolute - now))
+        token = self.codec.encode(claims, max_age=max_age, now=now)
+        return issued(self._session({**claims, "iat": int(now), "exp": int(now + max_age)}), token, now,
+                      lifetime=max_age)
 
-    async def create(self, user_id: str, data: Mapping[str, Any], meta: RequestMeta, *,
-                     cookie_salt: str, now: float) -> tuple[Session, Tokens]:
+    def _claims(self, user_id: str, data: Mapping[str, Any], *, ver: int, auth_time: float,
+                created: float) -> dict[str, Any]:
+        claims: dict[str, Any] = {k: v for k, v in data.items() if k not in RESERVED_CLAIMS}
+        if self.ctx.on_token is not None:
+            claims = {k: v for k, v in self.ctx.on_token(claims, user_id).items() if k not in RESERVED_CLAIMS}
+        claims.update(sub=user_id, sid=new_id(), ver=ver, auth_time=int(auth_time), ct=int(created))
+        return claims
+
+    async def create(self, user_id: str, data: Mapping[str, Any], meta: RequestMeta, *, now: float) -> Issued:
         ver = await self.ctx.store.get_user_version(user_id)
-        claims = self._claims(user_id, data, sid=new_id(), ver=ver, auth_time=now, created=now)
-        max_age = self._max_age(now, now)
-        token = self.codec(cookie_salt).encode(claims, max_age=max_age, now=now)
-        self.ctx.emit("created", claims["sid"], user_id, {})
-        full = {**claims, "iat": int(now), "exp": int(now + max_age)}
-        return self._session(full), Tokens(session=token, session_max_age=max_age)
+        out = self._issue({"ct": now}, self._claims(user_id, data, ver=ver, auth_time=now, created=now), now)
+        self.ctx.emit("created", out.session.id, user_id, {})
+        return out
 
-    async def authenticate(self, token: str | None, refresh: str | None, *, cookie_salt: str,
-                           now: float) -> Outcome:
-        if token is None:
-            return Outcome(None)
-        # 1. decrypt + verify + exp/nbf/iat (raises InvalidToken / SessionExpired)
-        claims = self.codec(cookie_salt).decode(token, now=now, leeway=self.s.clock_skew)
-        sub = claims.get("sub")
-        if not isinstance(sub, str) or not sub:
-            raise InvalidToken()
-        ver = claims.get("ver", 0)
-        if not isinstance(ver, int) or isinstance(ver, bool):
-            raise InvalidToken()
-        iat = claims.get("iat", now)
-        created = claims.get("ct", iat)
-        if not isinstance(created, int | float) or isinstance(created, bool):
-            raise InvalidToken()
-        # 2. idle and absolute deadlines
-        if self.s.absolute_timeout is not None and now >= created + self.s.absolute_timeout:
-            raise SessionExpired(expired_at=created + self.s.absolute_timeout, reason="absolute")
-        if self.s.idle_timeout is not None and now - iat >= self.s.idle_timeout:
-            raise SessionExpired(expired_at=iat + self.s.idle_timeout, reason="idle")
-        # 3. revocation view (two dict lookups while the feed is live)
-        sid = claims.get("sid") or claims.get("jti")
-        if isinstance(sid, str):
-            view = self.ctx.view
-            if view.live:
-                if view.check_live(sid, sub, ver):
-                    raise SessionRevoked()
-            else:
-                await view.check(sid, sub, ver, session_must_exist=False)
-        # 4. roll when older than update_age (Auth.js re-issues the cookie)
-        session = self._session(claims)
-        if now - iat >= touch_interval(self.s):
-            max_age = self._max_age(float(created), now)
-            rolled = {k: v for k, v in claims.items() if k not in ("iat", "exp", "jti")}
-            new = self.codec(cookie_salt).encode(rolled, max_age=max_age, now=now)
-            self.ctx.emit("rolled", session.id, sub, {})
-            return Outcome(self._session({**rolled, "iat": int(now), "exp": int(now + max_age)}),
-                           tokens=Tokens(session=new, session_max_age=max_age))
-        return new_outcome(session)
-
-    async def refresh(self, refresh: str, *, cookie_salt: str, now: float) -> tuple[Session, Tokens]:
+    async def refresh(self, refresh: str, *, now: float) -> Issued:
         raise InvalidToken("the jwt strategy has no refresh tokens", hint="use strategy='hybrid'")
 
+    async def rotate(self, token: str | None, refresh: str | None, *, now: float,
+                     data: Mapping[str, Any] | None) -> Issued:
+        """A new session id (and the caller's ``data``, or the old data) for the same sign-in."""
+        if token is None:
+            raise InvalidToken("no session to rotate", hint="sign in first")
+        return await self._reissue(await self._verified(token, now), data, now)
+
+    async def _reissue(self, old: Mapping[str, Any], data: Mapping[str, Any] | None, now: float) -> Issued:
+        await self.revoke(str(old.get("sid") or old.get("jti")), now=now)
+        sub = old["sub"]
+        base = {k: v for k, v in old.items() if k not in RESERVED_CLAIMS} if data is None else data
+        created = old.get("ct", old.get("iat", now))
+        auth_time = float(old.get("auth_time", created))  # a rotation is not a new sign-in
+        ver = await self.ctx.store.get_user_version(sub)
+        out = self._issue(old, self._claims(sub, base, ver=ver, auth_time=auth_time, created=created), now)
+        self.ctx.emit("rotated", out.session.id, sub, {})
+        return out
+
     async def revoke(self, session_id: str, *, now: float) -> bool:
-        # The token itself cannot be recalled: refuse its session id until it could expire anyway.
-        await self.ctx.view.revoke(session_id, until=now + self.s.max_age + self.s.clock_skew)
+        """Refuse this session id until its token could have expired anyway. Always True: jwt
+        sessions are not stored, so an unknown id cannot be told from a live one."""
+        await self.ctx.view.revoke(session_id, until=now + self.settings.max_age + self.settings.clock_skew)
         return True
 
-    async def rotate(self, token: str, *, cookie_salt: str, now: float,
-                     data: Mapping[str, Any] | None) -> tuple[Session, Tokens]:
-        claims = self.codec(cookie_salt).decode(token, now=now, leeway=self.s.clock_skew)
-        old_sid = claims.get("sid")
-        sub = str(claims["sub"])
-        base = {k: v for k, v in claims.items() if k not in RESERVED_CLAIMS} if data is None else data
-        created = float(claims.get("ct", now))
-        if isinstance(old_sid, str):
-            await self.revoke(old_sid, now=now)
-        ver = await self.ctx.store.get_user_version(sub)
-        auth_time = float(claims.get("auth_time", created))  # a rotation is not a new sign-in
-        new = self._claims(sub, base, sid=new_id(), ver=ver, auth_time=auth_time, created=created)
-        max_age = self._max_age(created, now)
-        out = self.codec(cookie_salt).encode(new, max_age=max_age, now=now)
-        self.ctx.emit("rotated", new["sid"], sub, {})
-        return self._session({**new, "iat": int(now), "exp": int(now + max_age)}), Tokens(
-            session=out, session_max_age=max_age)
-
-    async def sign_out(self, token: str | None, refresh: str | None, *, cookie_salt: str,
-                       now: float) -> str | None:
-        if token is None:
-            return None
+    async def sign_out(self, token: str | None, refresh: str | None, *, now: float) -> str | None:
         try:
-            claims = self.codec(cookie_salt).decode(token, now=now, leeway=self.s.clock_skew)
-        except (InvalidToken, SessionExpired):
+            claims = await self._verified(token, now)
+        except (InvalidToken, SessionExpired, SessionRevoked):
             return None
         sid = claims.get("sid")
-        if isinstance(sid, str):
-            exp = claims.get("exp", now + self.s.max_age)
-            await self.ctx.view.revoke(sid, until=float(exp) + self.s.clock_skew)
-            return sid
-        return None
+        if not isinstance(sid, str):
+            return None
+        await self.ctx.view.revoke(sid, until=float(claims["exp"]) + self.settings.clock_skew)
+        return sid
+
+    async def revoke_user(self, user_id: str, *, keep: str | None, now: float) -> int:
+        """Bump the user's token version; -1 means "all of them" (jwt sessions cannot be counted)."""
+        if keep is not None:
+            raise ConfigError("the jwt strategy cannot keep one session while revoking the others",
+                              hint="use Keyfob.revoke_others(cookies), which re-issues the current one")
+        await self.bump_user_version(user_id, now=now)
+        return -1
+
+    async def revoke_others(self, current: Session, token: str | None, refresh: str | None, *,
+                            now: float) -> tuple[int, Issued | None]:
+        """Bump the version and re-issue the current session under it. The count is 0: jwt keeps no
+        list, so how many other cookies exist is unknowable; the re-issued session says it happened."""
+        await self.bump_user_version(current.user_id, now=now)
+        return 0, await self._reissue(current.claims, None, now)
+
+    async def bump_user_version(self, user_id: str, *, now: float) -> int:
+        ver = await self.ctx.view.bump(user_id)
+        self.ctx.emit("user_version_bumped", None, user_id, {"version": ver})
+        return ver
+
+    async def list_sessions(self, user_id: str, *, now: float) -> list[Any]:
+        return []  # nothing is stored

@@ -4,7 +4,7 @@ Auth.js-compatible session cookies (JWE ``dir`` + ``A256CBC-HS512``, key from HK
 ``A256GCM`` read-only), JWS access tokens (HS256, EdDSA), key rings with ``kid``, JWKS.
 
 Functions mirror Auth.js's ``encode``/``decode``; they raise ``InvalidToken`` /
-``SessionExpired`` instead of returning None. For the per-request path hold a
+``TokenExpired`` (a ``SessionExpired``) instead of returning None. For the per-request path hold a
 ``JWECodec`` (or ``JWSVerifier``): keys are derived once, not per call.
 """
 
@@ -21,7 +21,7 @@ from ._authjs import (
 )
 from ._jws import JWSKey, JWSSigner, JWSVerifier, jwks_document
 from ._keyring import KeyRing
-from ._parse import MAX_TOKEN_BYTES
+from ._parse import MAX_TOKEN_BYTES, TokenExpired
 
 __all__ = [
     "AUTHJS_V4_COOKIE",
@@ -31,6 +31,7 @@ __all__ = [
     "JWSSigner",
     "JWSVerifier",
     "KeyRing",
+    "TokenExpired",
     "decode",
     "decode_v4",
     "derive_v4_key",

@@ -207,7 +207,7 @@ class JWECodec:
 
         Raises :class:`~keyfob.errors.InvalidToken` for anything malformed, tampered,
         made with an unknown key or another algorithm, and
-        :class:`~keyfob.errors.SessionExpired` once ``exp + leeway <= now``.
+        :class:`~keyfob.tokens.TokenExpired` once ``exp + leeway <= now``.
         """
         return self.decode_verbose(token, now=now, leeway=leeway)[0]
 
@@ -298,7 +298,7 @@ def decode(
 ) -> dict[str, Any]:
     """Auth.js's ``decode({token, secret, salt})``, raising instead of returning null.
 
-    Raises :class:`~keyfob.errors.InvalidToken` or :class:`~keyfob.errors.SessionExpired`.
+    Raises :class:`~keyfob.errors.InvalidToken` or :class:`~keyfob.tokens.TokenExpired`.
     """
     return _codec(_secrets_tuple(secret), salt).decode(token, now=now, leeway=leeway)
 
@@ -321,7 +321,7 @@ def decode_v4(
     """Decrypt and check a next-auth@4 session cookie (``dir`` + ``A256GCM``); read-only.
 
     ``secret`` may be a list, newest first; each is tried (v4 tokens carry no ``kid``).
-    Raises :class:`~keyfob.errors.InvalidToken` or :class:`~keyfob.errors.SessionExpired`.
+    Raises :class:`~keyfob.errors.InvalidToken` or :class:`~keyfob.tokens.TokenExpired`.
     """
     keys = _v4_keys(_secrets_tuple(secret))
     if type(token) is not str or len(token) > MAX_TOKEN_BYTES:

@@ -255,7 +255,7 @@ class JWSVerifier:
         """Check signature, header and claims; return the claims.
 
         Raises :class:`~keyfob.errors.InvalidToken` for anything wrong and
-        :class:`~keyfob.errors.SessionExpired` (``reason="max_age"``) once ``exp + leeway <= now``.
+        :class:`~keyfob.tokens.TokenExpired` once ``exp + leeway <= now``.
         """
         if type(token) is not str or len(token) > MAX_TOKEN_BYTES or not token.isascii():
             fail()

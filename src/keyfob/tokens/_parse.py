@@ -1,8 +1,11 @@
 """Strict parsing shared by the JWE and JWS code: base64url, JSON, time claims.
 
 Every check here fails with one opaque :class:`~keyfob.errors.InvalidToken` (never saying
-which check failed, never quoting the token) except an expired ``exp``, which raises
-:class:`~keyfob.errors.SessionExpired` so callers can tell "sign in again" from "tampered".
+which check failed, never quoting the token) except an expired ``exp``, which raises the JOSE
+layer's own :class:`TokenExpired` so callers can tell "sign in again" from "tampered". The
+strategies map it to a session-level :class:`~keyfob.errors.SessionExpired` with the reason they
+decide; it subclasses ``SessionExpired`` only so that callers of ``keyfob.tokens.decode`` who
+catch that keep working.
 
 The checks, in the order a token meets them:
 
@@ -30,6 +33,7 @@ __all__ = [
     "MAX_DEPTH",
     "MAX_HEADER_CHARS",
     "MAX_TOKEN_BYTES",
+    "TokenExpired",
     "b64url_decode",
     "b64url_decode_strict",
     "b64url_encode",
@@ -62,6 +66,13 @@ _FROM_STD = bytes.maketrans(b"+/", b"-_")
 _PAD = (b"", b"", b"==", b"=")
 _a2b = binascii.a2b_base64
 _b2a = binascii.b2a_base64
+
+
+class TokenExpired(SessionExpired):
+    """A JOSE token whose ``exp`` (plus leeway) has passed: ``expired_at`` is its ``exp``."""
+
+    def __init__(self, expired_at: float) -> None:
+        super().__init__(expired_at=expired_at, reason="max_age")
 
 
 def fail() -> NoReturn:
@@ -222,7 +233,7 @@ def check_claims(
     - missing ``exp`` (when ``require_exp``) → :class:`InvalidToken`;
     - ``nbf > now + leeway`` or ``iat > now + leeway`` → :class:`InvalidToken`;
     - ``exp + leeway <= now`` (jose / Auth.js semantics) →
-      :class:`SessionExpired` with ``expired_at=exp`` and ``reason="max_age"``.
+      :class:`TokenExpired` with ``expired_at=exp``.
     """
     exp = claims.get("exp")
     if type(exp) is int and "nbf" not in claims and -_MAX_NUMERIC_DATE <= exp <= _MAX_NUMERIC_DATE:
@@ -232,7 +243,7 @@ def check_claims(
             if iat > now + leeway:
                 fail()
             if exp + leeway <= now:
-                raise SessionExpired(expired_at=float(exp), reason="max_age")
+                raise TokenExpired(float(exp))
             return
     exp = _numeric_date(claims, "exp")
     nbf = _numeric_date(claims, "nbf")
@@ -243,4 +254,4 @@ def check_claims(
     if (nbf is not None and nbf > limit) or (iat is not None and iat > limit):
         fail()
     if exp is not None and exp + leeway <= now:
-        raise SessionExpired(expired_at=exp, reason="max_age")
+        raise TokenExpired(exp)
