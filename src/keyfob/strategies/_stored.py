@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+from .._session import RequestMeta
 from ..errors import KeyfobError
 from ..stores import SessionRecord
 from ..stores._protocol import eviction_key
 from . import _lifetimes as lifetimes
-from ._base import Context
+from ._base import Context, new_id
 
-__all__ = ["SessionLimitReached", "StoredSessions", "add_session"]
+__all__ = ["SessionLimitReached", "StoredSessions", "add_session", "new_record", "shape"]
 
 
 class SessionLimitReached(KeyfobError):
@@ -58,6 +59,22 @@ async def add_session(ctx: Context, rec: SessionRecord, now: float, *,
     for sid in evicted:
         await revoke(sid)
         ctx.emit("revoked", sid, rec.user_id, {"reason": "session_limit"})
+
+
+def new_record(ctx: Context, key: bytes, user_id: str, data: Mapping[str, Any], meta: RequestMeta,
+               now: float) -> SessionRecord:
+    """The row of a new sign-in: a fresh public id, its deadlines, the app data (``on_token`` shaped)."""
+    s = ctx.settings
+    absolute = lifetimes.absolute_deadline(now, s)
+    return SessionRecord(
+        token_hash=key, id=new_id(), user_id=user_id, created_at=now, last_seen_at=now,
+        expires_at=lifetimes.new_expiry(now, absolute, s), absolute_expires_at=absolute, authenticated_at=now,
+        ip=meta.ip, user_agent=meta.user_agent, data=shape(ctx, user_id, data))
+
+
+def shape(ctx: Context, user_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """The app data to store: ``data``, through the ``on_token`` callback if there is one."""
+    return dict(data) if ctx.on_token is None else ctx.on_token(dict(data), user_id)
 
 
 class StoredSessions:

@@ -20,12 +20,11 @@ from ._base import (
     CookieSpecs,
     issued,
     looks_like_opaque_token,
-    new_id,
     new_token,
     session_from_record,
     token_hash,
 )
-from ._stored import SessionLimitReached, StoredSessions, add_session
+from ._stored import SessionLimitReached, StoredSessions, add_session, new_record, shape
 
 __all__ = ["DatabaseStrategy", "SessionLimitReached"]
 
@@ -81,18 +80,9 @@ class DatabaseStrategy(StoredSessions):
     def _key(self, token: str) -> bytes:
         return token.encode() if self.raw_tokens else token_hash(token)
 
-    def _shape(self, user_id: str, data: Mapping[str, Any]) -> dict[str, Any]:
-        stored = dict(data)
-        return stored if self.ctx.on_token is None else self.ctx.on_token(stored, user_id)
-
     async def create(self, user_id: str, data: Mapping[str, Any], meta: RequestMeta, *, now: float) -> Issued:
         token = new_token()
-        absolute = lifetimes.absolute_deadline(now, self.settings)
-        rec = SessionRecord(
-            token_hash=self._key(token), id=new_id(), user_id=user_id, created_at=now, last_seen_at=now,
-            expires_at=lifetimes.new_expiry(now, absolute, self.settings), absolute_expires_at=absolute,
-            authenticated_at=now, ip=meta.ip, user_agent=meta.user_agent, data=self._shape(user_id, data),
-        )
+        rec = new_record(self.ctx, self._key(token), user_id, data, meta, now)
         await add_session(self.ctx, rec, now, revoke=lambda sid: self.forget(sid, now))
         if self.raw_tokens:  # an Auth.js table may assign its own id (serial, uuid): hand back the row's
             stored = await self.ctx.store.get(rec.token_hash)
@@ -114,7 +104,7 @@ class DatabaseStrategy(StoredSessions):
         new = dataclasses.replace(
             old, token_hash=self._key(fresh), last_seen_at=now,
             expires_at=lifetimes.new_expiry(now, old.absolute_expires_at, self.settings),
-            data=old.data if data is None else self._shape(old.user_id, data),
+            data=old.data if data is None else shape(self.ctx, old.user_id, data),
         )
         if not await self.ctx.store.replace(old.token_hash, new, now=now, keep_old=False):
             raise InvalidToken("the session was rotated or revoked concurrently")

@@ -20,37 +20,13 @@ from typing import Any
 from .._session import Issued, RequestMeta, Session
 from ..errors import InvalidToken, SessionExpired, SessionRevoked, TokenReuseDetected
 from ..stores import SessionRecord
-from ..tokens import JWSSigner, JWSVerifier, KeyRing, TokenExpired
+from ..tokens import JWSSigner, KeyRing, TokenExpired
 from . import _lifetimes as lifetimes
+from ._access import ACCESS_TYP, access_claims, access_identity, access_verifier, session_from_claims
 from ._base import Context, CookieSpecs, issued, looks_like_opaque_token, new_id, new_token, token_hash
-from ._stored import StoredSessions, add_session
-from .jwt import RESERVED_CLAIMS
+from ._stored import StoredSessions, add_session, new_record, shape
 
-__all__ = ["ACCESS_TYP", "HybridStrategy", "access_identity", "access_verifier"]
-
-ACCESS_TYP = "at+jwt"  # RFC 9068: an access token is never accepted where another token is expected
-
-
-def access_verifier(ring: KeyRing, *, audience: str) -> JWSVerifier:
-    """The verifier of hybrid access tokens: ``typ`` at+jwt, this audience, the ring's algorithms.
-
-    Shared by the strategy and by ``keyfob.Verifier`` (other services), so both accept exactly
-    the same tokens.
-    """
-    algs = tuple(sorted({k.alg for k in ring.keys}))
-    return JWSVerifier(ring, typ=ACCESS_TYP, audience=audience, algorithms=algs)
-
-
-def access_identity(claims: Mapping[str, Any]) -> tuple[str, str, int]:
-    """``(sid, sub, ver)`` of verified access-token claims — what the revocation view checks.
-
-    Raises ``InvalidToken`` unless all three are there with their types (non-empty strings, int).
-    """
-    sid, sub, ver = claims.get("sid"), claims.get("sub"), claims.get("ver")
-    if not isinstance(sid, str) or not isinstance(sub, str) or not sid or not sub or type(ver) is not int:
-        raise InvalidToken()
-    return sid, sub, ver
-
+__all__ = ["ACCESS_TYP", "HybridStrategy", "access_identity", "access_verifier"]  # the last three: ._access
 
 class HybridStrategy(StoredSessions):
     """JWT cost per request, database control: instant revocation on every node."""
@@ -132,9 +108,7 @@ class HybridStrategy(StoredSessions):
         if old.retired_at is not None:
             raise InvalidToken("the session was refreshed concurrently", hint="retry with the new cookies")
         lifetimes.check_alive(old, now, self.settings)
-        stored = old.data if data is None else dict(data)
-        if data is not None and self.ctx.on_token is not None:
-            stored = self.ctx.on_token(dict(stored), old.user_id)
+        stored = old.data if data is None else shape(self.ctx, old.user_id, data)
         fresh = new_token()
         expires = lifetimes.new_expiry(now, old.absolute_expires_at, self.settings)
         new = dataclasses.replace(old, token_hash=token_hash(fresh), id=new_id(), last_seen_at=now,
@@ -145,13 +119,8 @@ class HybridStrategy(StoredSessions):
         return await self._issue(new, now, fresh)
 
     async def create(self, user_id: str, data: Mapping[str, Any], meta: RequestMeta, *, now: float) -> Issued:
-        stored = dict(data) if self.ctx.on_token is None else self.ctx.on_token(dict(data), user_id)
         refresh = new_token()
-        absolute = lifetimes.absolute_deadline(now, self.settings)
-        rec = SessionRecord(
-            token_hash=token_hash(refresh), id=new_id(), user_id=user_id, created_at=now, last_seen_at=now,
-            expires_at=lifetimes.new_expiry(now, absolute, self.settings), absolute_expires_at=absolute,
-            authenticated_at=now, ip=meta.ip, user_agent=meta.user_agent, data=stored)
+        rec = new_record(self.ctx, token_hash(refresh), user_id, data, meta, now)
         await add_session(self.ctx, rec, now, revoke=lambda sid: self.forget(sid, now))
         self.ctx.emit("created", rec.id, user_id, {})
         return await self._issue(rec, now, refresh)
@@ -181,27 +150,15 @@ class HybridStrategy(StoredSessions):
             await self.revoke(sid, now=now)
         return sid
 
-    # -- tokens -----------------------------------------------------------------------------------
     async def _issue(self, rec: SessionRecord, now: float, refresh: str | None) -> Issued:
         """A new access token for the session ``rec`` (and the new refresh token, if rotated)."""
         view = self.ctx.view
         ver = view.min_version.get(rec.user_id, 0) if view.live else await self.ctx.store.get_user_version(
             rec.user_id)
-        ttl = min(self.settings.access_ttl, max(1.0, rec.expires_at - now))
-        claims = {
-            **{k: v for k, v in rec.data.items() if k not in RESERVED_CLAIMS},
-            "sub": rec.user_id, "sid": rec.id, "ver": ver, "aud": self.audience,
-            "iat": int(now), "exp": int(now + ttl), "jti": new_id(),
-            "auth_time": int(rec.authenticated_at or rec.created_at), "ct": int(rec.created_at),
-        }
+        claims = access_claims(rec, ver, audience=self.audience, now=now, ttl=self.settings.access_ttl)
         access = self.signer.sign(claims, typ=ACCESS_TYP)
         # The cookies outlive the access JWT (until the session's end): see authenticate.
         return issued(self._session(claims), access, now, lifetime=rec.expires_at - now, refresh=refresh)
 
     def _session(self, claims: Mapping[str, Any]) -> Session:
-        data = {k: v for k, v in claims.items() if k not in RESERVED_CLAIMS}
-        if self.ctx.on_session is not None:
-            data = self.ctx.on_session(data, claims)
-        iat = claims["iat"]
-        return Session(str(claims["sid"]), str(claims["sub"]), data, float(claims.get("ct", iat)),
-                       float(claims["exp"]), float(claims.get("auth_time", iat)), self.name, claims)
+        return session_from_claims(claims, self.name, self.ctx.on_session)

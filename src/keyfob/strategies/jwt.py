@@ -15,15 +15,10 @@ from .._session import Issued, RequestMeta, Session
 from ..errors import ConfigError, InvalidToken, SessionExpired, SessionRevoked
 from ..tokens import JWECodec, TokenExpired
 from . import _lifetimes as lifetimes
+from ._access import RESERVED_CLAIMS, session_from_claims
 from ._base import Context, CookieSpecs, issued, new_id
 
 __all__ = ["RESERVED_CLAIMS", "JWTStrategy"]
-
-# Claims keyfob manages; app data cannot overwrite them.
-RESERVED_CLAIMS = frozenset(
-    {"sub", "iat", "exp", "nbf", "jti", "sid", "ver", "auth_time", "ct", "iss", "aud"}
-)
-
 
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
@@ -75,13 +70,7 @@ class JWTStrategy:
         return claims
 
     def _session(self, claims: Mapping[str, Any]) -> Session:
-        data = {k: v for k, v in claims.items() if k not in RESERVED_CLAIMS}
-        if self.ctx.on_session is not None:
-            data = self.ctx.on_session(data, claims)
-        created = claims.get("ct", claims.get("iat", 0))
-        sid = str(claims.get("sid") or claims.get("jti") or "")
-        return Session(sid, str(claims["sub"]), data, float(created), float(claims["exp"]),
-                       float(claims.get("auth_time", created)), self.name, claims)
+        return session_from_claims(claims, self.name, self.ctx.on_session)
 
     def _issue(self, base: Mapping[str, Any], claims: dict[str, Any], now: float) -> Issued:
         """A new cookie for ``claims``; its lifetime is max_age, capped by the absolute deadline."""

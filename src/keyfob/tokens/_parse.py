@@ -162,8 +162,6 @@ def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 _DECODER = json.JSONDecoder(
     object_pairs_hook=_no_duplicates, parse_constant=_reject_constant, parse_float=_parse_float
 )
-# The C scanner itself (JSONDecoder.raw_decode is a Python wrapper around it).
-_scan_once = _DECODER.scan_once  # type: ignore[attr-defined]
 _STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
 _BRACKETS = re.compile(rb"[\[\]{}]")
 
@@ -197,8 +195,8 @@ def parse_json_object(raw: bytes, *, max_depth: int = MAX_DEPTH) -> dict[str, An
         fail()
     try:
         text = raw.decode("utf-8")
-        obj, end = _scan_once(text, 0)
-    except (StopIteration, ValueError, RecursionError):  # no JSON value / UnicodeDecodeError / hooks
+        obj, end = _DECODER.raw_decode(text)  # no whitespace skipped before the value
+    except (ValueError, RecursionError):  # no JSON value / UnicodeDecodeError / hooks
         fail()
     if end != len(text):  # trailing data (our producers and Auth.js never add whitespace)
         fail()

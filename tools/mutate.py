@@ -1,0 +1,150 @@
+"""First-order mutation testing of keyfob's decision modules (run on demand, not in CI).
+
+    PYTHONPATH=src python tools/mutate.py [FILE ...] [--tests "pytest args"] [--limit N]
+
+For each mutant — a comparison flipped (``<`` ↔ ``<=``, ``==`` ↔ ``!=``, ``in`` ↔ ``not in``, ``is`` ↔
+``is not``), an ``if``/``while`` condition negated, ``and`` ↔ ``or``, a ``raise`` deleted, a ``return``
+value replaced by ``None`` — the module is rewritten in place, the selected tests run, and the
+original is restored. A mutant is killed when the tests fail (or time out). Survivors are printed
+with their line so each can be judged: a behaviour the tests miss, or an equivalent mutant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import copy
+import os
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_FILES = [
+    "src/keyfob/strategies/jwt.py",
+    "src/keyfob/strategies/database.py",
+    "src/keyfob/strategies/hybrid.py",
+    "src/keyfob/strategies/_stored.py",
+    "src/keyfob/strategies/_lifetimes.py",
+    "src/keyfob/strategies/_revocation.py",
+    "src/keyfob/stores/_protocol.py",
+    "src/keyfob/tokens/_parse.py",
+]
+DEFAULT_TESTS = ("tests/unit tests/contract/test_strategy_contract.py tests/contract/test_hybrid_contract.py "
+                 "tests/contract/test_database_contract.py tests/contract/test_decision_edges_contract.py "
+                 "-k 'not postgresql and not redis and not sqlite' -x -q -p no:cacheprovider")
+
+_FLIP: dict[type[ast.cmpop], type[ast.cmpop]] = {
+    ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq, ast.NotEq: ast.Eq,
+    ast.In: ast.NotIn, ast.NotIn: ast.In, ast.Is: ast.IsNot, ast.IsNot: ast.Is,
+}
+
+
+def _skip(node: ast.AST) -> bool:
+    """Docstrings, ``__all__``, type-only code: nothing behaviour-bearing to mutate."""
+    return isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "TYPE_CHECKING"
+
+
+def mutations(tree: ast.Module) -> Iterator[tuple[int, str, int]]:
+    """(node index in ast.walk order, kind, line) for every mutant of ``tree``."""
+    for i, node in enumerate(ast.walk(tree)):
+        line = getattr(node, "lineno", 0)
+        if isinstance(node, ast.Compare):
+            for j, op in enumerate(node.ops):
+                if type(op) in _FLIP:
+                    yield i, f"flip{j}", line
+        elif isinstance(node, ast.If | ast.While) and not _skip(node):
+            yield i, "negate", line
+        elif isinstance(node, ast.BoolOp):
+            yield i, "andor", line
+        elif isinstance(node, ast.Raise):
+            yield i, "noraise", line
+        elif isinstance(node, ast.Return) and node.value is not None and not (
+                isinstance(node.value, ast.Constant) and node.value.value is None):
+            yield i, "retnone", line
+
+
+def apply(tree: ast.Module, index: int, kind: str) -> ast.Module:
+    tree = copy.deepcopy(tree)
+    parents: dict[ast.AST, tuple[ast.AST, str, int | None]] = {}
+    nodes = list(ast.walk(tree))
+    for parent in nodes:
+        for name, value in ast.iter_fields(parent):
+            if isinstance(value, list):
+                for k, child in enumerate(value):
+                    if isinstance(child, ast.AST):
+                        parents[child] = (parent, name, k)
+            elif isinstance(value, ast.AST):
+                parents[value] = (parent, name, None)
+    node = nodes[index]
+    if kind.startswith("flip"):
+        assert isinstance(node, ast.Compare)
+        j = int(kind[4:])
+        node.ops[j] = _FLIP[type(node.ops[j])]()
+    elif kind == "negate":
+        assert isinstance(node, ast.If | ast.While)
+        node.test = ast.UnaryOp(op=ast.Not(), operand=node.test)
+    elif kind == "andor":
+        assert isinstance(node, ast.BoolOp)
+        node.op = ast.Or() if isinstance(node.op, ast.And) else ast.And()
+    elif kind == "noraise":
+        parent, name, k = parents[node]
+        assert k is not None
+        getattr(parent, name)[k] = ast.Pass()
+    elif kind == "retnone":
+        assert isinstance(node, ast.Return)
+        node.value = ast.Constant(value=None)
+    return ast.fix_missing_locations(tree)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("files", nargs="*", default=DEFAULT_FILES)
+    ap.add_argument("--tests", default=DEFAULT_TESTS, help="pytest arguments (default: %(default)s)")
+    ap.add_argument("--limit", type=int, default=0, help="at most N mutants per file (0: all)")
+    ap.add_argument("--timeout", type=float, default=120)
+    args = ap.parse_args()
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONDONTWRITEBYTECODE": "1"}
+    cmd = [sys.executable, "-m", "pytest", *shlex.split(args.tests)]
+    if subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True).returncode != 0:
+        print("the tests fail before any mutation: fix them first", file=sys.stderr)
+        return 2
+    total = killed = 0
+    survivors: list[str] = []
+    for rel in args.files:
+        path = ROOT / rel
+        original = path.read_text()
+        tree = ast.parse(original)
+        muts = list(mutations(tree))
+        if args.limit:
+            muts = muts[: args.limit]
+        try:
+            for index, kind, line in muts:
+                path.write_text(ast.unparse(apply(tree, index, kind)) + "\n")
+                started = time.monotonic()
+                try:
+                    rc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True,
+                                        timeout=args.timeout).returncode
+                except subprocess.TimeoutExpired:
+                    rc = -1
+                total += 1
+                if rc != 0:
+                    killed += 1
+                else:
+                    survivors.append(f"{rel}:{line} {kind}")
+                    print(f"SURVIVED {rel}:{line} {kind} ({time.monotonic() - started:.1f}s)", flush=True)
+        finally:
+            path.write_text(original)
+        print(f"{rel}: {len(muts)} mutants", flush=True)
+    score = killed / total if total else 1.0
+    print(f"\n{killed}/{total} mutants killed ({score:.0%}); {len(survivors)} survived:")
+    for s in survivors:
+        print("  " + s)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
