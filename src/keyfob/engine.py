@@ -329,7 +329,12 @@ class Keyfob:
             raise InvalidToken("no current session", hint="sign in first")
         token, refresh = strategy.cookies.read(cookies)
         n, reissued = await strategy.revoke_others(result.session, token, refresh, now=self.clock())
-        return n, None if reissued is None else self._with_cookies(strategy, reissued, {**cookies})
+        if reissued is not None:
+            return n, self._with_cookies(strategy, reissued, {**cookies})
+        if result.cookies:  # authenticating rolled or refreshed the session: the new cookies must reach it
+            return n, Issued(session=result.session, cookies=result.cookies,
+                             expires_in=max(0.0, result.session.expires_at - self.clock()))
+        return n, None
 
     async def bump_user_version(self, user_id: str) -> int:
         """Invalidate every token of a user at its next use (password change, suspension).

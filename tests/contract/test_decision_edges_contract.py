@@ -329,3 +329,17 @@ async def test_authjs_compat_reads_and_writes_authjs_cookie_names(tmp_path: obje
         assert wrong.session is None
     finally:
         await fob.close()
+
+
+@pytest.mark.usefixtures("hybrid_only")
+async def test_revoke_others_hands_back_the_cookies_of_a_refresh_it_caused(make_fob: MakeFob,
+                                                                         clock: FakeClock) -> None:
+    fob = make_fob()
+    phone, laptop = await sign_in(fob), await sign_in(fob)
+    clock.advance(fob.settings.access_ttl + 1)  # the laptop's access token expired: revoke_others refreshes
+    n, reissued = await fob.revoke_others(laptop)
+    assert n == 1 and reissued is not None
+    laptop.apply(reissued.cookies)
+    clock.advance(fob.settings.refresh_grace + 1)
+    assert (await fob.authenticate(laptop)).session is not None, "no reuse alarm on the laptop's own token"
+    assert (await fob.authenticate(phone)).session is None
