@@ -16,6 +16,7 @@ import ast
 import copy
 import os
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -24,13 +25,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_FILES = [
-    "src/keyfob/strategies/jwt.py",
+    "src/keyfob/strategies/_revocation.py",
+    "src/keyfob/strategies/_lifetimes.py",
+    "src/keyfob/stores/_protocol.py",
     "src/keyfob/strategies/database.py",
+    "src/keyfob/strategies/jwt.py",
     "src/keyfob/strategies/hybrid.py",
     "src/keyfob/strategies/_stored.py",
-    "src/keyfob/strategies/_lifetimes.py",
-    "src/keyfob/strategies/_revocation.py",
-    "src/keyfob/stores/_protocol.py",
+    "src/keyfob/strategies/_access.py",
     "src/keyfob/tokens/_parse.py",
 ]
 DEFAULT_TESTS = ("tests/unit tests/contract/test_strategy_contract.py tests/contract/test_hybrid_contract.py "
@@ -107,6 +109,7 @@ def main() -> int:
     ap.add_argument("--limit", type=int, default=0, help="at most N mutants per file (0: all)")
     ap.add_argument("--timeout", type=float, default=120)
     args = ap.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # restore the module being mutated on kill
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONDONTWRITEBYTECODE": "1"}
     cmd = [sys.executable, "-m", "pytest", *shlex.split(args.tests)]
     if subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True).returncode != 0:
@@ -133,6 +136,7 @@ def main() -> int:
                 total += 1
                 if rc != 0:
                     killed += 1
+                    print(f"killed   {rel}:{line} {kind}", flush=True)
                 else:
                     survivors.append(f"{rel}:{line} {kind}")
                     print(f"SURVIVED {rel}:{line} {kind} ({time.monotonic() - started:.1f}s)", flush=True)
