@@ -37,7 +37,25 @@ DEFAULT_FILES = [
 ]
 DEFAULT_TESTS = ("tests/unit tests/contract/test_strategy_contract.py tests/contract/test_hybrid_contract.py "
                  "tests/contract/test_database_contract.py tests/contract/test_decision_edges_contract.py "
-                 "-k 'not postgresql and not redis and not sqlite' -x -q -p no:cacheprovider")
+                 "-k 'not postgresql and not redis and not sqlite'")
+
+_COMMON = "-x -q -p no:cacheprovider"
+_EDGES = "tests/contract/test_decision_edges_contract.py tests/contract/test_strategy_contract.py"
+#: The tests that cover each module (fast: memory store only); --tests overrides them for every file.
+TARGETED = {
+    "src/keyfob/strategies/_revocation.py":
+        f"tests/unit/test_revocation_view.py {_EDGES} tests/contract/test_hybrid_contract.py -k memory",
+    "src/keyfob/strategies/_lifetimes.py": f"tests/unit/test_lifetimes.py {_EDGES} -k memory",
+    "src/keyfob/stores/_protocol.py": f"tests/unit/test_lifetimes.py {_EDGES} -k memory",
+    "src/keyfob/strategies/database.py":
+        f"{_EDGES} tests/contract/test_database_contract.py -k 'memory and not jwt and not hybrid'",
+    "src/keyfob/strategies/jwt.py": f"{_EDGES} -k 'memory-jwt'",
+    "src/keyfob/strategies/hybrid.py": f"{_EDGES} tests/contract/test_hybrid_contract.py -k memory",
+    "src/keyfob/strategies/_stored.py": f"{_EDGES} tests/contract/test_database_contract.py -k memory",
+    "src/keyfob/strategies/_access.py": f"{_EDGES} tests/unit/test_verifier.py -k 'memory or not contract'",
+    "src/keyfob/tokens/_parse.py": "tests/unit/test_token_parsing.py tests/unit/test_tokens_parse.py "
+                                   "tests/unit/test_tokens_jws.py tests/unit/test_tokens_authjs.py",
+}
 
 _FLIP: dict[type[ast.cmpop], type[ast.cmpop]] = {
     ast.Lt: ast.LtE, ast.LtE: ast.Lt, ast.Gt: ast.GtE, ast.GtE: ast.Gt, ast.Eq: ast.NotEq, ast.NotEq: ast.Eq,
@@ -105,19 +123,21 @@ def apply(tree: ast.Module, index: int, kind: str) -> ast.Module:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("files", nargs="*", default=DEFAULT_FILES)
-    ap.add_argument("--tests", default=DEFAULT_TESTS, help="pytest arguments (default: %(default)s)")
+    ap.add_argument("--tests", default=None,
+                    help="pytest arguments for every file (default: the file's TARGETED tests)")
     ap.add_argument("--limit", type=int, default=0, help="at most N mutants per file (0: all)")
     ap.add_argument("--timeout", type=float, default=120)
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # restore the module being mutated on kill
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONDONTWRITEBYTECODE": "1"}
-    cmd = [sys.executable, "-m", "pytest", *shlex.split(args.tests)]
-    if subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True).returncode != 0:
-        print("the tests fail before any mutation: fix them first", file=sys.stderr)
-        return 2
     total = killed = 0
     survivors: list[str] = []
     for rel in args.files:
+        tests = args.tests or TARGETED.get(rel, DEFAULT_TESTS)
+        cmd = [sys.executable, "-m", "pytest", *shlex.split(tests), *shlex.split(_COMMON)]
+        if subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True).returncode != 0:
+            print(f"{rel}: its tests fail before any mutation: fix them first", file=sys.stderr)
+            return 2
         path = ROOT / rel
         original = path.read_text()
         tree = ast.parse(original)
