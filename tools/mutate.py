@@ -41,18 +41,19 @@ DEFAULT_TESTS = ("tests/unit tests/contract/test_strategy_contract.py tests/cont
 
 _COMMON = "-x -q -p no:cacheprovider"
 _EDGES = "tests/contract/test_decision_edges_contract.py tests/contract/test_strategy_contract.py"
+_MEM = "not sqlite and not postgresql and not redis"  # the memory store, and every unit test
 #: The tests that cover each module (fast: memory store only); --tests overrides them for every file.
 TARGETED = {
     "src/keyfob/strategies/_revocation.py":
-        f"tests/unit/test_revocation_view.py {_EDGES} tests/contract/test_hybrid_contract.py -k memory",
-    "src/keyfob/strategies/_lifetimes.py": f"tests/unit/test_lifetimes.py {_EDGES} -k memory",
-    "src/keyfob/stores/_protocol.py": f"tests/unit/test_lifetimes.py {_EDGES} -k memory",
+        f"tests/unit/test_revocation_view.py {_EDGES} tests/contract/test_hybrid_contract.py -k '{_MEM}'",
+    "src/keyfob/strategies/_lifetimes.py": f"tests/unit/test_lifetimes.py {_EDGES} -k '{_MEM}'",
+    "src/keyfob/stores/_protocol.py": f"tests/unit/test_lifetimes.py {_EDGES} -k '{_MEM}'",
     "src/keyfob/strategies/database.py":
-        f"{_EDGES} tests/contract/test_database_contract.py -k 'memory and not jwt and not hybrid'",
-    "src/keyfob/strategies/jwt.py": f"{_EDGES} -k 'memory-jwt'",
-    "src/keyfob/strategies/hybrid.py": f"{_EDGES} tests/contract/test_hybrid_contract.py -k memory",
-    "src/keyfob/strategies/_stored.py": f"{_EDGES} tests/contract/test_database_contract.py -k memory",
-    "src/keyfob/strategies/_access.py": f"{_EDGES} tests/unit/test_verifier.py -k 'memory or not contract'",
+        f"{_EDGES} tests/contract/test_database_contract.py -k '{_MEM} and not jwt and not hybrid'",
+    "src/keyfob/strategies/jwt.py": f"{_EDGES} -k '{_MEM} and not database and not hybrid'",
+    "src/keyfob/strategies/hybrid.py": f"{_EDGES} tests/contract/test_hybrid_contract.py -k '{_MEM}'",
+    "src/keyfob/strategies/_stored.py": f"{_EDGES} tests/contract/test_database_contract.py -k '{_MEM}'",
+    "src/keyfob/strategies/_access.py": f"{_EDGES} tests/unit/test_verifier.py -k '{_MEM}'",
     "src/keyfob/tokens/_parse.py": "tests/unit/test_token_parsing.py tests/unit/test_tokens_parse.py "
                                    "tests/unit/test_tokens_jws.py tests/unit/test_tokens_authjs.py",
 }

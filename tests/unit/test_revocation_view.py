@@ -124,3 +124,21 @@ async def test_feed_back_resyncs_before_going_live(view: RevocationView, clock: 
     await view.store.bump_user_version("u1")
     await view._on_state(True)
     assert view.live and view.revoked == {"s1": clock() + 60} and view.min_version == {"u1": 1}
+
+
+def test_without_a_feed_the_view_is_the_whole_truth_from_the_start(clock: FakeClock) -> None:
+    assert RevocationView(MemoryStore(), None, clock).live, "no feed: this node's revocations are all there is"
+    assert not RevocationView(MemoryStore(), RecordingFeed(), clock).live, "a feed: live only once it is up"
+
+
+async def test_close_closes_the_feed(clock: FakeClock) -> None:
+    feed = RecordingFeed()
+    closed: list[bool] = []
+
+    async def close() -> None:
+        closed.append(True)
+
+    feed.close = close  # type: ignore[method-assign]
+    await RevocationView(MemoryStore(), feed, clock).close()
+    assert closed == [True]
+    await RevocationView(MemoryStore(), None, clock).close()  # nothing to close, no error
