@@ -127,7 +127,7 @@ async def test_feed_back_resyncs_before_going_live(view: RevocationView, clock: 
 
 
 def test_without_a_feed_the_view_is_the_whole_truth_from_the_start(clock: FakeClock) -> None:
-    assert RevocationView(MemoryStore(), None, clock).live, "no feed: this node's revocations are all there is"
+    assert RevocationView(MemoryStore(), None, clock).live, "no feed: its own revocations are all there is"
     assert not RevocationView(MemoryStore(), RecordingFeed(), clock).live, "a feed: live only once it is up"
 
 
