@@ -65,8 +65,11 @@ class JWTStrategy:
         lifetimes.check_deadlines(now, s, expires_at=float(claims["exp"]) + s.clock_skew, last_seen_at=iat,
                                   absolute_expires_at=lifetimes.absolute_deadline(created, s))
         # 3. revocation: two dict lookups while the feed is live, the store otherwise
-        if isinstance(sid, str):
-            await self.ctx.view.check(sid, sub, ver, session_must_exist=False)
+        view = self.ctx.view
+        if isinstance(sid, str) and not view.live:
+            await view.check(sid, sub, ver, session_must_exist=False)
+        elif isinstance(sid, str) and view.check_live(sid, sub, ver):  # feed up: dict lookups, no await
+            raise SessionRevoked()
         return claims
 
     def _session(self, claims: Mapping[str, Any]) -> Session:
