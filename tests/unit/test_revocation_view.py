@@ -63,13 +63,15 @@ def test_feed_events_only_ever_raise_what_the_view_refuses(view: RevocationView)
     assert not view.check_live("s2", "u1", 3)
 
 
-async def test_bump_is_stored_applied_and_published(view: RevocationView) -> None:
+async def test_bump_is_stored_applied_and_published(view: RevocationView, clock: FakeClock) -> None:
     assert await view.bump("u1") == 1
     assert await view.bump("u1") == 2
     assert view.min_version == {"u1": 2}
     assert await view.store.get_user_version("u1") == 2
     assert isinstance(view.feed, RecordingFeed)
-    assert view.feed.published == [{"t": "ver", "user": "u1", "ver": 1}, {"t": "ver", "user": "u1", "ver": 2}]
+    # published copies carry the publisher's clock ("at": keyfob.metrics' propagation time)
+    assert view.feed.published == [{"t": "ver", "user": "u1", "ver": 1, "at": clock()},
+                                   {"t": "ver", "user": "u1", "ver": 2, "at": clock()}]
 
 
 async def test_revoke_is_stored_applied_and_published(view: RevocationView, clock: FakeClock) -> None:
@@ -77,7 +79,7 @@ async def test_revoke_is_stored_applied_and_published(view: RevocationView, cloc
     assert view.revoked == {"s1": clock() + 60}
     assert dict(await view.store.revocations(clock())) == {"s1": clock() + 60}
     assert isinstance(view.feed, RecordingFeed)
-    assert view.feed.published == [{"t": "sid", "sid": "s1", "until": clock() + 60}]
+    assert view.feed.published == [{"t": "sid", "sid": "s1", "until": clock() + 60, "at": clock()}]
 
 
 def test_prune_drops_only_entries_past_their_until(view: RevocationView, clock: FakeClock) -> None:
