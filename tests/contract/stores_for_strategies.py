@@ -1,12 +1,15 @@
 """Store URLs for the strategy contract suite: memory, SQLite (tmp file), PostgreSQL, Redis, Redis Cluster.
 
-Server-backed stores are emptied before each test (PostgreSQL tables truncated, Redis test
-db flushed), skip with a reason when the server is down, and fail under CI=true.
+Server-backed stores are this test process's own corner of the shared server (PostgreSQL tables
+``kfs<pid>_*``, Redis keys ``kfs<pid>:*`` in the test db), emptied before each test, so suites running
+at the same time never see each other's rows. They skip with a reason when the server is down, and
+fail under CI=true.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -14,7 +17,8 @@ from typing import Any
 import pytest
 
 from keyfob import FakeClock, Keyfob
-from tests.conftest import PG_URL, REDIS_URL, require_postgres, require_redis
+from tests.conftest import PG_URL, require_postgres, require_redis
+from tests.contract.conftest import REDIS_TEST_URL, delete_redis_keys, drop_postgres_tables
 
 StoreFactory = Callable[[str], Awaitable[str]]
 MakeFob = Callable[..., Keyfob]
@@ -26,47 +30,28 @@ STORE_PARAMS = [
     pytest.param("redis", id="redis", marks=pytest.mark.redis),
     pytest.param("redis_cluster", id="redis_cluster", marks=pytest.mark.redis_cluster),
 ]
-REDIS_TEST_URL = REDIS_URL.rsplit("/", 1)[0] + "/13"
-
-
-async def empty_postgres() -> None:
-    import asyncpg
-
-    conn = await asyncpg.connect(PG_URL)
-    try:
-        for table in ("keyfob_sessions", "keyfob_user_versions", "keyfob_revocations", "keyfob_changes"):
-            exists = await conn.fetchval("SELECT to_regclass($1)", table)
-            if exists:
-                await conn.execute(f"TRUNCATE {table}")
-    finally:
-        await conn.close()
-
-
-async def empty_redis() -> None:
-    import redis.asyncio as aioredis
-
-    client = aioredis.Redis.from_url(REDIS_TEST_URL)
-    try:
-        await client.flushdb()
-    finally:
-        await client.aclose()
+#: This test process's own tables / keys on the shared servers (other suites may run at the same time).
+PREFIX = f"kfs{os.getpid()}"
 
 
 @pytest.fixture
-def make_store_url(tmp_path: Path, request: pytest.FixtureRequest) -> StoreFactory:
+async def make_store_url(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[StoreFactory]:
+    used: set[str] = set()
+
     async def factory(kind: str) -> str:
+        used.add(kind)
         if kind == "memory":
             return f"memory://{tmp_path.name}"
         if kind == "sqlite":
             return f"sqlite:///{tmp_path / 'keyfob.db'}"
         if kind == "postgresql":
             require_postgres()
-            await empty_postgres()
-            return PG_URL
+            await drop_postgres_tables(f"{PREFIX}_")
+            return f"{PG_URL}?table_prefix={PREFIX}_"
         if kind == "redis":
             require_redis()
-            await empty_redis()
-            return REDIS_TEST_URL
+            await delete_redis_keys(f"{PREFIX}:")
+            return f"{REDIS_TEST_URL}?prefix={PREFIX}"
         if kind == "redis_cluster":  # the session's own cluster (tests/conftest.py): flushed
             from tests._redis_cluster import flush_cluster
 
@@ -75,7 +60,11 @@ def make_store_url(tmp_path: Path, request: pytest.FixtureRequest) -> StoreFacto
             return url
         raise ValueError(kind)
 
-    return factory
+    yield factory
+    if "postgresql" in used:  # the engines are closed by now (make_fob's teardown runs first)
+        await drop_postgres_tables(f"{PREFIX}_")
+    if "redis" in used:
+        await delete_redis_keys(f"{PREFIX}:")
 
 
 @contextlib.asynccontextmanager
