@@ -329,12 +329,27 @@ async def test_an_unreachable_cluster_is_store_unavailable_not_a_config_error() 
         ("redis://127.0.0.1:6379,127.0.0.1:6380/0", "redis+cluster://"),
         ("redis+cluster://127.0.0.1:notaport", "host:port"),
         ("redis+cluster://127.0.0.1:7000?socket_timeout=3", "open_store()"),
+        # found in review: these were a ValueError / TypeError (a 500 at the first request), not a ConfigError
+        ("redis://127.0.0.1:notaport/0", "port"),
+        ("redis://127.0.0.1:6379/0?prefx=app1", "prefx"),
+        ("redis://127.0.0.1:6379/0?socket_timeout=abc", "socket_timeout"),
     ],
 )
 def test_a_malformed_redis_url_is_a_config_error_naming_the_setting(url: str, setting: str) -> None:
     with pytest.raises(ConfigError) as err:
         open_store(url)
     assert setting in f"{err.value} {err.value.hint}"
+
+
+async def test_a_redis_db_the_server_does_not_have_is_a_config_error_not_a_503() -> None:
+    require_redis()
+    store = open_store(REDIS_URL.rsplit("/", 1)[0] + "/99999")
+    try:
+        with pytest.raises(ConfigError) as err:
+            await store.get(b"x" * 32)
+        assert "/99999" in str(err.value) and "databases" in err.value.hint
+    finally:
+        await store.close()
 
 
 async def test_crossslot_from_the_server_is_a_config_error(cluster: RedisClusterProcesses) -> None:

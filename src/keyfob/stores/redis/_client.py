@@ -41,14 +41,27 @@ _WARNED: set[str] = set()
 def connect(target: RedisTarget, *, socket_timeout: float, connect_timeout: float) -> Client:
     """A client for ``target``; nothing is sent until the first command."""
     if not target.cluster:
-        return aioredis.Redis.from_url(
-            target.url,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=connect_timeout,
-            retry=Retry(NoBackoff(), 1),
-            retry_on_error=[RedisConnectionError, RedisTimeoutError],
-            decode_responses=False,
-        )
+        try:
+            client = aioredis.Redis.from_url(
+                target.url,
+                socket_timeout=socket_timeout,
+                socket_connect_timeout=connect_timeout,
+                retry=Retry(NoBackoff(), 1),
+                retry_on_error=[RedisConnectionError, RedisTimeoutError],
+                decode_responses=False,
+            )
+            # redis-py parses the URL here but builds connections lazily: build one (it opens
+            # nothing) so that an unknown query parameter fails now, not at the first request
+            pool = client.connection_pool
+            pool.connection_class(**pool.connection_kwargs)
+        except (ValueError, TypeError) as exc:  # a bad port or value (ValueError), unknown option (TypeError)
+            raise ConfigError(
+                f"bad Redis store URL {describe(target)}: {exc}",
+                hint="fix the store URL (store setting / KEYFOB_STORE): host:port with a numeric port; "
+                "keyfob's own option is ?prefix=, the other query parameters are redis-py's "
+                "(e.g. ?socket_timeout=5, ?health_check_interval=30)",
+            ) from exc
+        return client
     if target.params:
         raise ConfigError(
             "unsupported query parameter(s) on a redis+cluster:// URL: "
@@ -91,6 +104,11 @@ def config_error(exc: BaseException, target: RedisTarget) -> ConfigError | None:
         return ConfigError(
             f"{where} refused a keyfob command across Cluster slots ({type(exc).__name__})",
             hint="use keyfob's own key layout: do not rename keys and keep braces out of prefix=",
+        )
+    if "DB index is out of range" in text:
+        return ConfigError(
+            f"{where}: the server has no database /{target.db}",
+            hint="set the /db in the store URL below the server's `databases` setting (16 by default)",
         )
     if "cluster support disabled" in text or "cluster mode is not enabled" in text.lower():
         return ConfigError(
