@@ -39,7 +39,8 @@ that needs the engine runs that loop itself (``loop.run_until_complete``), under
 threads of one process take turns: about 9 µs per call, against 40-120 µs for handing each call to
 a loop thread (``run_coroutine_threadsafe``) and 160 µs for an anyio blocking portal, which also
 hangs when started again in a forked child. Background work (the hybrid strategy's revocation feed)
-runs whenever a request runs the loop; each call first lets pending feed messages in. A request
+runs whenever a request runs the loop; each call first runs the loop until it is quiet, so
+feed messages (or a dropped line) that arrived while the process idled are applied first. A request
 without keyfob cookies or a bearer token never touches the loop.
 """
 
@@ -126,9 +127,24 @@ class _ProcessLoop:
 
 
 async def _let_pending_work_in() -> None:
-    """A few loop iterations: I/O that arrived between requests (feed messages) is handled first."""
-    for _ in range(3):
+    """Run the loop until nothing is ready to run: what arrived between requests (feed messages,
+    a dropped line, the listener's health check after the idle gap) is handled before the request.
+
+    A fixed few iterations was not enough after an idle gap, and the first request after a
+    revocation was served from the old view. Each iteration polls I/O and runs what it made
+    ready; the loop is quiet once the run queue holds nothing but this task (bounded, in case a
+    callback keeps rescheduling itself).
+    """
+    loop = asyncio.get_running_loop()
+    ready = getattr(loop, "_ready", None)  # CPython's run queue (asyncio.BaseEventLoop)
+    for _ in range(_PUMP_MAX):
         await asyncio.sleep(0)
+        if ready is not None and not ready:
+            return
+
+
+#: Most loop iterations a request runs first to let pending work in (a few are usually enough).
+_PUMP_MAX = 64
 
 
 class KeyfobFlask:
