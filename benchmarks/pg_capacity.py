@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""PostgreSQL capacity figures for docs/scaling-postgres.md (each section there names its command).
+"""PostgreSQL capacity figures for docs/SCALING.md, section "PostgreSQL at many processes" (each
+subsection there names its command).
 
     PYTHONPATH=src python benchmarks/pg_capacity.py connections --procs 4 --pool-size 8
     PYTHONPATH=src python benchmarks/pg_capacity.py connections --procs 4 --pool-size 8 --pgbouncer
