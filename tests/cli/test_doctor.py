@@ -330,3 +330,17 @@ def test_a_store_without_keyfobs_tables_says_run_migrate(private_pg_database: st
     check = by_name(report)["store"]
     assert code == 1 and report["problems"] == ["store"]
     assert "tables are not there" in check["summary"] and "keyfob migrate" in check["hint"]
+
+
+def test_a_reachable_but_unmigrated_store_is_not_called_unreachable() -> None:
+    """Found in review: the checks after a failed store check said "the store is not reachable"
+    even when the store had answered (no epoch yet: never migrated)."""
+    require_redis()
+    url = f"{REDIS_URL.rsplit('/', 1)[0]}/15?prefix=doctor-unmigrated-{uuid.uuid4().hex[:8]}"
+    code, report = doctor("--store", url, "--strategy", "database", "--timeout", "2")
+    checks = by_name(report)
+    assert code == 1 and report["problems"] == ["store"]
+    assert "keyfob migrate" in checks["store"]["hint"]
+    for name in ("persistence", "clock"):
+        assert checks[name]["status"] == "skip"
+        assert "not reachable" not in checks[name]["summary"], checks[name]
