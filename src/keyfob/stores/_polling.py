@@ -81,15 +81,9 @@ class PollingFeed:
             await asyncio.sleep(self.interval)
             try:
                 await self._poll(handler)
-            except StoreUnavailable:
-                if up:
-                    up = False
-                    result = on_state(False)
-                    if result is not None:
-                        await result
-                continue
-            except Exception:  # never let the poller die silently: the view must go to store checks
-                log.exception("revocation poller failed")
+            except Exception as exc:  # never let the poller die: the view must go to store checks
+                if not isinstance(exc, StoreUnavailable):
+                    log.exception("revocation poller failed")
                 if up:
                     up = False
                     result = on_state(False)

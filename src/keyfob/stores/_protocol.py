@@ -10,7 +10,7 @@ Auth.js schema stores raw tokens and the adapter does the mapping itself).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
@@ -22,6 +22,7 @@ __all__ = [
     "SessionStore",
     "eviction_key",
     "is_live",
+    "over_limit",
     "passed_deadline",
 ]
 
@@ -100,6 +101,18 @@ def is_live(rec: SessionRecord, now: float, idle_timeout: float | None) -> bool:
 def eviction_key(rec: SessionRecord) -> tuple[float, float, str]:
     """Sort key of ``add_limited``'s evictions: least recently active first (ties: oldest, then id)."""
     return (rec.last_seen_at, rec.created_at, rec.id)
+
+
+def over_limit(rows: Iterable[SessionRecord], *, limit: int, now: float,
+               idle_timeout: float | None) -> list[str] | None:
+    """``add_limited``'s rule: None when one more session of this user fits under ``limit``; else the
+    session ids to evict first, the ``live - limit + 1`` live ones first in :func:`eviction_key`
+    order. Shared by the in-process stores; RedisStore's Lua mirrors it."""
+    live = [r for r in rows if is_live(r, now, idle_timeout)]
+    if len(live) < limit:
+        return None
+    live.sort(key=eviction_key)
+    return list(dict.fromkeys(r.id for r in live[: len(live) - limit + 1]))
 
 
 @runtime_checkable

@@ -31,7 +31,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 from ..errors import ConfigError, StoreUnavailable
-from ._protocol import ChangePage, FeedHandler, SessionRecord, StateHandler, eviction_key, is_live
+from ._protocol import ChangePage, FeedHandler, SessionRecord, StateHandler, over_limit
 
 __all__ = ["MemoryFeed", "MemoryStore"]
 
@@ -135,18 +135,15 @@ class MemoryStore:
         s = self._check()
         if record.token_hash in s.rows:
             raise ValueError("a session with this token hash already exists")
-        live = [r for r in s.rows.values() if r.user_id == record.user_id and is_live(r, now, idle_timeout)]
-        evicted: list[str] = []
-        if len(live) >= limit:
-            if not evict:
-                return False, []
-            live.sort(key=eviction_key)
-            evicted = list(dict.fromkeys(r.id for r in live[: len(live) - limit + 1]))
-            for sid in evicted:
-                self._drop_id(s, sid)
+        evicted = over_limit((r for r in s.rows.values() if r.user_id == record.user_id),
+                             limit=limit, now=now, idle_timeout=idle_timeout)
+        if evicted is not None and not evict:
+            return False, []
+        for sid in evicted or ():
+            self._drop_id(s, sid)
         s.rows[record.token_hash] = dc_replace(record, data=dict(record.data))
         s.by_id.setdefault(record.id, set()).add(record.token_hash)
-        return True, evicted
+        return True, evicted or []
 
     async def touch(self, token_hash: bytes, *, seen: float, expires: float) -> None:
         s = self._check()

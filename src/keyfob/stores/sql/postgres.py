@@ -197,48 +197,31 @@ class PgDriver:
             | asyncpg.exceptions.InternalClientError,
         )  # fmt: skip
 
-    async def _read_again(self, fetch: str, sql: str, params: Sequence[Any]) -> Any:
-        """Second attempt of a read that failed on a reused connection: fresh connection, no retry."""
-        self._purge_idle()
-        conn, _ = await self._acquire()
-        try:
-            result = await getattr(conn, fetch)(sql, *params)
-        except BaseException as exc:
-            self._discard(conn)
-            if not isinstance(exc, Exception):
-                raise
-            raise pg_error(exc) from exc
-        self._release(conn)
-        return result
+    async def _read(self, fetch: str, sql: str, params: Sequence[Any]) -> Any:
+        """A read; when it fails on a reused connection (probably dead since the server restarted),
+        once more on a fresh one, after dropping the idle ones."""
+        for attempt in (0, 1):
+            conn, fresh = await self._acquire()
+            try:
+                result = await getattr(conn, fetch)(sql, *params)
+            except BaseException as exc:
+                self._discard(conn)
+                if not isinstance(exc, Exception):
+                    raise
+                if attempt == 0 and not fresh and self._retryable(exc):
+                    self._purge_idle()
+                    continue
+                raise pg_error(exc) from exc
+            self._release(conn)
+            return result
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def one(self, sql: str, params: Sequence[Any]) -> Row | None:
-        conn, fresh = await self._acquire()
-        try:
-            row: Row | None = await conn.fetchrow(sql, *params)
-        except BaseException as exc:
-            self._discard(conn)
-            if not isinstance(exc, Exception):
-                raise
-            if not fresh and self._retryable(exc):
-                row = await self._read_again("fetchrow", sql, params)
-                return row
-            raise pg_error(exc) from exc
-        self._release(conn)
+        row: Row | None = await self._read("fetchrow", sql, params)
         return row
 
     async def all(self, sql: str, params: Sequence[Any]) -> list[Row]:
-        conn, fresh = await self._acquire()
-        try:
-            rows: list[Row] = await conn.fetch(sql, *params)
-        except BaseException as exc:
-            self._discard(conn)
-            if not isinstance(exc, Exception):
-                raise
-            if not fresh and self._retryable(exc):
-                rows = await self._read_again("fetch", sql, params)
-                return rows
-            raise pg_error(exc) from exc
-        self._release(conn)
+        rows: list[Row] = await self._read("fetch", sql, params)
         return rows
 
     async def execute(self, sql: str, params: Sequence[Any]) -> int:

@@ -29,7 +29,7 @@ from sqlalchemy.engine.interfaces import Dialect
 
 from ...errors import ConfigError, StoreUnavailable
 from .. import _schema
-from .._protocol import ChangePage, SessionRecord, eviction_key, is_live
+from .._protocol import ChangePage, SessionRecord, over_limit
 from ._driver import Driver, Duplicate, Ops, Row
 from ._options import SQLOptions, parse
 from ._statements import FIELDS, Statements, params, record
@@ -143,7 +143,6 @@ class SQLStore:
                           idle_timeout: float | None) -> tuple[bool, list[str]]:
         """``add`` under a per-user limit (see ``SessionStore``), in one transaction holding a
         per-user lock (PostgreSQL: advisory lock; SQLite: the write lock ``BEGIN IMMEDIATE`` takes)."""
-        evicted: list[str] = []
         try:
             async with self._driver.transaction() as tx:
                 if self._driver.postgres:
@@ -151,19 +150,16 @@ class SQLStore:
                                      (self._lock_key, record.user_id))
                 if await self._exists(tx, record.token_hash):
                     raise Duplicate("token hash")  # before any eviction: this call changes nothing
-                rows = await self._user_rows(tx, record.user_id)
-                live = [r for r in rows if is_live(r, now, idle_timeout)]
-                if len(live) >= limit:
-                    if not evict:
-                        return False, []
-                    live.sort(key=eviction_key)
-                    evicted = list(dict.fromkeys(r.id for r in live[: len(live) - limit + 1]))
-                    for sid in evicted:
-                        await self._delete_in(tx, sid)
+                evicted = over_limit(await self._user_rows(tx, record.user_id),
+                                     limit=limit, now=now, idle_timeout=idle_timeout)
+                if evicted is not None and not evict:
+                    return False, []
+                for sid in evicted or ():
+                    await self._delete_in(tx, sid)
                 await self._insert(tx, record)
         except Duplicate as exc:
             raise ValueError("a session with this token hash already exists") from exc
-        return True, evicted
+        return True, evicted or []
 
     async def _exists(self, ops: Ops, token_hash: bytes) -> bool:
         return await ops.one(self._get_sql, (token_hash,)) is not None
