@@ -193,11 +193,7 @@ class RequestState:
         self.view = view
         cookies = view.cookies
         self.cookies = cookies
-        secure = core.cookie_secure
-        if secure is None:  # the memo first: is_secure is a call per request otherwise
-            local = core._local_cache.get((view.scheme, view.host))
-            secure = core.is_secure(view.scheme, view.host) if local is None else not local
-        self.secure = secure
+        self.secure = core.is_secure(view.scheme, view.host)
         auth = view.authorization
         bearer = auth[7:].strip() if auth and auth[:7].lower() == "bearer " else None
         #: Does any keyfob cookie (session, refresh, CSRF) ride along? Then CSRF always applies.
