@@ -1,22 +1,25 @@
 """``keyfob bench``: keyfob next to its physical floor and its peers, in one process run.
 
 ```console
-$ keyfob bench                 # full run (several minutes): table, Markdown report, PNG plots
-$ keyfob bench --quick         # under a minute
-$ keyfob bench --json          # one JSON object on stdout (progress goes to stderr)
-$ python benchmarks/run.py     # the same, from a checkout
+$ keyfob bench                      # full run (~10 minutes): table, Markdown report, PNG plots
+$ keyfob bench --quick              # a few minutes
+$ keyfob bench --only asgi,http     # some groups (keyfob bench --list shows them)
+$ keyfob bench --json               # one JSON object on stdout (progress goes to stderr)
+$ python benchmarks/run.py          # the same, from a checkout
 ```
 
-Areas: :mod:`~keyfob._bench.micro` (token and store micro-benchmarks, floors, peers, raw drivers,
-10k vs 1M sessions), :mod:`~keyfob._bench.http` (uvicorn + FastAPI under an in-repo load
-generator), :mod:`~keyfob._bench.propagation` (hybrid revocation latency across processes) and
-:mod:`~keyfob._bench.report` (ratios, Rich table, Markdown, plots).
+Groups (:mod:`~keyfob._bench._registry`, which also says how to add one): ``micro`` (token and
+store micro-benchmarks, floors, peers, raw drivers, 10k vs 1M sessions), ``asgi`` (one FastAPI
+request in process, keyfob against the floor guard of its kind), ``metrics`` (the same with
+:mod:`keyfob.metrics` on), ``http`` (uvicorn + FastAPI under ``wrk``), ``flask`` and ``django``
+(gunicorn under ``wrk``, against each framework's own session), ``propagation`` (hybrid revocation
+latency across processes). :mod:`~keyfob._bench.report` computes the ratios and writes the table,
+the Markdown and the plots.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import platform
@@ -27,6 +30,7 @@ import time
 from typing import Any
 
 from ._core import Config, Results, log
+from ._registry import GROUPS
 
 __all__ = ["main"]
 
@@ -52,9 +56,26 @@ def _parser() -> argparse.ArgumentParser:
         default=os.environ.get("KEYFOB_BENCH_REDIS", "redis://127.0.0.1:6379/12"),
         help="Redis URL (keys under kfb* prefixes are written there and deleted afterwards)",
     )
+    p.add_argument(
+        "--only",
+        default=None,
+        help="comma-separated groups to run, of: " + ", ".join(GROUPS) + " (default: all)",
+    )
+    p.add_argument("--skip", default=None, help="comma-separated groups not to run")
+    p.add_argument("--list", action="store_true", help="list the groups and exit")
+    p.add_argument(
+        "--loadgen",
+        choices=("auto", "wrk", "python"),
+        default=None,
+        help="HTTP load generator: wrk when installed (auto, the default), or the in-repo one",
+    )
     p.add_argument("--rounds", type=int, default=None, help="micro-benchmark rounds")
-    p.add_argument("--no-http", action="store_true", help="skip the HTTP load test")
-    p.add_argument("--no-propagation", action="store_true", help="skip the revocation propagation test")
+    p.add_argument("--no-http", action="store_true", help="skip the HTTP load test (= --skip http)")
+    p.add_argument(
+        "--no-propagation",
+        action="store_true",
+        help="skip the revocation propagation test (= --skip propagation)",
+    )
     p.add_argument("--no-scale", action="store_true", help="skip the large-store (1M sessions) cases")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG plots")
     p.add_argument("--http-duration", type=float, default=None, help="seconds per HTTP measurement")
@@ -112,21 +133,46 @@ def _machine() -> dict[str, Any]:
     }
 
 
+def _names(p: argparse.ArgumentParser, text: str | None) -> set[str]:
+    names = {n.strip() for n in (text or "").split(",") if n.strip()}
+    unknown = names - set(GROUPS)
+    if unknown:
+        p.error(f"unknown group(s) {', '.join(sorted(unknown))}; the groups are: {', '.join(GROUPS)}")
+    return names
+
+
+def selected_groups(argv: list[str] | None = None) -> tuple[str, ...]:
+    """The groups a command line selects, in run order."""
+    p = _parser()
+    args = p.parse_args(argv)
+    only = _names(p, args.only) or set(GROUPS)
+    skip = _names(p, args.skip) | ({"http"} if args.no_http else set())
+    skip |= {"propagation"} if args.no_propagation else set()
+    return tuple(g for g in GROUPS if g in only and g not in skip)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; return the process exit code (0 even when some cases could not run)."""
-    args = _parser().parse_args(argv)
+    p = _parser()
+    args = p.parse_args(argv)
+    if args.list:
+        for g in GROUPS.values():
+            print(f"{g.name:12} {g.help}")
+        return 0
     mode = "smoke" if args.smoke else "quick" if args.quick else "full"
     overrides: dict[str, Any] = {
         "rounds": args.rounds,
         "http_duration": args.http_duration,
         "http_concurrency": args.concurrency,
+        "http_loadgen": args.loadgen,
     }
     cfg = Config.for_mode(mode, **overrides)
     cfg.pg_url, cfg.redis_url = args.pg, args.redis
     if args.large:
         cfg.scale_sizes = (cfg.scale_sizes[0], args.large)
-    cfg.http = not args.no_http
-    cfg.propagation = not args.no_propagation
+    cfg.groups = selected_groups(argv)
+    cfg.http = "http" in cfg.groups
+    cfg.propagation = "propagation" in cfg.groups
     cfg.scale = not args.no_scale
     cfg.out = os.path.abspath(args.out or "keyfob-bench")
     os.makedirs(cfg.out, exist_ok=True)
@@ -138,8 +184,14 @@ def main(argv: list[str] | None = None) -> int:
         "started": time.strftime("%Y-%m-%d %H:%M:%S %z", time.localtime(started)),
         "command": "keyfob bench " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": _machine(),
+        "groups": list(cfg.groups),
         "config": {
             "rounds": cfg.rounds,
+            "asgi_rounds": cfg.asgi_rounds,
+            "asgi_batch_ms": cfg.asgi_batch_ms,
+            "http_loadgen": cfg.http_loadgen,
+            "wsgi_concurrency": cfg.wsgi_concurrency,
+            "wsgi_duration_s": cfg.wsgi_duration,
             "batch_ms": cfg.batch_ms,
             "scale_sizes": cfg.scale_sizes,
             "http_workers": cfg.http_workers,
@@ -149,18 +201,23 @@ def main(argv: list[str] | None = None) -> int:
             "propagation_samples": cfg.propagation_samples,
         },
     }
-    from . import http, micro, propagation, report
+    from . import report
 
     try:
-        asyncio.run(micro.run_micro(cfg, results))
-        if cfg.http:
-            http.run_http(cfg, results)
-        else:
-            results.http = {"skipped": "--no-http"}
-        if cfg.propagation:
-            propagation.run_propagation(cfg, results)
-        else:
-            results.propagation = {"skipped": "--no-propagation"}
+        for name in cfg.groups:
+            log(f"group {name}")
+            t0 = time.time()
+            try:
+                GROUPS[name].runner()(cfg, results)
+            except Exception as exc:  # one group failing must not lose the others' numbers
+                log(f"group {name} failed: {type(exc).__name__}: {exc}")
+                results.notes.append(f"group {name} failed: {type(exc).__name__}: {exc}")
+                results.meta.setdefault("failed_groups", {})[name] = f"{type(exc).__name__}: {exc}"
+            results.meta.setdefault("group_durations_s", {})[name] = round(time.time() - t0, 1)
+        if "http" not in cfg.groups:
+            results.http = {"skipped": "the http group was not selected"}
+        if "propagation" not in cfg.groups:
+            results.propagation = {"skipped": "the propagation group was not selected"}
     finally:
         shutil.rmtree(cfg.workdir, ignore_errors=True)
     results.meta["duration_s"] = round(time.time() - started, 1)

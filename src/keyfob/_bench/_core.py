@@ -58,6 +58,12 @@ class Config:
     http_warmup: float = 1.0
     http_rounds: int = 3
     http_concurrency: int = 32
+    http_loadgen: str = "auto"  # "auto" (wrk when installed) | "wrk" | "python" (the in-repo generator)
+    wsgi_concurrency: int = 8  # connections against a one-worker gunicorn sync server (Flask, Django)
+    wsgi_duration: float = 3.0
+    asgi_rounds: int = 41
+    asgi_batch_ms: float = 10.0
+    groups: tuple[str, ...] = ()  # the selected groups (keyfob._bench.GROUPS), in run order
     propagation: bool = True
     propagation_samples: int = 200
     propagation_workers: int = 2
@@ -78,6 +84,9 @@ class Config:
                 http_duration=1.0,
                 http_warmup=0.25,
                 http_rounds=1,
+                wsgi_duration=1.0,
+                asgi_rounds=15,
+                asgi_batch_ms=5.0,
                 propagation_samples=20,
             )
         elif mode == "smoke":
@@ -91,6 +100,11 @@ class Config:
                 http_warmup=0.05,
                 http_rounds=1,
                 http_concurrency=4,
+                http_loadgen="python",  # wrk runs whole seconds; the smoke run proves endpoints answer
+                wsgi_concurrency=2,
+                wsgi_duration=0.2,
+                asgi_rounds=3,
+                asgi_batch_ms=0.5,
                 propagation_samples=3,
                 propagation_workers=1,
             )
@@ -132,6 +146,8 @@ class Results:
     ratios: dict[str, float | None] = field(default_factory=dict)
     ratio_reasons: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    #: one top-level JSON key per group that reports more than micro cases (``asgi``, ``flask``, ...)
+    sections: dict[str, Any] = field(default_factory=dict)
 
     def add_case(self, case: Case) -> None:
         per_op_us = sorted(s / 1000.0 for s in case.samples_ns)
@@ -165,6 +181,7 @@ class Results:
             "cases": self.cases,
             "http": self.http,
             "propagation": self.propagation,
+            **self.sections,
             "ratios": self.ratios,
             "ratio_reasons": self.ratio_reasons,
             "notes": self.notes,

@@ -5,7 +5,6 @@ and by :mod:`keyfob._bench.apps` (a FastAPI endpoint behind ``current_user(activ
 fastapi-users is an optional bench extra: importing this module raises ImportError without it.
 """
 
-
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass

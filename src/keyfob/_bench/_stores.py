@@ -84,7 +84,7 @@ class Stores:
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.closers: list[Callable[[], Awaitable[Any]]] = []
-        self._sessions: dict[tuple[str, str, int | None], tuple[Any, dict[str, str]]] = {}
+        self._sessions: dict[tuple[str, str, int | None, str], tuple[Any, dict[str, str]]] = {}
         self._pg_url: str | None = None
         self._pg_lock = asyncio.Lock()
         self._pg_prefixes: set[str] = set()
@@ -169,9 +169,14 @@ class Stores:
         self.info[f"{strategy}/{store}" + (f"/{fill}" if fill else "")] = url
         return fob
 
-    async def session(self, strategy: str, store: str, fill: int | None = None) -> tuple[Any, dict[str, str]]:
-        """(fob, cookies of a freshly created session), after bulk-filling ``fill`` sessions."""
-        key = (strategy, store, fill)
+    async def session(
+        self, strategy: str, store: str, fill: int | None = None, *, variant: str = ""
+    ) -> tuple[Any, dict[str, str]]:
+        """(fob, cookies of a freshly created session), after bulk-filling ``fill`` sessions.
+
+        A ``variant`` is another Keyfob (and session) on the same store, for a case that changes the
+        fob itself (metrics on, say) next to the plain one."""
+        key = (strategy, store, fill, variant)
         if key in self._sessions:
             return self._sessions[key]
         fob = await self.fob(strategy, store, fill)
@@ -377,7 +382,10 @@ class Stores:
 
     def fobs(self) -> list[tuple[str, Any]]:
         """Every Keyfob with a session made here, keyed ``strategy/store/fill``."""
-        return [(f"{k[0]}/{k[1]}/{k[2] or ''}", fob) for k, (fob, _c) in self._sessions.items()]
+        return [
+            (f"{k[0]}/{k[1]}/{k[2] or ''}" + (f"/{k[3]}" if k[3] else ""), fob)
+            for k, (fob, _c) in self._sessions.items()
+        ]
 
     def describe(self) -> dict[str, Any]:
         return dict(self.info)

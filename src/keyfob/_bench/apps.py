@@ -1,13 +1,14 @@
 """The FastAPI apps the HTTP benchmark serves (``uvicorn keyfob._bench.apps:factory --factory``).
 
 The app is chosen by the ``KFBENCH_APP`` environment variable (JSON): ``{"kind": "open"}``, ``{"kind":
-"keyfob", "strategy": ..., "store": ..., "url": ..., "prefix": ..., "channel": ...}`` or ``{"kind":
-"fastapi_users", "url": ...}``. Every app answers ``GET /p`` with the same small JSON body; only
+"keyfob", "strategy": ..., "store": ..., "url": ..., "prefix": ..., "channel": ...}``, ``{"kind":
+"fastapi_users", "url": ...}``, or one of the guarded floors of :mod:`keyfob._bench.guards`
+(``{"kind": "floor_hs256" | "floor_jwe" | "floor_sqlite" | "pyjwt", ...}``). Every app answers
+``GET /p`` with the same small JSON body; only
 what guards it differs. ``GET /health`` is open everywhere (readiness probe). In the keyfob apps the
 endpoints are declared before ``install`` adds keyfob's ``/auth`` routes, so every app matches ``/p``
 on its first route (the comparison is the guard, not the length of the route table).
 """
-
 
 import contextlib
 import json
@@ -18,22 +19,9 @@ from typing import Annotated, Any
 from fastapi import Depends, FastAPI
 
 from ._core import SECRET
+from .guards import GUARDS, guard_app, open_app
 
-__all__ = ["build_fob", "factory"]
-
-
-def _open_app() -> FastAPI:
-    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
-
-    @app.get("/p")
-    async def protected() -> dict[str, Any]:
-        return {"ok": True, "user": "anonymous"}
-
-    @app.get("/health")
-    async def health() -> dict[str, Any]:
-        return {"ok": True}
-
-    return app
+__all__ = ["build_fob", "factory", "keyfob_app"]
 
 
 def build_fob(conf: dict[str, Any]) -> Any:
@@ -56,19 +44,24 @@ def build_fob(conf: dict[str, Any]) -> Any:
     return Keyfob(strategy=strategy, secret=SECRET, store=store_obj, feed=feed, cookie_secure=True)
 
 
-def _keyfob_app(conf: dict[str, Any]) -> FastAPI:
+def keyfob_app(fob: Any, *, lifespan: bool = True, metrics: bool = False) -> FastAPI:
+    """The endpoint behind keyfob (middleware + ``Depends(require_session)``) on ``fob``.
+
+    ``lifespan=False`` for a fob that is already started (the in-process ASGI benchmark);
+    ``metrics=True`` turns :mod:`keyfob.metrics` on for this fob (see :func:`enable_metrics`)."""
     from keyfob import Session
     from keyfob.fastapi import install, require_session
 
-    fob = build_fob(conf)
+    if metrics:
+        enable_metrics(fob)
 
     @contextlib.asynccontextmanager
-    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+    async def run(_app: FastAPI) -> AsyncIterator[None]:
         await fob.start()
         yield
         await fob.close()
 
-    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, lifespan=lifespan)
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None, lifespan=run if lifespan else None)
 
     @app.get("/p")
     async def protected(session: Annotated[Session, Depends(require_session)]) -> dict[str, Any]:
@@ -86,6 +79,24 @@ def _keyfob_app(conf: dict[str, Any]) -> FastAPI:
     # routes in order, and eight /auth routes in front would bill FastAPI's route matching to keyfob.
     install(app, fob)
     return app
+
+
+def metrics_available() -> str | None:
+    """None when :mod:`keyfob.metrics` can be turned on here, else why not."""
+    try:
+        import keyfob.metrics as m
+    except ImportError as exc:
+        return f"keyfob.metrics is not available ({exc})"
+    if not hasattr(m, "instrument"):
+        return "keyfob.metrics has no instrument(fob)"
+    return None
+
+
+def enable_metrics(fob: Any) -> None:
+    """Turn keyfob's metrics on for ``fob`` (Prometheus counters and histograms, via its events)."""
+    import keyfob.metrics as m
+
+    m.instrument(fob)
 
 
 def _fastapi_users_app(conf: dict[str, Any]) -> FastAPI:
@@ -110,9 +121,11 @@ def factory() -> FastAPI:
     conf: dict[str, Any] = json.loads(os.environ.get("KFBENCH_APP", '{"kind": "open"}'))
     kind = conf.get("kind")
     if kind == "open":
-        return _open_app()
+        return open_app()
     if kind == "keyfob":
-        return _keyfob_app(conf)
+        return keyfob_app(build_fob(conf), metrics=bool(conf.get("metrics")))
+    if kind in GUARDS:
+        return guard_app(kind, conf)
     if kind == "fastapi_users":
         return _fastapi_users_app(conf)
     raise SystemExit(f"unknown KFBENCH_APP kind {kind!r}")

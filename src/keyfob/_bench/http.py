@@ -1,12 +1,19 @@
-"""HTTP: a protected FastAPI endpoint per strategy against the same endpoint unprotected.
+"""HTTP: a protected FastAPI endpoint per strategy against its guarded floor (and the open endpoint).
 
 Each app (:mod:`keyfob._bench.apps`) runs in its own ``uvicorn`` (httptools, uvloop) subprocess on a
-free 127.0.0.1 port, with 1 and then 2 workers. The load generator is in-repo and lean: an
+free 127.0.0.1 port, with 1 and then 2 workers. Next to keyfob per strategy run the guarded floors
+of :mod:`keyfob._bench.guards` (the same endpoint behind a stdlib HS256, a hand-JWE or a raw sqlite3
+``Depends``) and a PyJWT-guarded endpoint, so ``http_<strategy>_vs_floor_guarded`` compares guards
+of one kind; the open endpoint stays for the older ``http_*_vs_open`` ratios.
+
+The load generator is ``wrk`` when it is installed (Debian's ``wrk``: C, one thread, far less CPU
+taken from the servers on a 2-core machine than a Python client), else the in-repo one: an
 ``asyncio.Protocol`` per keep-alive HTTP/1.1 connection that writes a pre-built request and parses
-just the status line and ``content-length`` — it shares the machine's cores with the servers, so
-every microsecond it spends is one the servers do not get. Per app: a warm-up, then a timed run;
-apps are interleaved (rotating order) and repeated; req/s median/min/max and latency p50/p99
-(of the median-throughput run's requests) are reported. Servers are always killed at the end.
+just the status line and ``content-length``. ``--loadgen`` picks one. Per app: a warm-up, then a
+timed run; apps are interleaved (rotating order) and repeated; req/s median/min/max and latency
+p50/p99 (of the median-throughput run) are reported. Servers are always killed at the end.
+
+The same servers, load generators and runner serve the WSGI groups (:mod:`keyfob._bench.wsgi`).
 """
 
 from __future__ import annotations
@@ -15,6 +22,8 @@ import asyncio
 import contextlib
 import json
 import os
+import re
+import shutil
 import signal
 import socket
 import statistics
@@ -27,7 +36,17 @@ from typing import Any, cast
 from ._core import Config, Results, log
 from ._stores import Stores
 
-__all__ = ["LoadResult", "load", "run_http"]
+__all__ = [
+    "LoadResult",
+    "Server",
+    "Target",
+    "load",
+    "loadgen",
+    "measure",
+    "parse_wrk",
+    "run_http",
+    "run_targets",
+]
 
 
 @dataclass
@@ -39,12 +58,16 @@ class LoadResult:
     elapsed_s: float = 0.0
     latencies_ns: list[int] = field(default_factory=list)
     first_error: str = ""
+    #: percentiles (0.5, 0.99) in ms when the generator reports them itself (wrk)
+    pcts_ms: dict[float, float] = field(default_factory=dict)
 
     @property
     def rps(self) -> float:
         return self.requests / self.elapsed_s if self.elapsed_s > 0 else 0.0
 
     def pct_ms(self, q: float) -> float | None:
+        if q in self.pcts_ms:
+            return self.pcts_ms[q]
         lat = sorted(self.latencies_ns)
         if not lat:
             return None
@@ -142,6 +165,82 @@ async def load(port: int, request: bytes, *, duration: float, concurrency: int) 
     return res
 
 
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
+
+
+def parse_wrk(out: str) -> LoadResult:
+    """A :class:`LoadResult` from ``wrk --latency``'s report (requests are the 2xx/3xx ones)."""
+    res = LoadResult()
+    m = re.search(r"(\d+) requests in ([\d.]+)(us|ms|s|m)\b", out)
+    if not m:
+        res.first_error = "wrk printed no summary: " + out.strip()[-300:]
+        return res
+    total, res.elapsed_s = int(m.group(1)), float(m.group(2)) * _UNITS[m.group(3)] / 1e3
+    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    sock = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    res.errors = int(bad.group(1)) if bad else 0
+    if bad:
+        res.first_error = f"{bad.group(1)} non-2xx/3xx responses"
+    if sock:
+        # a sync (one request per connection) server's peer closing is a "read" error wrk counts;
+        # only connect/write/timeout errors are failures
+        failed = int(sock.group(1)) + int(sock.group(3)) + int(sock.group(4))
+        res.errors += failed
+        if failed and not res.first_error:
+            res.first_error = sock.group(0)
+    res.requests = total - (int(bad.group(1)) if bad else 0)
+    for q, pat in ((0.5, "50%"), (0.99, "99%")):
+        lm = re.search(rf"^\s*{pat}\s+([\d.]+)(us|ms|s|m)\s*$", out, re.M)
+        if lm:
+            res.pcts_ms[q] = float(lm.group(1)) * _UNITS[lm.group(2)]
+    return res
+
+
+async def wrk(
+    port: int, path: str, cookies: dict[str, str], *, duration: float, concurrency: int
+) -> LoadResult:
+    """One ``wrk`` run (one thread, ``concurrency`` connections, whole seconds) against 127.0.0.1."""
+    cmd = [
+        shutil.which("wrk") or "wrk",
+        "-t1",
+        f"-c{concurrency}",
+        f"-d{max(1, round(duration))}s",
+        "--latency",
+        "--timeout",
+        "10s",
+        "-H",
+        "User-Agent: kfbench",
+    ]
+    if cookies:
+        cmd += ["-H", "Cookie: " + "; ".join(f"{k}={v}" for k, v in cookies.items())]
+    proc = await asyncio.create_subprocess_exec(
+        *cmd, f"http://127.0.0.1:{port}{path}", stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), timeout=duration + 60)
+    return parse_wrk(out.decode("utf-8", "replace"))
+
+
+def loadgen(cfg: Config) -> str:
+    """``wrk`` or ``python``: what ``cfg.http_loadgen`` resolves to on this machine."""
+    if cfg.http_loadgen == "auto":
+        return "wrk" if shutil.which("wrk") else "python"
+    if cfg.http_loadgen == "wrk" and not shutil.which("wrk"):
+        log(
+            "http: --loadgen wrk, but wrk is not installed (apt-get install wrk): using the in-repo generator"
+        )
+        return "python"
+    return cfg.http_loadgen
+
+
+async def measure(
+    gen: str, port: int, path: str, cookies: dict[str, str], *, duration: float, concurrency: int
+) -> LoadResult:
+    """One timed run with the chosen generator."""
+    if gen == "wrk":
+        return await wrk(port, path, cookies, duration=duration, concurrency=concurrency)
+    return await load(port, _request(port, path, cookies), duration=duration, concurrency=concurrency)
+
+
 def _request(port: int, path: str, cookies: dict[str, str]) -> bytes:
     lines = [f"GET {path} HTTP/1.1", f"Host: 127.0.0.1:{port}", "User-Agent: kfbench", "Accept: */*"]
     if cookies:
@@ -157,7 +256,9 @@ def _free_port() -> int:
 
 
 @dataclass
-class _Server:
+class Server:
+    """One server subprocess: uvicorn (an ASGI factory) or gunicorn (a WSGI factory call)."""
+
     name: str
     conf: dict[str, Any]
     workers: int
@@ -165,12 +266,38 @@ class _Server:
     proc: subprocess.Popen[bytes] | None = None
     log_path: str = ""
     app: str = "keyfob._bench.apps:factory"  # uvicorn --factory target; KFBENCH_APP is its config
+    kind: str = "uvicorn"  # "uvicorn" | "gunicorn" (``app`` is then "module:factory()")
 
     def start(self, workdir: str) -> None:
         self.port = _free_port()
         env = {**os.environ, "KFBENCH_APP": json.dumps(self.conf), "PYTHONWARNINGS": "ignore"}
-        self.log_path = os.path.join(workdir, f"uvicorn-{self.name}-{self.workers}.log")
-        cmd = [
+        self.log_path = os.path.join(workdir, f"{self.kind}-{self.name}-{self.workers}.log")
+        if self.kind == "gunicorn":
+            cmd = [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "--workers",
+                str(self.workers),
+                "--worker-class",
+                "sync",
+                "--bind",
+                f"127.0.0.1:{self.port}",
+                "--log-level",
+                "warning",
+                "--backlog",
+                "256",
+                self.app,
+            ]
+        else:
+            cmd = self._uvicorn()
+        with open(self.log_path, "wb") as out:
+            self.proc = subprocess.Popen(
+                cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            )
+
+    def _uvicorn(self) -> list[str]:
+        return [
             sys.executable,
             "-m",
             "uvicorn",
@@ -190,10 +317,6 @@ class _Server:
             "--loop",
             "uvloop",
         ]
-        with open(self.log_path, "wb") as out:
-            self.proc = subprocess.Popen(
-                cmd, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True
-            )
 
     def tail(self) -> str:
         try:
@@ -232,7 +355,7 @@ async def _get(port: int, request: bytes) -> tuple[int, str]:
         writer.close()
 
 
-async def _wait_ready(server: _Server, timeout: float = 30) -> None:
+async def _wait_ready(server: Server, timeout: float = 60) -> None:
     end = time.monotonic() + timeout
     req = _request(server.port, "/health", {})
     while True:
@@ -242,12 +365,12 @@ async def _wait_ready(server: _Server, timeout: float = 30) -> None:
             if (await _get(server.port, req))[0] == 200:
                 return
         if time.monotonic() > end:
-            raise RuntimeError(f"uvicorn did not become ready in {timeout:g} s: {server.tail()}")
+            raise RuntimeError(f"{server.kind} did not become ready in {timeout:g} s: {server.tail()}")
         await asyncio.sleep(0.1)
 
 
 @dataclass
-class _Target:
+class Target:
     """One measured endpoint: a server, a path and the cookies a signed-in browser would send."""
 
     name: str
@@ -257,12 +380,20 @@ class _Target:
     label: str
 
 
+#: the endpoints the 2-worker pass measures (the 1-worker pass measures every one)
+_W2_TARGETS = frozenset(
+    {"open", "jwt", "hybrid", "db_sqlite", "floor_hs256", "floor_jwe", "floor_sqlite", "pyjwt"}
+)
+
+
 async def _prepare(
     cfg: Config, stores: Stores
-) -> tuple[dict[str, dict[str, Any]], list[_Target], dict[str, str]]:
+) -> tuple[dict[str, dict[str, Any]], list[Target], dict[str, str]]:
     """Server configs, targets, and reasons for what cannot run."""
+    from . import guards
+
     servers: dict[str, dict[str, Any]] = {"open": {"kind": "open"}}
-    targets = [_Target("open", "open", "/p", {}, "FastAPI, open (no keyfob)")]
+    targets = [Target("open", "open", "/p", {}, "FastAPI, open (no keyfob)")]
     skipped: dict[str, str] = {}
     small = cfg.scale_sizes[0]
     plan = [
@@ -272,6 +403,7 @@ async def _prepare(
         ("db_postgres", "database", "postgres", small),
         ("db_redis", "database", "redis", small),
     ]
+    made: dict[str, dict[str, str]] = {}
     for name, strategy, store, fill in plan:
         try:
             _fob, cookies = await stores.session(strategy, store, fill)
@@ -286,6 +418,7 @@ async def _prepare(
             else:
                 skipped[name] = f"{type(exc).__name__}: {exc}"
                 continue
+        made[name] = cookies
         conf = {
             "kind": "keyfob",
             "strategy": strategy,
@@ -293,10 +426,10 @@ async def _prepare(
             **stores.server_conf(strategy, store, fill),
         }
         servers[name] = conf
-        targets.append(_Target(name, name, "/p", cookies, f"FastAPI + keyfob {strategy} ({store})"))
+        targets.append(Target(name, name, "/p", cookies, f"FastAPI + keyfob {strategy} ({store})"))
         if name == "jwt":
             targets.append(
-                _Target(
+                Target(
                     "open_keyfob_mw",
                     "jwt",
                     "/open",
@@ -304,6 +437,34 @@ async def _prepare(
                     "FastAPI + keyfob middleware, unprotected route, no cookie",
                 )
             )
+    # the guarded floors (and PyJWT), each reading what a browser signed in to keyfob would send
+    hs_conf, hs_cookies = guards.hs256_conf(
+        guards.access_claims(made["hybrid"]) if "hybrid" in made else None
+    )
+    floors: list[tuple[str, dict[str, Any] | None, dict[str, str], str]] = [
+        ("floor_hs256", hs_conf, hs_cookies, "FastAPI + stdlib HS256 Depends (floor for signed tokens)"),
+        (
+            "floor_jwe",
+            guards.jwe_conf(made["jwt"]) if "jwt" in made else None,
+            made.get("jwt", {}),
+            "FastAPI + hand JWE dir+A256CBC-HS512 Depends (floor for encrypted cookies)",
+        ),
+        (
+            "floor_sqlite",
+            guards.sqlite_conf(stores.sqlite_paths[("database", small)], made["db_sqlite"])
+            if "db_sqlite" in made
+            else None,
+            made.get("db_sqlite", {}),
+            "FastAPI + stdlib sqlite3 SHA-256(token) lookup Depends (database floor)",
+        ),
+        ("pyjwt", hs_conf, hs_cookies, "FastAPI + PyJWT HS256 Depends"),
+    ]
+    for name, conf, cookies, label in floors:
+        if conf is None:
+            skipped[name] = "the keyfob session it reads could not be made"
+            continue
+        servers[name] = {"kind": name, **conf}
+        targets.append(Target(name, name, "/p", cookies, label))
     try:
         from ._fastapi_users import COOKIE, FUsers
 
@@ -313,7 +474,7 @@ async def _prepare(
         await fu.close()
         servers["fastapi_users"] = {"kind": "fastapi_users", "url": url}
         targets.append(
-            _Target(
+            Target(
                 "fastapi_users",
                 "fastapi_users",
                 "/p",
@@ -326,14 +487,68 @@ async def _prepare(
     return servers, targets, skipped
 
 
+async def run_targets(
+    cfg: Config,
+    servers: dict[str, Server],
+    targets: list[Target],
+    out: dict[str, Any],
+    *,
+    label: str,
+    duration: float,
+    warmup: float,
+    concurrency: int,
+    rounds: int,
+) -> dict[str, dict[str, Any]]:
+    """Start ``servers``, check every target answers 200, then interleaved timed rounds; kill them.
+
+    Returns ``{target: summary}``; a target that cannot run goes to ``out["skipped"][f"{name}_{label}"]``."""
+    gen = loadgen(cfg)
+    try:
+        for s in servers.values():
+            s.start(cfg.workdir)
+        live: list[Target] = []
+        for t in targets:
+            s = servers[t.server]
+            try:
+                await _wait_ready(s)
+                status, body = await _get(s.port, _request(s.port, t.path, t.cookies))
+                if status != 200:
+                    raise RuntimeError(f"GET {t.path} answered {status}: {body}")
+                live.append(t)
+            except Exception as exc:
+                out["skipped"][f"{t.name}_{label}"] = f"{type(exc).__name__}: {exc}"
+                log(f"{label}: {t.name} cannot run: {exc}")
+        runs: dict[str, list[LoadResult]] = {t.name: [] for t in live}
+        log(
+            f"{label}: {len(live)} endpoints x {rounds} round(s), {duration:g} s each, "
+            f"{concurrency} connections, load generator {gen}"
+        )
+        for r in range(rounds):
+            order = live[r % len(live) :] + live[: r % len(live)] if live else []
+            if r % 2:
+                order.reverse()
+            for t in order:
+                s = servers[t.server]
+                if warmup > 0:
+                    await measure(gen, s.port, t.path, t.cookies, duration=warmup, concurrency=concurrency)
+                runs[t.name].append(
+                    await measure(gen, s.port, t.path, t.cookies, duration=duration, concurrency=concurrency)
+                )
+        return {name: _summary(rs) for name, rs in runs.items()}
+    finally:
+        for s in servers.values():
+            s.kill()
+
+
 async def _run(cfg: Config, results: Results) -> None:
     stores = Stores(cfg)
-    all_servers: list[_Server] = []
+    gen = loadgen(cfg)
     out: dict[str, Any] = {
         "concurrency": cfg.http_concurrency,
-        "duration_s": cfg.http_duration,
-        "warmup_s": cfg.http_warmup,
+        "duration_s": cfg.http_duration if gen == "python" else max(1, round(cfg.http_duration)),
+        "warmup_s": cfg.http_warmup if gen == "python" else max(1, round(cfg.http_warmup)),
         "rounds": cfg.http_rounds,
+        "loadgen": gen,
         "runs": {},
         "skipped": {},
         "labels": {},
@@ -343,42 +558,23 @@ async def _run(cfg: Config, results: Results) -> None:
         out["skipped"].update(skipped)
         out["labels"] = {t.name: t.label for t in targets}
         for workers in cfg.http_workers:
-            servers = {name: _Server(name, conf, workers) for name, conf in server_confs.items()}
-            all_servers += servers.values()
-            for s in servers.values():
-                s.start(cfg.workdir)
-            live: list[_Target] = []
-            for t in targets:
-                s = servers[t.server]
-                try:
-                    await _wait_ready(s)
-                    status, body = await _get(s.port, _request(s.port, t.path, t.cookies))
-                    if status != 200:
-                        raise RuntimeError(f"GET {t.path} answered {status}: {body}")
-                    live.append(t)
-                except Exception as exc:
-                    out["skipped"][f"{t.name}_w{workers}"] = f"{type(exc).__name__}: {exc}"
-                    log(f"http: {t.name} ({workers} worker(s)) cannot run: {exc}")
-            runs: dict[str, list[LoadResult]] = {t.name: [] for t in live}
-            log(
-                f"http: {len(live)} endpoints x {cfg.http_rounds} round(s), {workers} worker(s), "
-                f"{cfg.http_duration:g} s each, {cfg.http_concurrency} connections"
+            picked = targets if workers == 1 else [t for t in targets if t.name in _W2_TARGETS]
+            used = {t.server for t in picked}
+            servers = {
+                name: Server(name, conf, workers) for name, conf in server_confs.items() if name in used
+            }
+            out["runs"][f"w{workers}"] = await run_targets(
+                cfg,
+                servers,
+                picked,
+                out,
+                label=f"w{workers}",
+                duration=cfg.http_duration,
+                warmup=cfg.http_warmup,
+                concurrency=cfg.http_concurrency,
+                rounds=cfg.http_rounds,
             )
-            for r in range(cfg.http_rounds):
-                order = live[r % len(live) :] + live[: r % len(live)] if live else []
-                for t in order:
-                    s = servers[t.server]
-                    req = _request(s.port, t.path, t.cookies)
-                    await load(s.port, req, duration=cfg.http_warmup, concurrency=cfg.http_concurrency)
-                    runs[t.name].append(
-                        await load(s.port, req, duration=cfg.http_duration, concurrency=cfg.http_concurrency)
-                    )
-            out["runs"][f"w{workers}"] = {name: _summary(rs) for name, rs in runs.items()}
-            for s in servers.values():
-                s.kill()
     finally:
-        for s in all_servers:
-            s.kill()
         await stores.close()
     results.http = out
 

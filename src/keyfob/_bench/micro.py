@@ -414,3 +414,8 @@ async def run_micro(cfg: Config, results: Results) -> None:
         for key, fob in stores.fobs():
             if fob.view.feed is not None and not fob.view.live:
                 results.notes.append(f"{key}: the revocation feed was down at the end of the micro rounds")
+
+
+def run(cfg: Config, results: Results) -> None:
+    """The ``micro`` group."""
+    asyncio.run(run_micro(cfg, results))

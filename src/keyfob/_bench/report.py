@@ -31,6 +31,27 @@ TARGETS: dict[str, tuple[str, float]] = {
     "http_db_redis_vs_open": (">=", 0.5),
     "http_vs_fastapi_users": (">=", 10.0),
     "revocation_p99_ms": ("<", 50.0),
+    # issue 9: against the guarded floor
+    "asgi_hybrid_vs_floor": ("<=", 1.3),
+    "asgi_jwt_vs_floor": ("<=", 1.25),
+    "asgi_db_sqlite_vs_floor": ("<=", 1.25),
+    "http_hybrid_vs_floor_guarded": (">=", 0.9),
+    "http_jwt_vs_floor_guarded": (">=", 0.9),
+    "http_db_sqlite_vs_floor_guarded": (">=", 0.9),
+    "http_hybrid_vs_pyjwt_guarded": (">=", 1.5),
+    # issue 10: Flask, against Flask-Login on Flask's signed-cookie session
+    "flask_hybrid_vs_anchor": (">=", 0.9),
+    "flask_jwt_vs_anchor": (">=", 0.9),
+    "flask_db_sqlite_vs_anchor": (">=", 0.9),
+    # issue 12: Django, against Django's own session backends on the same database
+    "django_keyfob_vs_db_sqlite": (">=", 2.0),
+    "django_keyfob_vs_db_postgres": (">=", 2.0),
+    "django_hybrid_vs_signed_cookies_sqlite": (">=", 0.9),
+    "django_hybrid_vs_signed_cookies_postgres": (">=", 0.9),
+    # issue 13: metrics on vs off, on the guarded-floor ratio
+    "metrics_hybrid_cost": ("<=", 0.03),
+    "metrics_jwt_cost": ("<=", 0.03),
+    "metrics_db_sqlite_cost": ("<=", 0.03),
     "scale_sqlite_large_vs_small": ("<=", 1.25),
     "scale_postgres_large_vs_small": ("<=", 1.25),
     "scale_redis_large_vs_small": ("<=", 1.25),
@@ -58,6 +79,8 @@ _TIME_RATIOS: dict[str, tuple[str | tuple[str, ...], str]] = {
     "floor_jwe_vs_floor_hs256": ("floor_jwe", "floor_hs256"),
 }
 _HTTP = ("jwt", "hybrid", "db_sqlite", "db_postgres", "db_redis")
+#: keyfob endpoint → its guarded floor over HTTP (issue 9)
+_HTTP_FLOORS = {"hybrid": "floor_hs256", "jwt": "floor_jwe", "db_sqlite": "floor_sqlite"}
 
 
 def _pick(results: Results, names: str | tuple[str, ...]) -> tuple[str | None, float | None]:
@@ -111,6 +134,12 @@ def compute_ratios(results: Results) -> None:
             else:
                 r[key] = round(rps / open_rps, 3)
                 inputs[key] = f"req/s {name} / open ({w[1:]} worker(s))"
+        for name, floor in (*_HTTP_FLOORS.items(), ("pyjwt", "floor_hs256")):
+            key = f"http_{name}_vs_floor_guarded{suffix}"
+            _rps_ratio(results, r, reasons, inputs, key, wruns, name, floor, w)
+        _rps_ratio(
+            results, r, reasons, inputs, f"http_hybrid_vs_pyjwt_guarded{suffix}", wruns, "hybrid", "pyjwt", w
+        )
         key = f"http_vs_fastapi_users{suffix}"
         jwt_rps = (wruns.get("jwt") or {}).get("rps")
         fu_rps = (wruns.get("fastapi_users") or {}).get("rps")
@@ -136,9 +165,50 @@ def compute_ratios(results: Results) -> None:
         ) or str(results.propagation.get("skipped", "propagation was not measured"))
     for k, v in p99s.items():
         r[f"revocation_p99_ms_{k}"] = v
+    from ._registry import GROUPS
+
+    ran = results.meta.get("groups", list(GROUPS))
+    done: set[str] = set()
+    for g in GROUPS.values():
+        fn = g.ratio_fn() if g.name in ran else None
+        if fn is not None and g.ratios not in done:
+            done.add(str(g.ratios))
+            gr, greasons, ginputs = fn(results)
+            r.update(gr)
+            reasons.update(greasons)
+            inputs.update(ginputs)
+        for key in g.keys:
+            if key not in r:
+                r[key] = None
+                reasons[key] = (
+                    f"the {g.name} group was not selected"
+                    if g.name not in ran
+                    else str(results.meta.get("failed_groups", {}).get(g.name) or f"{key} was not measured")
+                )
     results.ratios = r
     results.ratio_reasons = reasons
     results.meta["ratio_inputs"] = inputs
+
+
+def _rps_ratio(
+    results: Results,
+    r: dict[str, float | None],
+    reasons: dict[str, str],
+    inputs: dict[str, str],
+    key: str,
+    wruns: dict[str, Any],
+    num: str,
+    den: str,
+    w: str,
+) -> None:
+    a = (wruns.get(num) or {}).get("rps")
+    b = (wruns.get(den) or {}).get("rps")
+    if a is None or not b:
+        r[key] = None
+        reasons[key] = _http_reason(results, num if a is None else den, w)
+    else:
+        r[key] = round(a / b, 3)
+        inputs[key] = f"req/s {num} / {den} ({w[1:]} worker(s))"
 
 
 def _http_reason(results: Results, name: str, w: str) -> str:

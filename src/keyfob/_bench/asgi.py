@@ -1,0 +1,290 @@
+"""ASGI in process: what keyfob adds to one FastAPI request, against the floor guard of its kind.
+
+Every app (:mod:`keyfob._bench.guards`, :func:`keyfob._bench.apps.keyfob_app`) is called directly as an
+ASGI callable in this process: no socket, no HTTP parsing, no server. One operation is one
+``GET /p`` with the cookies a signed-in browser sends: a fresh scope, ``receive`` returning the
+empty body, ``send`` dropping the messages. Cases run in interleaved rounds (the runner of
+:mod:`keyfob._bench._core`: rotating order, every case one batch per round), so a slow phase of the
+shared machine hits keyfob and its floor alike.
+
+What is reported (see :func:`ratios`):
+
+* ``asgi_<strategy>_vs_floor`` — keyfob's added µs per request (its endpoint minus the open one)
+  over the floor guard's added µs (the floor's endpoint minus the open one). The ratio is taken
+  per round, from cases measured side by side, and the median over rounds is reported.
+* ``metrics_<strategy>_cost`` (the ``metrics`` group) — the same ratio with :mod:`keyfob.metrics`
+  on, over the ratio with it off, minus one (0.02 = metrics add 2 % to keyfob's guarded-floor
+  ratio).
+"""
+
+from __future__ import annotations
+
+import statistics
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from ._core import Case, Config, Results, Skip, check, log, run_rounds
+from ._stores import Stores
+
+__all__ = ["STRATEGIES", "asgi_op", "ratios", "run_asgi", "run_metrics"]
+
+#: keyfob case → (strategy, store, fill?, floor guard)
+STRATEGIES: dict[str, tuple[str, str, bool, str]] = {
+    "hybrid": ("hybrid", "redis", False, "floor_hs256"),
+    "jwt": ("jwt", "sqlite", False, "floor_jwe"),
+    "db_sqlite": ("database", "sqlite", True, "floor_sqlite"),
+}
+
+
+async def _receive() -> dict[str, Any]:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+def asgi_op(app: Any, path: str, cookies: dict[str, str]) -> tuple[Callable[[], Awaitable[None]], list[int]]:
+    """(one request as a coroutine function, the list the response statuses are appended to)."""
+    headers = [(b"host", b"127.0.0.1:8000"), (b"user-agent", b"kfbench"), (b"accept", b"*/*")]
+    if cookies:
+        headers.append((b"cookie", "; ".join(f"{k}={v}" for k, v in cookies.items()).encode("latin-1")))
+    base: dict[str, Any] = {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("127.0.0.1", 50000),
+        "server": ("127.0.0.1", 8000),
+    }
+    statuses: list[int] = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.append(message["status"])
+
+    async def op() -> None:
+        await app(dict(base), _receive, send)
+
+    return op, statuses
+
+
+async def _case(name: str, label: str, app: Any, path: str, cookies: dict[str, str]) -> Case | Skip:
+    """The case, or a Skip saying why the app does not answer 200 (never a wrong measurement)."""
+    op, statuses = asgi_op(app, path, cookies)
+    try:
+        await op()
+        await op()
+        check(statuses[-2:] == [200, 200], f"GET {path} answered {statuses}")
+    except Exception as exc:
+        return Skip(name, f"{type(exc).__name__}: {exc}", "asgi", label)
+    statuses.clear()
+    return Case(name, "asgi", label, op, is_async=True)
+
+
+async def _fob(stores: Stores, key: str, variant: str = "") -> tuple[Any, dict[str, str], str]:
+    strategy, store, fill, _floor = STRATEGIES[key]
+    size = stores.cfg.scale_sizes[0] if fill else None
+    try:
+        fob, cookies = await stores.session(strategy, store, size, variant=variant)
+    except Exception:
+        if key != "hybrid":
+            raise
+        store = "sqlite"  # no Redis: hybrid on SQLite (one node, no feed needed)
+        fob, cookies = await stores.session(strategy, store, size, variant=variant)
+    return fob, cookies, store
+
+
+async def _build(cfg: Config, stores: Stores, *, core: bool, metrics: bool) -> list[Case | Skip]:
+    from . import apps, guards
+
+    out: list[Case | Skip] = [await _case("asgi_open", "FastAPI, open endpoint", guards.open_app(), "/p", {})]
+    made: dict[str, tuple[Any, dict[str, str], str]] = {}
+    for key in STRATEGIES:
+        try:
+            made[key] = await _fob(stores, key)
+        except Exception as exc:
+            out.append(Skip(f"asgi_keyfob_{key}", f"{type(exc).__name__}: {exc}", "asgi"))
+    # the floors: HS256 signs the hybrid access token's claims; JWE and sqlite3 read keyfob's own cookie
+    claims: dict[str, Any] | None = None
+    if "hybrid" in made:
+        cookies = made["hybrid"][1]
+        claims = guards.access_claims(cookies)
+    hs_conf, hs_cookies = guards.hs256_conf(claims)
+    floors: dict[str, tuple[dict[str, Any], dict[str, str]] | str] = {"floor_hs256": (hs_conf, hs_cookies)}
+    floors["floor_jwe"] = (
+        (guards.jwe_conf(made["jwt"][1]), made["jwt"][1]) if "jwt" in made else "keyfob jwt did not run"
+    )
+    if "db_sqlite" in made:
+        path = stores.sqlite_paths[("database", cfg.scale_sizes[0])]
+        floors["floor_sqlite"] = (guards.sqlite_conf(path, made["db_sqlite"][1]), made["db_sqlite"][1])
+    else:
+        floors["floor_sqlite"] = "keyfob database on SQLite did not run"
+    labels = {
+        "floor_hs256": "FastAPI + stdlib HS256 Depends (floor for signed tokens)",
+        "floor_jwe": "FastAPI + hand JWE dir+A256CBC-HS512 Depends (floor for encrypted cookies)",
+        "floor_sqlite": "FastAPI + stdlib sqlite3 SHA-256(token) lookup Depends (database floor)",
+        "pyjwt": "FastAPI + PyJWT HS256 Depends",
+    }
+    wanted = ["floor_hs256", "floor_jwe", "floor_sqlite"] + (["pyjwt"] if core else [])
+    for kind in wanted:
+        got = floors.get(kind, floors["floor_hs256"])
+        name = f"asgi_{kind}"
+        if isinstance(got, str):
+            out.append(Skip(name, got, "asgi"))
+            continue
+        conf, cookies = got
+        try:
+            out.append(await _case(name, labels[kind], guards.guard_app(kind, conf), "/p", cookies))
+        except ImportError as exc:
+            out.append(Skip(name, f"{exc}; pip install 'keyfob[bench]'", "asgi"))
+    for key, (fob, cookies, store) in made.items():
+        strategy = STRATEGIES[key][0]
+        if core:
+            app = apps.keyfob_app(fob, lifespan=False)
+            out.append(
+                await _case(
+                    f"asgi_keyfob_{key}", f"FastAPI + keyfob {strategy} ({store})", app, "/p", cookies
+                )
+            )
+            if key == "jwt":
+                out.append(
+                    await _case(
+                        "asgi_keyfob_mw_open",
+                        "FastAPI + keyfob middleware, unprotected route, no cookie",
+                        app,
+                        "/open",
+                        {},
+                    )
+                )
+        if metrics:
+            name = f"asgi_keyfob_{key}_metrics"
+            why = apps.metrics_available()
+            if why:
+                out.append(Skip(name, why, "asgi"))
+                continue
+            if not core:  # the same strategy without metrics, measured in the same rounds
+                app = apps.keyfob_app(fob, lifespan=False)
+                out.append(
+                    await _case(
+                        f"asgi_keyfob_{key}", f"FastAPI + keyfob {strategy} ({store})", app, "/p", cookies
+                    )
+                )
+            mfob, mcookies, mstore = await _fob(stores, key, variant="metrics")
+            mapp = apps.keyfob_app(mfob, lifespan=False, metrics=True)
+            out.append(
+                await _case(
+                    name, f"FastAPI + keyfob {strategy} ({mstore}), keyfob.metrics on", mapp, "/p", mcookies
+                )
+            )
+    return out
+
+
+async def _run(cfg: Config, results: Results, *, core: bool, metrics: bool) -> None:
+    stores = Stores(cfg)
+    try:
+        built = await _build(cfg, stores, core=core, metrics=metrics)
+        cases = [c for c in built if isinstance(c, Case)]
+        for c in built:
+            if isinstance(c, Skip):
+                log(f"asgi: skipped {c.name}: {c.reason}")
+                results.add_skip(c)
+        rounds_cfg = Config(**{**cfg.__dict__, "rounds": cfg.asgi_rounds, "batch_ms": cfg.asgi_batch_ms})
+        log(
+            f"asgi: {len(cases)} apps x {rounds_cfg.rounds} interleaved rounds"
+            f" (~{rounds_cfg.batch_ms:g} ms batches)"
+        )
+        await run_rounds(cases, rounds_cfg)
+        samples = results.sections.setdefault("asgi", {"rounds": rounds_cfg.rounds, "samples_us": {}})
+        for c in cases:
+            results.add_case(c)
+            samples["samples_us"][c.name] = [round(s / 1000.0, 3) for s in c.samples_ns]
+    finally:
+        await stores.close()
+
+
+def run_asgi(cfg: Config, results: Results) -> None:
+    """The ``asgi`` group: open, the four guards, keyfob per strategy."""
+    import asyncio
+
+    asyncio.run(_run(cfg, results, core=True, metrics=False))
+
+
+def run_metrics(cfg: Config, results: Results) -> None:
+    """The ``metrics`` group: keyfob per strategy with and without :mod:`keyfob.metrics`, and the floors."""
+    import asyncio
+
+    asyncio.run(_run(cfg, results, core=False, metrics=True))
+
+
+def _paired(results: Results, num: str, den: str) -> float | None:
+    """median over rounds of (num - open) / (den - open), each round's cases measured side by side."""
+    s = results.sections.get("asgi", {}).get("samples_us", {})
+    if not all(k in s for k in (num, den, "asgi_open")):
+        return None
+    per_round = [
+        (n - o) / (d - o) for n, d, o in zip(s[num], s[den], s["asgi_open"], strict=False) if d - o > 0
+    ]
+    return statistics.median(per_round) if per_round else None
+
+
+def ratios(results: Results) -> tuple[dict[str, float | None], dict[str, str], dict[str, str]]:
+    """``asgi_*`` and ``metrics_*`` ratios, with the reason for each that could not be computed."""
+    r: dict[str, float | None] = {}
+    reasons: dict[str, str] = {}
+    inputs: dict[str, str] = {}
+    if "asgi" not in results.sections:
+        return r, reasons, inputs
+
+    def put(key: str, num: str, den: str, what: str) -> None:
+        v = _paired(results, num, den)
+        if v is None:
+            r[key] = None
+            missing = next((n for n in (num, den, "asgi_open") if results.median(n) is None), num)
+            reasons[key] = str(results.cases.get(missing, {}).get("reason") or f"{missing} was not measured")
+        else:
+            r[key] = round(v, 3)
+            inputs[key] = what
+
+    pairs = {key: floor for key, (_s, _st, _f, floor) in STRATEGIES.items()}
+    measured = results.sections["asgi"]["samples_us"]
+    for key, floor in pairs.items():
+        if f"asgi_keyfob_{key}" in measured or f"asgi_keyfob_{key}" in results.cases:
+            put(
+                f"asgi_{key}_vs_floor",
+                f"asgi_keyfob_{key}",
+                f"asgi_{floor}",
+                f"added µs over open: keyfob {key} / {floor} (median of per-round ratios)",
+            )
+    if "asgi_pyjwt" in measured:
+        put(
+            "asgi_pyjwt_vs_floor", "asgi_pyjwt", "asgi_floor_hs256", "added µs over open: PyJWT / floor_hs256"
+        )
+        put(
+            "asgi_hybrid_vs_pyjwt",
+            "asgi_keyfob_hybrid",
+            "asgi_pyjwt",
+            "added µs over open: keyfob hybrid / PyJWT",
+        )
+    if "asgi_keyfob_mw_open" in measured:
+        o, m = results.median("asgi_open"), results.median("asgi_keyfob_mw_open")
+        if o and m:
+            r["asgi_mw_open_added_us"] = round(m - o, 2)
+            inputs["asgi_mw_open_added_us"] = "µs: keyfob middleware on an unprotected route minus open"
+    for key in pairs:
+        name = f"asgi_keyfob_{key}_metrics"
+        if name not in results.cases:
+            continue
+        k = f"metrics_{key}_cost"
+        v = _paired(results, name, f"asgi_keyfob_{key}")
+        if v is None:
+            r[k] = None
+            reasons[k] = str(results.cases[name].get("reason") or f"{name} was not measured")
+        else:
+            r[k] = round(v - 1, 4)
+            inputs[k] = (
+                f"keyfob {key}: added µs with metrics / without, minus 1 (the guarded-floor ratio's change)"
+            )
+    return r, reasons, inputs
