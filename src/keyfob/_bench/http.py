@@ -40,6 +40,7 @@ __all__ = [
     "LoadResult",
     "Server",
     "Target",
+    "fetch_cookies",
     "load",
     "loadgen",
     "measure",
@@ -86,6 +87,7 @@ class _Conn(asyncio.Protocol):
         self.start = 0
         self.transport: asyncio.Transport | None = None
         self.last = 0
+        self.finished = False  # the deadline passed, or the connection failed: do not reconnect
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         # uvloop's transport is not an asyncio.Transport subclass, but it is one in every way we use
@@ -122,6 +124,9 @@ class _Conn(asyncio.Protocol):
             if now >= self.deadline:
                 self._finish()
                 return
+            if b"connection: close" in head:  # a sync server: one request per connection
+                self.buf = b""
+                return  # connection_lost follows; load() opens the next connection
             self.start = now
             assert self.transport is not None
             self.transport.write(self.req)
@@ -133,6 +138,7 @@ class _Conn(asyncio.Protocol):
         self._finish()
 
     def _finish(self) -> None:
+        self.finished = True
         if self.transport is not None:
             self.transport.close()
         if not self.done.done():
@@ -146,20 +152,31 @@ class _Conn(asyncio.Protocol):
 
 
 async def load(port: int, request: bytes, *, duration: float, concurrency: int) -> LoadResult:
-    """Drive ``concurrency`` keep-alive connections for ``duration`` seconds; return what came back."""
+    """Drive ``concurrency`` connections for ``duration`` seconds; return what came back.
+
+    Connections are kept alive; when the server closes one (``Connection: close``, as a sync WSGI
+    worker does after every response) the next request goes on a new connection."""
     loop = asyncio.get_running_loop()
     res = LoadResult()
     t0 = time.perf_counter_ns()
     deadline = t0 + int(duration * 1e9)
     conns: list[_Conn] = []
-    futs: list[asyncio.Future[None]] = []
-    for _ in range(concurrency):
-        fut: asyncio.Future[None] = loop.create_future()
-        futs.append(fut)
-        proto = _Conn(request, res, deadline, fut)
-        conns.append(proto)
-        await loop.create_connection(lambda p=proto: p, "127.0.0.1", port)  # type: ignore[misc]
-    await asyncio.wait_for(asyncio.gather(*futs), timeout=duration + 30)
+
+    async def slot() -> None:
+        while True:
+            fut: asyncio.Future[None] = loop.create_future()
+            proto = _Conn(request, res, deadline, fut)
+            conns.append(proto)
+            await loop.create_connection(lambda p=proto: p, "127.0.0.1", port)  # type: ignore[misc]
+            await fut
+            if (
+                proto.finished
+                or time.perf_counter_ns() >= deadline
+                or res.first_error.startswith("connection lost")
+            ):
+                return
+
+    await asyncio.wait_for(asyncio.gather(*(slot() for _ in range(concurrency))), timeout=duration + 30)
     last = max((c.last for c in conns), default=t0)
     res.elapsed_s = max(last - t0, 1) / 1e9
     return res
@@ -355,6 +372,27 @@ async def _get(port: int, request: bytes) -> tuple[int, str]:
         writer.close()
 
 
+async def fetch_cookies(port: int, path: str) -> dict[str, str]:
+    """GET ``path`` once and return the cookies its ``Set-Cookie`` headers set (a browser signing in)."""
+    from http.cookies import SimpleCookie
+
+    reader, writer = await asyncio.wait_for(asyncio.open_connection("127.0.0.1", port), 5)
+    try:
+        writer.write(_request(port, path, {}))
+        head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    finally:
+        writer.close()
+    if head[9:12] != b"200":
+        raise RuntimeError(f"GET {path} answered {head[9:12].decode()}: cannot sign in")
+    jar: SimpleCookie = SimpleCookie()
+    for line in head.decode("latin-1").split("\r\n"):
+        if line.lower().startswith("set-cookie:"):
+            jar.load(line.split(":", 1)[1].strip())
+    if not jar:
+        raise RuntimeError(f"GET {path} set no cookie")
+    return {k: m.value for k, m in jar.items()}
+
+
 async def _wait_ready(server: Server, timeout: float = 60) -> None:
     end = time.monotonic() + timeout
     req = _request(server.port, "/health", {})
@@ -378,6 +416,9 @@ class Target:
     path: str
     cookies: dict[str, str]
     label: str
+    #: a path that signs in and sets the cookies (fetched once the server is up), for sessions the
+    #: parent cannot create itself (a framework's own session)
+    login: str | None = None
 
 
 #: the endpoints the 2-worker pass measures (the 1-worker pass measures every one)
@@ -511,6 +552,8 @@ async def run_targets(
             s = servers[t.server]
             try:
                 await _wait_ready(s)
+                if t.login:
+                    t.cookies = await fetch_cookies(s.port, t.login)
                 status, body = await _get(s.port, _request(s.port, t.path, t.cookies))
                 if status != 200:
                     raise RuntimeError(f"GET {t.path} answered {status}: {body}")

@@ -1,0 +1,339 @@
+"""WSGI groups: keyfob in Flask and in Django, against each framework's own session, over HTTP.
+
+Every app runs in its own gunicorn process (one ``sync`` worker: the server most WSGI apps are
+deployed on, and one process per app so req/s compare one core's worth of work) on a free
+127.0.0.1 port, driven by ``wrk`` (or the in-repo generator) with a few connections; a sync worker
+answers one request per connection, so each request is a new TCP connection for every app alike.
+Apps are interleaved in rounds and the median req/s is reported (:func:`keyfob._bench.http.run_targets`).
+
+* ``flask`` (issue 10): a keyfob-protected Flask view (``KeyfobFlask``, ``@login_required``) per
+  strategy, against the same view behind Flask's default signed-cookie session with Flask-Login
+  (the anchor, which cannot revoke at all). Ratio ``flask_<strategy>_vs_anchor``.
+* ``django`` (issue 12): a request that loads a session, through keyfob's session engine and
+  middleware against Django's ``db``, ``cached_db`` and ``signed_cookies`` backends, on the same
+  database (SQLite, then PostgreSQL). Ratios ``django_keyfob_vs_db_<db>`` (the engine, database
+  strategy) and ``django_hybrid_vs_signed_cookies_<db>`` (the middleware, hybrid). Rows whose
+  keyfob module is not installed are reported as not available, with the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from ._core import Config, Results, log
+from ._stores import RUN_ID, Stores
+from .http import Server, Target, loadgen, run_targets
+
+__all__ = ["django_ratios", "flask_ratios", "run_django", "run_flask"]
+
+_FLASK_APP = "keyfob._bench.wsgi_apps:flask_app()"
+_DJANGO_APP = "keyfob._bench.wsgi_apps:django_app()"
+#: (name, strategy, store, filled?) — the same stores as the FastAPI groups
+_PLAN = (
+    ("hybrid", "hybrid", "redis", False),
+    ("jwt", "jwt", "sqlite", False),
+    ("db_sqlite", "database", "sqlite", True),
+)
+
+
+def _section(cfg: Config, server: str) -> dict[str, Any]:
+    gen = loadgen(cfg)
+    return {
+        "server": server,
+        "loadgen": gen,
+        "concurrency": cfg.wsgi_concurrency,
+        "duration_s": cfg.wsgi_duration if gen == "python" else max(1, round(cfg.wsgi_duration)),
+        "rounds": cfg.http_rounds,
+        "runs": {},
+        "skipped": {},
+        "labels": {},
+    }
+
+
+async def _run(
+    cfg: Config, servers: dict[str, Server], targets: list[Target], out: dict[str, Any], label: str
+) -> None:
+    out["labels"].update({t.name: t.label for t in targets})
+    out["runs"].update(
+        await run_targets(
+            cfg,
+            servers,
+            targets,
+            out,
+            label=label,
+            duration=cfg.wsgi_duration,
+            warmup=min(cfg.http_warmup, 1.0),
+            concurrency=cfg.wsgi_concurrency,
+            rounds=cfg.http_rounds,
+        )
+    )
+
+
+# -- Flask ---------------------------------------------------------------------------------------------
+async def _flask(cfg: Config, results: Results) -> None:
+    out = _section(cfg, "gunicorn, 1 sync worker per app")
+    results.sections["flask"] = out
+    try:
+        import flask_login  # noqa: F401
+    except ImportError as exc:
+        out["skipped"]["anchor"] = f"Flask-Login is not installed ({exc}); pip install flask-login"
+    servers: dict[str, Server] = {}
+    targets: list[Target] = []
+    if "anchor" not in out["skipped"]:
+        servers["anchor"] = Server(
+            "flask_anchor", {"kind": "flask_login"}, 1, app=_FLASK_APP, kind="gunicorn"
+        )
+        targets.append(
+            Target(
+                "anchor",
+                "anchor",
+                "/p",
+                {},
+                "Flask + Flask-Login, Flask's signed-cookie session",
+                login="/login",
+            )
+        )
+    stores = Stores(cfg)
+    try:
+        for name, strategy, store, filled in _PLAN:
+            fill = cfg.scale_sizes[0] if filled else None
+            try:
+                _fob, cookies = await stores.session(strategy, store, fill)
+            except Exception as exc:
+                if name != "hybrid":
+                    out["skipped"][name] = f"{type(exc).__name__}: {exc}"
+                    continue
+                store = "sqlite"  # no Redis: hybrid on SQLite (one node, no feed)
+                _fob, cookies = await stores.session(strategy, store, fill)
+            conf = {
+                "kind": "flask_keyfob",
+                "strategy": strategy,
+                "store": store,
+                **stores.server_conf(strategy, store, fill),
+            }
+            servers[name] = Server(f"flask_{name}", conf, 1, app=_FLASK_APP, kind="gunicorn")
+            targets.append(Target(name, name, "/p", cookies, f"Flask + KeyfobFlask {strategy} ({store})"))
+        await _run(cfg, servers, targets, out, "flask")
+    finally:
+        await stores.close()
+
+
+def run_flask(cfg: Config, results: Results) -> None:
+    """The ``flask`` group."""
+    asyncio.run(_flask(cfg, results))
+
+
+def _ratio(
+    out: dict[str, Any],
+    key: str,
+    num: str,
+    den: str,
+    r: dict[str, float | None],
+    why: dict[str, str],
+    inputs: dict[str, str],
+) -> None:
+    runs, skipped = out.get("runs", {}), out.get("skipped", {})
+    a, b = (runs.get(num) or {}).get("rps"), (runs.get(den) or {}).get("rps")
+    if a is None or not b:
+        r[key] = None
+        missing = num if a is None else den
+        why[key] = str(
+            skipped.get(missing)
+            or skipped.get(f"{missing}_{out.get('label', '')}")
+            or _skip_reason(skipped, missing)
+        )
+    else:
+        r[key] = round(a / b, 3)
+        inputs[key] = f"req/s {num} / {den}"
+
+
+def _skip_reason(skipped: dict[str, str], name: str) -> str:
+    for k, v in skipped.items():
+        if k == name or k.startswith(f"{name}_"):
+            return v
+    return f"{name} was not measured"
+
+
+def flask_ratios(results: Results) -> tuple[dict[str, float | None], dict[str, str], dict[str, str]]:
+    r: dict[str, float | None] = {}
+    why: dict[str, str] = {}
+    inputs: dict[str, str] = {}
+    out = results.sections.get("flask")
+    if out is not None:
+        for name, *_ in _PLAN:
+            _ratio(out, f"flask_{name}_vs_anchor", name, "anchor", r, why, inputs)
+    return r, why, inputs
+
+
+# -- Django --------------------------------------------------------------------------------------------
+_SCHEMA = f"kfb{RUN_ID}_django"
+
+
+def _keyfob_django() -> str | None:
+    """None when keyfob's Django integration is installed, else why the keyfob rows cannot run."""
+    for mod in ("keyfob.django", "keyfob.django.session_backend", "keyfob.django.middleware"):
+        try:
+            if importlib.util.find_spec(mod) is None:
+                return f"{mod} is not available in this checkout yet (issue 12): not measured"
+        except ImportError as exc:
+            return f"{mod} cannot be imported ({exc}): not measured"
+    return None
+
+
+def _pg_database(url: str) -> dict[str, Any]:
+    u = urlsplit(url)
+    return {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": unquote(u.path.lstrip("/")) or "postgres",
+        "USER": unquote(u.username or "postgres"),
+        "PASSWORD": unquote(u.password or ""),
+        "HOST": u.hostname or "127.0.0.1",
+        "PORT": str(u.port or 5432),
+        "OPTIONS": {"options": f"-c search_path={_SCHEMA}"},
+    }
+
+
+async def _pg_schema(url: str, *, drop: bool) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(url, timeout=5)
+    try:
+        if drop:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{_SCHEMA}" CASCADE')
+        else:
+            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{_SCHEMA}"')
+    finally:
+        await conn.close()
+
+
+def _migrate(conf: dict[str, Any]) -> None:
+    env = {**os.environ, "KFBENCH_APP": json.dumps(conf), "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run(
+        [sys.executable, "-m", "keyfob._bench.django_app", "migrate"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"migrate failed: {(done.stderr or done.stdout).strip()[-400:]}")
+
+
+def _keyfob_settings(strategy: str) -> dict[str, Any]:
+    from ._core import SECRET
+
+    return {"strategy": strategy, "secret": SECRET, "cookie_secure": False}
+
+
+async def _django(cfg: Config, results: Results) -> None:
+    out = _section(cfg, "gunicorn, 1 sync worker per app")
+    results.sections["django"] = out
+    try:
+        import django
+
+        out["django"] = django.get_version()
+    except ImportError as exc:
+        out["skipped"]["django"] = f"Django is not installed ({exc}); pip install 'keyfob[django]'"
+        return
+    no_keyfob = _keyfob_django()
+    stores = Stores(cfg)
+    pg_url: str | None = None
+    dbs: dict[str, dict[str, Any]] = {
+        "sqlite": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.path.join(cfg.workdir, "django.db")}
+    }
+    try:
+        try:
+            import psycopg  # noqa: F401
+
+            pg_url = await stores.pg_url()
+            await _pg_schema(pg_url, drop=False)
+            dbs["postgres"] = _pg_database(pg_url)
+        except Exception as exc:
+            for b in ("db", "cached_db", "keyfob_engine", "keyfob_hybrid"):
+                out["skipped"][f"{b}_postgres"] = f"PostgreSQL for Django: {type(exc).__name__}: {exc}"
+        servers: dict[str, Server] = {}
+        targets: list[Target] = []
+        for db, database in dbs.items():
+            try:
+                await asyncio.to_thread(
+                    _migrate,
+                    {
+                        "backend": "db",
+                        "database": database,
+                        "with_keyfob": no_keyfob is None,
+                        "keyfob": _keyfob_settings("database"),
+                    },
+                )
+            except Exception as exc:
+                for b in ("db", "cached_db", "keyfob_engine", "keyfob_hybrid"):
+                    out["skipped"][f"{b}_{db}"] = f"{type(exc).__name__}: {exc}"
+                continue
+            backends = ["db", "cached_db"] + (["signed_cookies"] if db == "sqlite" else [])
+            backends += ["keyfob_engine", "keyfob_hybrid"]
+            for backend in backends:
+                name = backend if backend == "signed_cookies" else f"{backend}_{db}"
+                if backend.startswith("keyfob") and no_keyfob:
+                    out["skipped"][name] = no_keyfob
+                    continue
+                strategy = "hybrid" if backend == "keyfob_hybrid" else "database"
+                conf = {
+                    "kind": "django",
+                    "backend": backend,
+                    "database": database,
+                    "keyfob": _keyfob_settings(strategy),
+                }
+                servers[name] = Server(f"django_{name}", conf, 1, app=_DJANGO_APP, kind="gunicorn")
+                label = {
+                    "db": "Django db session backend",
+                    "cached_db": "Django cached_db session backend (local-memory cache)",
+                    "signed_cookies": "Django signed_cookies session backend (no database; cannot revoke)",
+                    "keyfob_engine": "keyfob's Django session engine (database strategy)",
+                    "keyfob_hybrid": "keyfob's Django middleware, hybrid strategy",
+                }[backend]
+                where = "" if backend == "signed_cookies" else f" on {db}"
+                targets.append(Target(name, name, "/p", {}, label + where, login="/login"))
+        await _run(cfg, servers, targets, out, "django")
+    finally:
+        if pg_url is not None:
+            try:
+                await _pg_schema(pg_url, drop=True)
+            except Exception as exc:
+                log(f"django: could not drop schema {_SCHEMA}: {exc}")
+        await stores.close()
+
+
+def run_django(cfg: Config, results: Results) -> None:
+    """The ``django`` group."""
+    asyncio.run(_django(cfg, results))
+
+
+def django_ratios(results: Results) -> tuple[dict[str, float | None], dict[str, str], dict[str, str]]:
+    r: dict[str, float | None] = {}
+    why: dict[str, str] = {}
+    inputs: dict[str, str] = {}
+    out = results.sections.get("django")
+    if out is None:
+        return r, why, inputs
+    for db in ("sqlite", "postgres"):
+        _ratio(out, f"django_keyfob_vs_db_{db}", f"keyfob_engine_{db}", f"db_{db}", r, why, inputs)
+        _ratio(
+            out,
+            f"django_hybrid_vs_signed_cookies_{db}",
+            f"keyfob_hybrid_{db}",
+            "signed_cookies",
+            r,
+            why,
+            inputs,
+        )
+        _ratio(
+            out, f"django_keyfob_vs_cached_db_{db}", f"keyfob_engine_{db}", f"cached_db_{db}", r, why, inputs
+        )
+        _ratio(out, f"django_db_{db}_vs_signed_cookies", f"db_{db}", "signed_cookies", r, why, inputs)
+    return r, why, inputs
