@@ -1,7 +1,8 @@
 """The benchmark harness runs end to end (``--smoke``: seconds) and its JSON has every ratio.
 
 This proves the benchmark cannot rot; it never asserts a timing. Cases whose service is missing
-(PostgreSQL, Redis, fastapi-users, uvicorn) come back ``null`` with a reason, which is fine here.
+(PostgreSQL, Redis, fastapi-users, uvicorn, gunicorn, an integration not built yet) come back
+``null`` with a reason, which is fine here; a group that crashes is not.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from keyfob._bench import main
+from keyfob._bench import main, selected_groups
+from keyfob._bench._registry import GROUPS
+from keyfob._bench.http import parse_wrk
 
 RATIO_KEYS = (
     "jwt_vs_floor",
@@ -28,6 +31,25 @@ RATIO_KEYS = (
     "http_db_redis_vs_open",
     "http_vs_fastapi_users",
     "revocation_p99_ms",
+    # issue 9: against the guarded floor
+    "asgi_hybrid_vs_floor",
+    "asgi_jwt_vs_floor",
+    "asgi_db_sqlite_vs_floor",
+    "http_hybrid_vs_floor_guarded",
+    "http_jwt_vs_floor_guarded",
+    "http_db_sqlite_vs_floor_guarded",
+    "http_hybrid_vs_pyjwt_guarded",
+    # issues 10, 12, 13
+    "flask_hybrid_vs_anchor",
+    "flask_jwt_vs_anchor",
+    "flask_db_sqlite_vs_anchor",
+    "django_keyfob_vs_db_sqlite",
+    "django_keyfob_vs_db_postgres",
+    "django_hybrid_vs_signed_cookies_sqlite",
+    "django_hybrid_vs_signed_cookies_postgres",
+    "metrics_hybrid_cost",
+    "metrics_jwt_cost",
+    "metrics_db_sqlite_cost",
 )
 
 
@@ -35,6 +57,8 @@ def test_bench_smoke_json_has_every_ratio(tmp_path: Path, capsys: pytest.Capture
     assert main(["--smoke", "--json", "--out", str(tmp_path)]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert json.loads((tmp_path / "results.json").read_text()) == doc
+    assert doc["meta"]["groups"] == list(GROUPS)
+    assert not doc["meta"].get("failed_groups"), doc["meta"].get("failed_groups")
     ratios, reasons = doc["ratios"], doc["ratio_reasons"]
     for key in RATIO_KEYS:
         assert key in ratios, key
@@ -50,7 +74,63 @@ def test_bench_smoke_json_has_every_ratio(tmp_path: Path, capsys: pytest.Capture
         else:
             assert case["min_us"] <= case["median_us"] <= case["max_us"], name
     # the floors and keyfob's own jwt path need no service: they always run
-    for name in ("floor_hs256", "floor_jwe", "keyfob_jwt"):
+    for name in (
+        "floor_hs256",
+        "floor_jwe",
+        "keyfob_jwt",
+        "asgi_open",
+        "asgi_floor_hs256",
+        "asgi_keyfob_jwt",
+    ):
         assert doc["cases"][name]["median_us"] is not None, name
+    # the guarded floors answer 200 with keyfob's own cookies, so the asgi ratios are real numbers
+    assert doc["ratios"]["asgi_jwt_vs_floor"] is not None, doc["ratio_reasons"].get("asgi_jwt_vs_floor")
     report = (tmp_path / "report.md").read_text()
     assert "jwt_vs_floor" in report
+
+
+def test_only_selects_groups_in_run_order_and_unknown_names_are_refused() -> None:
+    assert selected_groups(["--only", "http,asgi"]) == ("asgi", "http")
+    assert "http" not in selected_groups(["--no-http"])
+    assert selected_groups(["--skip", "micro,propagation"]) == tuple(
+        g for g in GROUPS if g not in ("micro", "propagation")
+    )
+    with pytest.raises(SystemExit):
+        selected_groups(["--only", "asgi,nosuchgroup"])
+
+
+def test_only_runs_just_the_selected_group(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--smoke", "--json", "--no-plots", "--only", "asgi", "--out", str(tmp_path)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["meta"]["groups"] == ["asgi"]
+    assert doc["cases"].get("keyfob_jwt") is None  # a micro case: not run
+    assert doc["ratio_reasons"]["flask_jwt_vs_anchor"] == "the flask group was not selected"
+
+
+WRK_OUTPUT = """Running 4s test @ http://127.0.0.1:40123/p
+  1 threads and 32 connections
+  Thread Stats   Avg      Stdev     Max   +/- Stdev
+    Latency     5.12ms    1.20ms  31.70ms   90.00%
+    Req/Sec     6.25k   300.00     6.80k    75.00%
+  Latency Distribution
+     50%    4.90ms
+     75%    5.40ms
+     90%    6.10ms
+     99%  850.00us
+  24880 requests in 4.00s, 4.10MB read
+  Socket errors: connect 0, read 12, write 0, timeout 2
+  Non-2xx or 3xx responses: 80
+Requests/sec:   6219.90
+Transfer/sec:      1.02MB
+"""
+
+
+def test_wrk_report_is_parsed_into_successful_requests_errors_and_percentiles() -> None:
+    res = parse_wrk(WRK_OUTPUT)
+    assert res.requests == 24880 - 80
+    assert res.errors == 80 + 2  # non-2xx and timeouts; a sync server's closes ("read") are not errors
+    assert res.elapsed_s == pytest.approx(4.0)
+    assert res.rps == pytest.approx((24880 - 80) / 4.0)
+    assert res.pct_ms(0.5) == pytest.approx(4.9)
+    assert res.pct_ms(0.99) == pytest.approx(0.85)
+    assert parse_wrk("wrk: connection refused").first_error.startswith("wrk printed no summary")
