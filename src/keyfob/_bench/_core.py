@@ -54,13 +54,13 @@ class Config:
     scale_sizes: tuple[int, int] = (10_000, 1_000_000)
     http: bool = True
     http_workers: tuple[int, ...] = (1, 2)
-    http_duration: float = 4.0
+    http_duration: float = 2.0
     http_warmup: float = 1.0
-    http_rounds: int = 3
+    http_rounds: int = 5
     http_concurrency: int = 32
     http_loadgen: str = "auto"  # "auto" (wrk when installed) | "wrk" | "python" (the in-repo generator)
     wsgi_concurrency: int = 8  # connections against a one-worker gunicorn sync server (Flask, Django)
-    wsgi_duration: float = 3.0
+    wsgi_duration: float = 2.0
     asgi_rounds: int = 41
     asgi_batch_ms: float = 10.0
     groups: tuple[str, ...] = ()  # the selected groups (keyfob._bench.GROUPS), in run order

@@ -44,6 +44,7 @@ __all__ = [
     "load",
     "loadgen",
     "measure",
+    "paired_ratio",
     "parse_wrk",
     "run_http",
     "run_targets",
@@ -427,6 +428,21 @@ _SMOKE_SKIPS = {
     for name in ("floor_jwe", "floor_sqlite")
 }
 
+_ORDER = (
+    "open",
+    "open_keyfob_mw",
+    "hybrid",
+    "floor_hs256",
+    "pyjwt",
+    "jwt",
+    "floor_jwe",
+    "db_sqlite",
+    "floor_sqlite",
+    "db_postgres",
+    "db_redis",
+    "fastapi_users",
+)
+
 #: the endpoints the 2-worker pass measures (the 1-worker pass measures every one)
 _W2_TARGETS = frozenset(
     {"open", "jwt", "hybrid", "db_sqlite", "floor_hs256", "floor_jwe", "floor_sqlite", "pyjwt"}
@@ -534,6 +550,10 @@ async def _prepare(
         )
     except Exception as exc:
         skipped["fastapi_users"] = f"{type(exc).__name__}: {exc}"
+    # each keyfob endpoint next to its floor in the run order (rounds rotate and reverse it, so the
+    # pairs stay neighbours and their per-round ratios compare the machine in the same state)
+    order = {n: i for i, n in enumerate(_ORDER)}
+    targets.sort(key=lambda t: order.get(t.name, len(order)))
     return servers, targets, skipped
 
 
@@ -581,7 +601,7 @@ async def run_targets(
                 order.reverse()
             for t in order:
                 s = servers[t.server]
-                if warmup > 0:
+                if warmup > 0 and r == 0:  # servers warm once; later rounds go straight to the timed run
                     await measure(gen, s.port, t.path, t.cookies, duration=warmup, concurrency=concurrency)
                 runs[t.name].append(
                     await measure(gen, s.port, t.path, t.cookies, duration=duration, concurrency=concurrency)
@@ -643,10 +663,22 @@ def _summary(runs: list[LoadResult]) -> dict[str, Any]:
         "p99_ms": _r(mid.pct_ms(0.99)),
         "requests": sum(r.requests for r in runs),
         "errors": errors,
+        "rps_rounds": [round(r.rps, 1) for r in runs],  # in round order, for paired ratios
     }
     if errors:
         out["first_error"] = next(r.first_error for r in runs if r.first_error)
     return out
+
+
+def paired_ratio(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
+    """req/s of ``a`` over ``b``: the median over rounds of each round's ratio (the two endpoints
+    ran minutes apart at most, and next to each other in the run order), else of the medians."""
+    if not a or not b or a.get("rps") is None or not b.get("rps"):
+        return None
+    ra, rb = a.get("rps_rounds") or [], b.get("rps_rounds") or []
+    if ra and len(ra) == len(rb) and all(rb):
+        return float(statistics.median(x / y for x, y in zip(ra, rb, strict=True)))
+    return float(a["rps"]) / float(b["rps"])
 
 
 def _r(x: float | None) -> float | None:

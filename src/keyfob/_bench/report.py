@@ -124,31 +124,17 @@ def compute_ratios(results: Results) -> None:
     runs = results.http.get("runs", {})
     for w, wruns in runs.items():
         suffix = "" if w == "w1" else f"_{w}"
-        open_rps = (wruns.get("open") or {}).get("rps")
         for name in (*_HTTP, "open_keyfob_mw"):
-            key = f"http_{name}_vs_open{suffix}"
-            rps = (wruns.get(name) or {}).get("rps")
-            if rps is None or not open_rps:
-                r[key] = None
-                reasons[key] = _http_reason(results, name if rps is None else "open", w)
-            else:
-                r[key] = round(rps / open_rps, 3)
-                inputs[key] = f"req/s {name} / open ({w[1:]} worker(s))"
+            _rps_ratio(results, r, reasons, inputs, f"http_{name}_vs_open{suffix}", wruns, name, "open", w)
         for name, floor in (*_HTTP_FLOORS.items(), ("pyjwt", "floor_hs256")):
             key = f"http_{name}_vs_floor_guarded{suffix}"
             _rps_ratio(results, r, reasons, inputs, key, wruns, name, floor, w)
         _rps_ratio(
             results, r, reasons, inputs, f"http_hybrid_vs_pyjwt_guarded{suffix}", wruns, "hybrid", "pyjwt", w
         )
-        key = f"http_vs_fastapi_users{suffix}"
-        jwt_rps = (wruns.get("jwt") or {}).get("rps")
-        fu_rps = (wruns.get("fastapi_users") or {}).get("rps")
-        if jwt_rps is None or not fu_rps:
-            r[key] = None
-            reasons[key] = _http_reason(results, "jwt" if jwt_rps is None else "fastapi_users", w)
-        else:
-            r[key] = round(jwt_rps / fu_rps, 2)
-            inputs[key] = f"req/s jwt / fastapi_users ({w[1:]} worker(s))"
+        _rps_ratio(
+            results, r, reasons, inputs, f"http_vs_fastapi_users{suffix}", wruns, "jwt", "fastapi_users", w
+        )
     for key in (*(f"http_{n}_vs_open" for n in _HTTP), "http_vs_fastapi_users"):
         if key not in r:
             r[key] = None
@@ -201,14 +187,15 @@ def _rps_ratio(
     den: str,
     w: str,
 ) -> None:
-    a = (wruns.get(num) or {}).get("rps")
-    b = (wruns.get(den) or {}).get("rps")
-    if a is None or not b:
+    from .http import paired_ratio
+
+    v = paired_ratio(wruns.get(num), wruns.get(den))
+    if v is None:
         r[key] = None
-        reasons[key] = _http_reason(results, num if a is None else den, w)
+        reasons[key] = _http_reason(results, den if (wruns.get(num) or {}).get("rps") else num, w)
     else:
-        r[key] = round(a / b, 3)
-        inputs[key] = f"req/s {num} / {den} ({w[1:]} worker(s))"
+        r[key] = round(v, 3)
+        inputs[key] = f"req/s {num} / {den} ({w[1:]} worker(s); median of per-round ratios)"
 
 
 def _http_reason(results: Results, name: str, w: str) -> str:
@@ -292,6 +279,18 @@ def print_table(results: Results, file: TextIO) -> None:
         console.print(h)
     if results.http.get("skipped"):
         console.print(f"HTTP skipped: {results.http['skipped']}")
+    for name in ("flask", "django"):
+        sec = results.sections.get(name)
+        if not sec:
+            continue
+        w = Table(title=f"{name}: {sec.get('server')}, req/s median (p99 ms)")
+        for col in ("endpoint", "req/s (p99 ms)", "what"):
+            w.add_column(col)
+        for n, x in sec.get("runs", {}).items():
+            w.add_row(n, _http_cell(x), sec.get("labels", {}).get(n, ""))
+        for n, why in sec.get("skipped", {}).items():
+            w.add_row(n, "not available", f"[yellow]{why}[/]")
+        console.print(w)
     if results.propagation:
         p = Table(title="hybrid revocation propagation across processes, ms")
         for col in ("feed", "p50", "p99", "max", "samples", "note"):
@@ -307,6 +306,65 @@ def print_table(results: Results, file: TextIO) -> None:
                     v.get("reason", ""),
                 )
         console.print(p)
+
+
+def _asgi_markdown(results: Results) -> list[str]:
+    cases = {n: c for n, c in results.cases.items() if c.get("group") == "asgi"}
+    if not cases:
+        return []
+    sec = results.sections.get("asgi", {})
+    cfg = results.meta.get("config", {})
+    open_us = (cases.get("asgi_open") or {}).get("median_us")
+    lines = [
+        "",
+        "## One FastAPI request over ASGI, in process (guarded floors)",
+        "",
+        f"Each app is called as an ASGI callable in this process (no socket, no HTTP parsing): "
+        f"{sec.get('rounds', cfg.get('asgi_rounds'))} interleaved rounds of ~{cfg.get('asgi_batch_ms')} ms "
+        "batches, rotating order. `added µs` is the endpoint's median minus the open endpoint's; the "
+        "`asgi_*_vs_floor` ratios are the median over rounds of the per-round ratio of added µs.",
+        "",
+        "| case | median µs | added µs over open | min-max µs | what |",
+        "|---|---:|---:|---:|---|",
+    ]
+    for name, c in cases.items():
+        if c.get("median_us") is None:
+            lines.append(f"| `{name}` | null | | | {c.get('reason', '')} |")
+            continue
+        added = "-" if name == "asgi_open" or open_us is None else f"{c['median_us'] - open_us:,.1f}"
+        lines.append(
+            f"| `{name}` | {c['median_us']:,.1f} | {added} | {c['min_us']:,.1f}-{c['max_us']:,.1f} | "
+            f"{c['label']} |"
+        )
+    return lines
+
+
+def _wsgi_markdown(results: Results, name: str, title: str) -> list[str]:
+    sec = results.sections.get(name)
+    if not sec:
+        return []
+    gen = "wrk (1 thread)" if sec.get("loadgen") == "wrk" else "the in-repo load generator"
+    lines = [
+        "",
+        f"## HTTP ({title})",
+        "",
+        f"{sec.get('server')}, {gen}: {sec.get('concurrency')} connections (a sync worker closes each "
+        f"after one response), {sec.get('duration_s')} s per run, {sec.get('rounds')} interleaved round(s). "
+        "req/s median (min-max), latency p50/p99 in ms.",
+        "",
+        "| endpoint | req/s | min-max | p50 ms | p99 ms | errors | what |",
+        "|---|---:|---:|---:|---:|---:|---|",
+    ]
+    labels = sec.get("labels", {})
+    for n, x in sec.get("runs", {}).items():
+        lines.append(
+            f"| `{n}` | {x['rps']:,.0f} | {x['rps_min']:,.0f}-{x['rps_max']:,.0f} | "
+            f"{_fmt(x.get('p50_ms'))} | {_fmt(x.get('p99_ms'))} | {x.get('errors', 0)} | "
+            f"{labels.get(n, '')} |"
+        )
+    for n, why in sec.get("skipped", {}).items():
+        lines.append(f"| `{n}` | not available | | | | | {why} |")
+    return lines
 
 
 def _http_cell(x: dict[str, Any] | None) -> str:
@@ -362,6 +420,8 @@ def markdown(results: Results, plot_files: list[str]) -> str:
         "|---|---|---:|---:|---|",
     ]
     for name, c in results.cases.items():
+        if c.get("group") == "asgi":
+            continue
         if c.get("median_us") is None:
             lines.append(f"| `{name}` | {c.get('group', '')} | null | | {c.get('reason', '')} |")
         else:
@@ -369,12 +429,14 @@ def markdown(results: Results, plot_files: list[str]) -> str:
                 f"| `{name}` | {c['group']} | {c['median_us']:,.1f} | {c['min_us']:,.1f}-{c['max_us']:,.1f}"
                 f" | {c['label']} |"
             )
+    lines += _asgi_markdown(results)
     http = results.http
     runs = http.get("runs", {})
-    lines += ["", "## HTTP", ""]
+    lines += ["", "## HTTP (FastAPI)", ""]
     if runs:
+        gen = "wrk (1 thread)" if http.get("loadgen") == "wrk" else "the in-repo load generator"
         lines += [
-            f"uvicorn (httptools, uvloop) + FastAPI on 127.0.0.1, the in-repo load generator on the same "
+            f"uvicorn (httptools, uvloop) + FastAPI on 127.0.0.1, {gen} on the same "
             f"machine: {http.get('concurrency')} keep-alive connections, {http.get('warmup_s')} s warm-up + "
             f"{http.get('duration_s')} s per run, {http.get('rounds')} interleaved round(s). "
             "req/s median (min-max), latency p50/p99 in ms.",
@@ -392,6 +454,8 @@ def markdown(results: Results, plot_files: list[str]) -> str:
                 )
     if http.get("skipped"):
         lines += ["", f"Not measured: {http['skipped']}"]
+    for name, title in (("flask", "Flask"), ("django", "Django")):
+        lines += _wsgi_markdown(results, name, title)
     lines += [
         "",
         "## Revocation propagation (hybrid)",

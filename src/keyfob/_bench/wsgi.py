@@ -29,7 +29,7 @@ from urllib.parse import unquote, urlsplit
 
 from ._core import Config, Results, log
 from ._stores import RUN_ID, Stores
-from .http import Server, Target, loadgen, run_targets
+from .http import Server, Target, loadgen, paired_ratio, run_targets
 
 __all__ = ["django_ratios", "flask_ratios", "run_django", "run_flask"]
 
@@ -140,18 +140,14 @@ def _ratio(
     inputs: dict[str, str],
 ) -> None:
     runs, skipped = out.get("runs", {}), out.get("skipped", {})
-    a, b = (runs.get(num) or {}).get("rps"), (runs.get(den) or {}).get("rps")
-    if a is None or not b:
+    v = paired_ratio(runs.get(num), runs.get(den))
+    if v is None:
         r[key] = None
-        missing = num if a is None else den
-        why[key] = str(
-            skipped.get(missing)
-            or skipped.get(f"{missing}_{out.get('label', '')}")
-            or _skip_reason(skipped, missing)
-        )
+        missing = den if (runs.get(num) or {}).get("rps") else num
+        why[key] = _skip_reason(skipped, missing)
     else:
-        r[key] = round(a / b, 3)
-        inputs[key] = f"req/s {num} / {den}"
+        r[key] = round(v, 3)
+        inputs[key] = f"req/s {num} / {den} (median of per-round ratios)"
 
 
 def _skip_reason(skipped: dict[str, str], name: str) -> str:
@@ -275,8 +271,10 @@ async def _django(cfg: Config, results: Results) -> None:
                 for b in ("db", "cached_db", "keyfob_engine", "keyfob_hybrid"):
                     out["skipped"][f"{b}_{db}"] = f"{type(exc).__name__}: {exc}"
                 continue
-            backends = ["db", "cached_db"] + (["signed_cookies"] if db == "sqlite" else [])
-            backends += ["keyfob_engine", "keyfob_hybrid"]
+            # each keyfob row next to the backend it is compared with (see http.run_targets' rounds)
+            backends = ["db", "keyfob_engine", "cached_db", "keyfob_hybrid"]
+            if db == "sqlite":
+                backends.append("signed_cookies")
             for backend in backends:
                 name = backend if backend == "signed_cookies" else f"{backend}_{db}"
                 if cfg.mode == "smoke" and backend == "cached_db":
