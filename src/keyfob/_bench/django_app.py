@@ -6,7 +6,7 @@
   (Django's own backends), ``keyfob_engine`` (``SESSION_ENGINE = "keyfob.django.session_backend"``,
   the drop-in engine) or ``keyfob_<strategy>`` (``keyfob.django.middleware.KeyfobMiddleware``);
 * ``database`` — Django's ``DATABASES["default"]`` (SQLite file, or PostgreSQL with a per-run
-  ``search_path`` schema). Connections are persistent (``CONN_MAX_AGE``) for every backend: with
+  database created for the run). Connections are persistent (``CONN_MAX_AGE``) for every backend: with
   Django's default of 0, each request would open a PostgreSQL connection and every backend that
   touches the database would be measured on that instead.
 

@@ -41,6 +41,7 @@ __all__ = [
     "Server",
     "Target",
     "fetch_cookies",
+    "group_cpu_s",
     "load",
     "loadgen",
     "measure",
@@ -62,6 +63,8 @@ class LoadResult:
     first_error: str = ""
     #: percentiles (0.5, 0.99) in ms when the generator reports them itself (wrk)
     pcts_ms: dict[float, float] = field(default_factory=dict)
+    #: CPU seconds the server's processes used during the run (None: not measured)
+    server_cpu_s: float | None = None
 
     @property
     def rps(self) -> float:
@@ -264,6 +267,33 @@ def _request(port: int, path: str, cookies: dict[str, str]) -> bytes:
     if cookies:
         lines.append("Cookie: " + "; ".join(f"{k}={v}" for k, v in cookies.items()))
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def group_cpu_s(pgid: int) -> float | None:
+    """CPU seconds (user + system) used so far by every live process in process group ``pgid``.
+
+    A server is started in its own session, so its group is its master and workers: their CPU per
+    request does not depend on how busy the machine's other processes keep the cores."""
+    total = 0
+    try:
+        names = os.listdir("/proc")
+    except OSError:
+        return None
+    for d in names:
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                data = f.read()
+        except OSError:
+            continue
+        fields = data[data.rindex(")") + 2 :].split()
+        if int(fields[2]) == pgid:
+            total += int(fields[11]) + int(fields[12])
+    return total / _TICK
 
 
 def _free_port() -> int:
@@ -603,9 +633,15 @@ async def run_targets(
                 s = servers[t.server]
                 if warmup > 0 and r == 0:  # servers warm once; later rounds go straight to the timed run
                     await measure(gen, s.port, t.path, t.cookies, duration=warmup, concurrency=concurrency)
-                runs[t.name].append(
-                    await measure(gen, s.port, t.path, t.cookies, duration=duration, concurrency=concurrency)
+                pid = s.proc.pid if s.proc is not None else 0
+                cpu0 = group_cpu_s(pid)
+                res = await measure(
+                    gen, s.port, t.path, t.cookies, duration=duration, concurrency=concurrency
                 )
+                cpu1 = group_cpu_s(pid)
+                if cpu0 is not None and cpu1 is not None:
+                    res.server_cpu_s = cpu1 - cpu0
+                runs[t.name].append(res)
         return {name: _summary(rs) for name, rs in runs.items()}
     finally:
         for s in servers.values():
@@ -665,20 +701,26 @@ def _summary(runs: list[LoadResult]) -> dict[str, Any]:
         "errors": errors,
         "rps_rounds": [round(r.rps, 1) for r in runs],  # in round order, for paired ratios
     }
+    cpu = [r.requests / r.server_cpu_s for r in runs if r.server_cpu_s and r.requests]
+    if len(cpu) == len(runs):
+        # req/s per CPU-second of the server: what one core would serve, whatever else ran
+        out["rps_cpu"] = round(statistics.median(cpu), 1)
+        out["rps_cpu_rounds"] = [round(x, 1) for x in cpu]
+        out["cpu_us_per_request"] = round(1e6 / statistics.median(cpu), 1)
     if errors:
         out["first_error"] = next(r.first_error for r in runs if r.first_error)
     return out
 
 
-def paired_ratio(a: dict[str, Any] | None, b: dict[str, Any] | None) -> float | None:
-    """req/s of ``a`` over ``b``: the median over rounds of each round's ratio (the two endpoints
-    ran minutes apart at most, and next to each other in the run order), else of the medians."""
-    if not a or not b or a.get("rps") is None or not b.get("rps"):
+def paired_ratio(a: dict[str, Any] | None, b: dict[str, Any] | None, key: str = "rps") -> float | None:
+    """``key`` (req/s, or req/s per server CPU-second) of ``a`` over ``b``: the median over rounds of
+    each round's ratio (the two endpoints ran next to each other in the run order), else of the medians."""
+    if not a or not b or a.get(key) is None or not b.get(key):
         return None
-    ra, rb = a.get("rps_rounds") or [], b.get("rps_rounds") or []
+    ra, rb = a.get(f"{key}_rounds") or [], b.get(f"{key}_rounds") or []
     if ra and len(ra) == len(rb) and all(rb):
         return float(statistics.median(x / y for x, y in zip(ra, rb, strict=True)))
-    return float(a["rps"]) / float(b["rps"])
+    return float(a[key]) / float(b[key])
 
 
 def _r(x: float | None) -> float | None:

@@ -128,9 +128,18 @@ def compute_ratios(results: Results) -> None:
             _rps_ratio(results, r, reasons, inputs, f"http_{name}_vs_open{suffix}", wruns, name, "open", w)
         for name, floor in (*_HTTP_FLOORS.items(), ("pyjwt", "floor_hs256")):
             key = f"http_{name}_vs_floor_guarded{suffix}"
-            _rps_ratio(results, r, reasons, inputs, key, wruns, name, floor, w)
+            _rps_ratio(results, r, reasons, inputs, key, wruns, name, floor, w, cpu=True)
         _rps_ratio(
-            results, r, reasons, inputs, f"http_hybrid_vs_pyjwt_guarded{suffix}", wruns, "hybrid", "pyjwt", w
+            results,
+            r,
+            reasons,
+            inputs,
+            f"http_hybrid_vs_pyjwt_guarded{suffix}",
+            wruns,
+            "hybrid",
+            "pyjwt",
+            w,
+            cpu=True,
         )
         _rps_ratio(
             results, r, reasons, inputs, f"http_vs_fastapi_users{suffix}", wruns, "jwt", "fastapi_users", w
@@ -186,6 +195,8 @@ def _rps_ratio(
     num: str,
     den: str,
     w: str,
+    *,
+    cpu: bool = False,
 ) -> None:
     from .http import paired_ratio
 
@@ -196,6 +207,10 @@ def _rps_ratio(
     else:
         r[key] = round(v, 3)
         inputs[key] = f"req/s {num} / {den} ({w[1:]} worker(s); median of per-round ratios)"
+        c = paired_ratio(wruns.get(num), wruns.get(den), "rps_cpu")
+        if c is not None and cpu:
+            r[f"{key}_cpu"] = round(c, 3)
+            inputs[f"{key}_cpu"] = f"req per server CPU-second, {num} / {den} ({w[1:]} worker(s))"
 
 
 def _http_reason(results: Results, name: str, w: str) -> str:

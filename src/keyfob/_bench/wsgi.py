@@ -148,6 +148,10 @@ def _ratio(
     else:
         r[key] = round(v, 3)
         inputs[key] = f"req/s {num} / {den} (median of per-round ratios)"
+        c = paired_ratio(runs.get(num), runs.get(den), "rps_cpu")
+        if c is not None:
+            r[f"{key}_cpu"] = round(c, 3)
+            inputs[f"{key}_cpu"] = f"req per server CPU-second, {num} / {den}"
 
 
 def _skip_reason(skipped: dict[str, str], name: str) -> str:
@@ -169,7 +173,9 @@ def flask_ratios(results: Results) -> tuple[dict[str, float | None], dict[str, s
 
 
 # -- Django --------------------------------------------------------------------------------------------
-_SCHEMA = f"kfb{RUN_ID}_django"
+#: Django's PostgreSQL rows get a database of their own for the run (created and dropped here):
+#: Django's tables and keyfob's (derived from ``DATABASES``) never meet another run's
+_PG_DB = f"kfb{RUN_ID}_django"
 
 
 def _keyfob_django() -> str | None:
@@ -187,24 +193,23 @@ def _pg_database(url: str) -> dict[str, Any]:
     u = urlsplit(url)
     return {
         "ENGINE": "django.db.backends.postgresql",
-        "NAME": unquote(u.path.lstrip("/")) or "postgres",
+        "NAME": _PG_DB,
         "USER": unquote(u.username or "postgres"),
         "PASSWORD": unquote(u.password or ""),
         "HOST": u.hostname or "127.0.0.1",
         "PORT": str(u.port or 5432),
-        "OPTIONS": {"options": f"-c search_path={_SCHEMA}"},
     }
 
 
-async def _pg_schema(url: str, *, drop: bool) -> None:
+async def _pg_db(url: str, *, drop: bool) -> None:
     import asyncpg
 
     conn = await asyncpg.connect(url, timeout=5)
     try:
         if drop:
-            await conn.execute(f'DROP SCHEMA IF EXISTS "{_SCHEMA}" CASCADE')
+            await conn.execute(f'DROP DATABASE IF EXISTS "{_PG_DB}" WITH (FORCE)')
         else:
-            await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{_SCHEMA}"')
+            await conn.execute(f'CREATE DATABASE "{_PG_DB}"')
     finally:
         await conn.close()
 
@@ -248,8 +253,8 @@ async def _django(cfg: Config, results: Results) -> None:
         try:
             import psycopg  # noqa: F401
 
-            pg_url = await stores.pg_url()
-            await _pg_schema(pg_url, drop=False)
+            await _pg_db(cfg.pg_url, drop=False)
+            pg_url = cfg.pg_url
             dbs["postgres"] = _pg_database(pg_url)
         except Exception as exc:
             for b in ("db", "cached_db", "keyfob_engine", "keyfob_hybrid"):
@@ -304,9 +309,9 @@ async def _django(cfg: Config, results: Results) -> None:
     finally:
         if pg_url is not None:
             try:
-                await _pg_schema(pg_url, drop=True)
+                await _pg_db(pg_url, drop=True)
             except Exception as exc:
-                log(f"django: could not drop schema {_SCHEMA}: {exc}")
+                log(f"django: could not drop database {_PG_DB}: {exc}")
         await stores.close()
 
 
