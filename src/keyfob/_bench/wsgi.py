@@ -178,9 +178,9 @@ def flask_ratios(results: Results) -> tuple[dict[str, float | None], dict[str, s
 _PG_DB = f"kfb{RUN_ID}_django"
 
 
-def _keyfob_django() -> str | None:
-    """None when keyfob's Django integration is installed, else why the keyfob rows cannot run."""
-    for mod in ("keyfob.django", "keyfob.django.session_backend", "keyfob.django.middleware"):
+def _keyfob_django(*modules: str) -> str | None:
+    """None when these modules of keyfob's Django integration are installed, else why not."""
+    for mod in ("keyfob.django", *modules):
         try:
             if importlib.util.find_spec(mod) is None:
                 return f"{mod} is not available in this checkout yet (issue 12): not measured"
@@ -243,7 +243,8 @@ async def _django(cfg: Config, results: Results) -> None:
     except ImportError as exc:
         out["skipped"]["django"] = f"Django is not installed ({exc}); pip install 'keyfob[django]'"
         return
-    no_keyfob = _keyfob_django()
+    no_engine = _keyfob_django("keyfob.django.session_backend")
+    no_middleware = _keyfob_django("keyfob.django.middleware")
     stores = Stores(cfg)
     pg_url: str | None = None
     dbs: dict[str, dict[str, Any]] = {
@@ -268,7 +269,7 @@ async def _django(cfg: Config, results: Results) -> None:
                     {
                         "backend": "db",
                         "database": database,
-                        "with_keyfob": no_keyfob is None,
+                        "with_keyfob": no_engine is None,
                         "keyfob": _keyfob_settings("database"),
                     },
                 )
@@ -285,8 +286,9 @@ async def _django(cfg: Config, results: Results) -> None:
                 if cfg.mode == "smoke" and backend == "cached_db":
                     out["skipped"][name] = "not run in --smoke (the db backend's server proves the setup)"
                     continue
-                if backend.startswith("keyfob") and no_keyfob:
-                    out["skipped"][name] = no_keyfob
+                unavailable = {"keyfob_engine": no_engine, "keyfob_hybrid": no_middleware}.get(backend)
+                if unavailable:
+                    out["skipped"][name] = unavailable
                     continue
                 strategy = "hybrid" if backend == "keyfob_hybrid" else "database"
                 conf = {
