@@ -227,6 +227,29 @@ def _migrate(conf: dict[str, Any]) -> None:
         raise RuntimeError(f"migrate failed: {(done.stderr or done.stdout).strip()[-400:]}")
 
 
+def _store_url(database: dict[str, Any]) -> str:
+    """The keyfob store URL for Django's database (what keyfob.django derives from ``DATABASES``)."""
+    if database["ENGINE"].endswith("sqlite3"):
+        return "sqlite:///" + os.path.abspath(str(database["NAME"]))
+    auth = database["USER"] + (f":{database['PASSWORD']}" if database.get("PASSWORD") else "")
+    return f"postgresql://{auth}@{database['HOST']}:{database['PORT']}/{database['NAME']}"
+
+
+async def _keyfob_session(strategy: str, database: dict[str, Any]) -> dict[str, str]:
+    """Cookies of a session keyfob creates on the Django project's own database."""
+    from keyfob import Keyfob
+
+    from ._core import SECRET, SESSION_DATA, USER_ID
+
+    fob = Keyfob(strategy=strategy, secret=SECRET, store=_store_url(database), cookie_secure=False)
+    await fob.start()
+    try:
+        issued = await fob.create(USER_ID, dict(SESSION_DATA))
+    finally:
+        await fob.close()
+    return {c.name: c.value for c in issued.cookies}
+
+
 def _keyfob_settings(strategy: str) -> dict[str, Any]:
     from ._core import SECRET
 
@@ -306,7 +329,17 @@ async def _django(cfg: Config, results: Results) -> None:
                     "keyfob_hybrid": "keyfob's Django middleware, hybrid strategy",
                 }[backend]
                 where = "" if backend == "signed_cookies" else f" on {db}"
-                targets.append(Target(name, name, "/p", {}, label + where, login="/login"))
+                if backend == "keyfob_hybrid":
+                    # signed in by keyfob itself on the store the middleware derives from DATABASES
+                    try:
+                        cookies = await _keyfob_session(strategy, database)
+                    except Exception as exc:
+                        out["skipped"][name] = f"cannot sign in through keyfob: {type(exc).__name__}: {exc}"
+                        del servers[name]
+                        continue
+                    targets.append(Target(name, name, "/p", cookies, label + where))
+                else:
+                    targets.append(Target(name, name, "/p", {}, label + where, login="/login"))
         await _run(cfg, servers, targets, out, "django")
     finally:
         if pg_url is not None:
