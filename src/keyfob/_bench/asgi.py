@@ -104,40 +104,73 @@ async def _fob(stores: Stores, key: str, variant: str = "") -> tuple[Any, dict[s
     return fob, cookies, store
 
 
-async def _build(cfg: Config, stores: Stores, *, core: bool, metrics: bool) -> list[Case | Skip]:
+async def _build(cfg: Config, stores: Stores, group: str) -> list[Case | Skip]:
+    """``asgi``: open, the floors, PyJWT, keyfob per strategy. ``metrics``: open, keyfob per strategy
+    with metrics off and on (its own cases: ``metrics_open``, ``metrics_keyfob_<s>``, ``..._on``)."""
     from . import apps, guards
 
-    out: list[Case | Skip] = [await _case("asgi_open", "FastAPI, open endpoint", guards.open_app(), "/p", {})]
+    p = group
+    out: list[Case | Skip] = [await _case(f"{p}_open", "FastAPI, open endpoint", guards.open_app(), "/p", {})]
     made: dict[str, tuple[Any, dict[str, str], str]] = {}
     for key in STRATEGIES:
         try:
             made[key] = await _fob(stores, key)
         except Exception as exc:
-            out.append(Skip(f"asgi_keyfob_{key}", f"{type(exc).__name__}: {exc}", "asgi"))
-    # the floors: HS256 signs the hybrid access token's claims; JWE and sqlite3 read keyfob's own cookie
-    claims: dict[str, Any] | None = None
-    if "hybrid" in made:
-        cookies = made["hybrid"][1]
-        claims = guards.access_claims(cookies)
-    hs_conf, hs_cookies = guards.hs256_conf(claims)
-    floors: dict[str, tuple[dict[str, Any], dict[str, str]] | str] = {"floor_hs256": (hs_conf, hs_cookies)}
-    floors["floor_jwe"] = (
-        (guards.jwe_conf(made["jwt"][1]), made["jwt"][1]) if "jwt" in made else "keyfob jwt did not run"
+            out.append(Skip(f"{p}_keyfob_{key}", f"{type(exc).__name__}: {exc}", "asgi"))
+    if group == "asgi":
+        out += await _floors(cfg, stores, made)
+    for key, (fob, cookies, store) in made.items():
+        strategy = STRATEGIES[key][0]
+        app = apps.keyfob_app(fob, lifespan=False)
+        out.append(
+            await _case(f"{p}_keyfob_{key}", f"FastAPI + keyfob {strategy} ({store})", app, "/p", cookies)
+        )
+        if group == "asgi" and key == "jwt":
+            label = "FastAPI + keyfob middleware, unprotected route, no cookie"
+            out.append(await _case("asgi_keyfob_mw_open", label, app, "/open", {}))
+        if group == "metrics":
+            mfob, mcookies, mstore = await _fob(stores, key, variant="metrics")
+            mapp = apps.keyfob_app(mfob, lifespan=False, metrics=True)
+            label = f"FastAPI + keyfob {strategy} ({mstore}), keyfob.metrics on"
+            out.append(await _case(f"metrics_keyfob_{key}_on", label, mapp, "/p", mcookies))
+    return out
+
+
+async def _floors(
+    cfg: Config, stores: Stores, made: dict[str, tuple[Any, dict[str, str], str]]
+) -> list[Case | Skip]:
+    """The floor guards (and PyJWT): HS256 signs the hybrid access token's claims; the JWE and
+    sqlite3 guards read keyfob's own jwt and database cookies."""
+    from . import guards
+
+    hs_conf, hs_cookies = guards.hs256_conf(
+        guards.access_claims(made["hybrid"][1]) if "hybrid" in made else None
     )
-    if "db_sqlite" in made:
-        path = stores.sqlite_paths[("database", cfg.scale_sizes[0])]
-        floors["floor_sqlite"] = (guards.sqlite_conf(path, made["db_sqlite"][1]), made["db_sqlite"][1])
-    else:
-        floors["floor_sqlite"] = "keyfob database on SQLite did not run"
+    floors: dict[str, tuple[dict[str, Any], dict[str, str]] | str] = {
+        "floor_hs256": (hs_conf, hs_cookies),
+        "floor_jwe": (guards.jwe_conf(made["jwt"][1]), made["jwt"][1])
+        if "jwt" in made
+        else "keyfob jwt did not run",
+        "floor_sqlite": (
+            (
+                guards.sqlite_conf(
+                    stores.sqlite_paths[("database", cfg.scale_sizes[0])], made["db_sqlite"][1]
+                ),
+                made["db_sqlite"][1],
+            )
+            if "db_sqlite" in made
+            else "keyfob database on SQLite did not run"
+        ),
+        "pyjwt": (hs_conf, hs_cookies),
+    }
     labels = {
         "floor_hs256": "FastAPI + stdlib HS256 Depends (floor for signed tokens)",
         "floor_jwe": "FastAPI + hand JWE dir+A256CBC-HS512 Depends (floor for encrypted cookies)",
         "floor_sqlite": "FastAPI + stdlib sqlite3 SHA-256(token) lookup Depends (database floor)",
         "pyjwt": "FastAPI + PyJWT HS256 Depends",
     }
-    wanted = ["floor_hs256", "floor_jwe", "floor_sqlite"] + (["pyjwt"] if core else [])
-    for kind in wanted:
-        got = floors.get(kind, floors["floor_hs256"])
+    out: list[Case | Skip] = []
+    for kind, got in floors.items():
         name = f"asgi_{kind}"
         if isinstance(got, str):
             out.append(Skip(name, got, "asgi"))
@@ -147,73 +180,34 @@ async def _build(cfg: Config, stores: Stores, *, core: bool, metrics: bool) -> l
             out.append(await _case(name, labels[kind], guards.guard_app(kind, conf), "/p", cookies))
         except ImportError as exc:
             out.append(Skip(name, f"{exc}; pip install 'keyfob[bench]'", "asgi"))
-    for key, (fob, cookies, store) in made.items():
-        strategy = STRATEGIES[key][0]
-        if core:
-            app = apps.keyfob_app(fob, lifespan=False)
-            out.append(
-                await _case(
-                    f"asgi_keyfob_{key}", f"FastAPI + keyfob {strategy} ({store})", app, "/p", cookies
-                )
-            )
-            if key == "jwt":
-                out.append(
-                    await _case(
-                        "asgi_keyfob_mw_open",
-                        "FastAPI + keyfob middleware, unprotected route, no cookie",
-                        app,
-                        "/open",
-                        {},
-                    )
-                )
-        if metrics:
-            name = f"asgi_keyfob_{key}_metrics"
-            why = apps.metrics_available()
-            if why:
-                out.append(Skip(name, why, "asgi"))
-                continue
-            if not core:  # the same strategy without metrics, measured in the same rounds
-                app = apps.keyfob_app(fob, lifespan=False)
-                out.append(
-                    await _case(
-                        f"asgi_keyfob_{key}", f"FastAPI + keyfob {strategy} ({store})", app, "/p", cookies
-                    )
-                )
-            mfob, mcookies, mstore = await _fob(stores, key, variant="metrics")
-            mapp = apps.keyfob_app(mfob, lifespan=False, metrics=True)
-            out.append(
-                await _case(
-                    name, f"FastAPI + keyfob {strategy} ({mstore}), keyfob.metrics on", mapp, "/p", mcookies
-                )
-            )
     return out
 
 
-async def _run(cfg: Config, results: Results, *, core: bool, metrics: bool) -> None:
+async def _run(cfg: Config, results: Results, group: str) -> None:
     stores = Stores(cfg)
     try:
-        built = await _build(cfg, stores, core=core, metrics=metrics)
+        built = await _build(cfg, stores, group)
         cases = [c for c in built if isinstance(c, Case)]
         for c in built:
+            c.group = group
             if isinstance(c, Skip):
-                log(f"asgi: skipped {c.name}: {c.reason}")
+                log(f"{group}: skipped {c.name}: {c.reason}")
                 results.add_skip(c)
-        rounds_cfg = Config(**{**cfg.__dict__, "rounds": cfg.asgi_rounds, "batch_ms": cfg.asgi_batch_ms})
-        log(
-            f"asgi: {len(cases)} apps x {rounds_cfg.rounds} interleaved rounds"
-            f" (~{rounds_cfg.batch_ms:g} ms batches)"
-        )
+        rounds, batch = cfg.asgi_rounds, cfg.asgi_batch_ms
+        if group == "metrics":  # a ~1 µs difference on ~60 µs: many short rounds (seconds in all)
+            rounds, batch = rounds * 5, batch / 2
+        rounds_cfg = Config(**{**cfg.__dict__, "rounds": rounds, "batch_ms": batch})
+        log(f"{group}: {len(cases)} apps x {rounds} interleaved rounds (~{batch:g} ms batches)")
         await run_rounds(cases, rounds_cfg)
-        samples = results.sections.setdefault(
-            "asgi", {"rounds": rounds_cfg.rounds, "clock": "thread CPU time", "samples_us": {}}
-        )
+        section = results.sections.setdefault(group, {})
+        section.update({"rounds": rounds, "batch_ms": batch, "clock": "thread CPU time", "samples_us": {}})
         for c in cases:
             bad = [s for s in _STATUSES.pop(c.name, []) if s != 200]
             if bad:  # an app that stopped answering 200 mid-run measured something else
-                results.add_skip(Skip(c.name, f"{len(bad)} responses were not 200 (first {bad[0]})", "asgi"))
+                results.add_skip(Skip(c.name, f"{len(bad)} responses were not 200 (first {bad[0]})", group))
                 continue
             results.add_case(c)
-            samples["samples_us"][c.name] = [round(s / 1000.0, 3) for s in c.samples_ns]
+            section["samples_us"][c.name] = [round(s / 1000.0, 3) for s in c.samples_ns]
     finally:
         await stores.close()
 
@@ -222,32 +216,31 @@ def run_asgi(cfg: Config, results: Results) -> None:
     """The ``asgi`` group: open, the four guards, keyfob per strategy."""
     import asyncio
 
-    asyncio.run(_run(cfg, results, core=True, metrics=False))
+    asyncio.run(_run(cfg, results, "asgi"))
 
 
 def run_metrics(cfg: Config, results: Results) -> None:
-    """The ``metrics`` group: keyfob per strategy with and without :mod:`keyfob.metrics`, and the floors."""
+    """The ``metrics`` group: keyfob per strategy with :mod:`keyfob.metrics` off and on, same rounds."""
     import asyncio
 
     from .apps import metrics_available
 
     why = metrics_available()
-    if why:  # nothing to compare: say so once, without spending the rounds on the floors
+    if why:  # nothing to compare: say so once, without spending the rounds
         for key in STRATEGIES:
-            results.add_skip(Skip(f"asgi_keyfob_{key}_metrics", why, "asgi"))
-        results.sections.setdefault("asgi", {"rounds": 0, "samples_us": {}})
+            results.add_skip(Skip(f"metrics_keyfob_{key}_on", why, "metrics"))
+        results.sections["metrics"] = {"skipped": why}
         return
-    asyncio.run(_run(cfg, results, core=False, metrics=True))
+    asyncio.run(_run(cfg, results, "metrics"))
 
 
-def _paired(results: Results, num: str, den: str) -> float | None:
+def _paired(results: Results, group: str, num: str, den: str) -> float | None:
     """median over rounds of (num - open) / (den - open), each round's cases measured side by side."""
-    s = results.sections.get("asgi", {}).get("samples_us", {})
-    if not all(k in s for k in (num, den, "asgi_open")):
+    s = results.sections.get(group, {}).get("samples_us", {})
+    o = f"{group}_open"
+    if not all(k in s for k in (num, den, o)):
         return None
-    per_round = [
-        (n - o) / (d - o) for n, d, o in zip(s[num], s[den], s["asgi_open"], strict=False) if d - o > 0
-    ]
+    per_round = [(n - op) / (d - op) for n, d, op in zip(s[num], s[den], s[o], strict=True) if d - op > 0]
     return statistics.median(per_round) if per_round else None
 
 
@@ -256,56 +249,46 @@ def ratios(results: Results) -> tuple[dict[str, float | None], dict[str, str], d
     r: dict[str, float | None] = {}
     reasons: dict[str, str] = {}
     inputs: dict[str, str] = {}
-    if "asgi" not in results.sections:
-        return r, reasons, inputs
 
-    def put(key: str, num: str, den: str, what: str) -> None:
-        v = _paired(results, num, den)
+    def put(key: str, group: str, num: str, den: str, what: str, minus: float = 0.0) -> None:
+        v = _paired(results, group, num, den)
         if v is None:
             r[key] = None
-            missing = next((n for n in (num, den, "asgi_open") if results.median(n) is None), num)
+            missing = next((n for n in (num, den, f"{group}_open") if results.median(n) is None), num)
             reasons[key] = str(results.cases.get(missing, {}).get("reason") or f"{missing} was not measured")
         else:
-            r[key] = round(v, 3)
+            r[key] = round(v - minus, 4 if minus else 3)
             inputs[key] = what
 
-    pairs = {key: floor for key, (_s, _st, _f, floor) in STRATEGIES.items()}
-    measured = results.sections["asgi"]["samples_us"]
-    for key, floor in pairs.items():
-        if f"asgi_keyfob_{key}" in measured or f"asgi_keyfob_{key}" in results.cases:
+    if "asgi" in results.sections:
+        for key, (_s, _st, _f, floor) in STRATEGIES.items():
             put(
                 f"asgi_{key}_vs_floor",
+                "asgi",
                 f"asgi_keyfob_{key}",
                 f"asgi_{floor}",
                 f"added µs over open: keyfob {key} / {floor} (median of per-round ratios)",
             )
-    if "asgi_pyjwt" in measured:
-        put(
-            "asgi_pyjwt_vs_floor", "asgi_pyjwt", "asgi_floor_hs256", "added µs over open: PyJWT / floor_hs256"
-        )
+        put("asgi_pyjwt_vs_floor", "asgi", "asgi_pyjwt", "asgi_floor_hs256", "added µs: PyJWT / floor_hs256")
         put(
             "asgi_hybrid_vs_pyjwt",
+            "asgi",
             "asgi_keyfob_hybrid",
             "asgi_pyjwt",
-            "added µs over open: keyfob hybrid / PyJWT",
+            "added µs: keyfob hybrid / PyJWT",
         )
-    if "asgi_keyfob_mw_open" in measured:
         o, m = results.median("asgi_open"), results.median("asgi_keyfob_mw_open")
         if o and m:
             r["asgi_mw_open_added_us"] = round(m - o, 2)
             inputs["asgi_mw_open_added_us"] = "µs: keyfob middleware on an unprotected route minus open"
-    for key in pairs:
-        name = f"asgi_keyfob_{key}_metrics"
-        if name not in results.cases:
-            continue
-        k = f"metrics_{key}_cost"
-        v = _paired(results, name, f"asgi_keyfob_{key}")
-        if v is None:
-            r[k] = None
-            reasons[k] = str(results.cases[name].get("reason") or f"{name} was not measured")
-        else:
-            r[k] = round(v - 1, 4)
-            inputs[k] = (
-                f"keyfob {key}: added µs with metrics / without, minus 1 (the guarded-floor ratio's change)"
+    if "metrics" in results.sections:
+        for key in STRATEGIES:
+            put(
+                f"metrics_{key}_cost",
+                "metrics",
+                f"metrics_keyfob_{key}_on",
+                f"metrics_keyfob_{key}",
+                f"keyfob {key}: added µs with metrics on / off, minus 1 (the guarded-floor ratio's change)",
+                minus=1.0,
             )
     return r, reasons, inputs

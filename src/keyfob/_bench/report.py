@@ -172,6 +172,7 @@ def compute_ratios(results: Results) -> None:
             r.update(gr)
             reasons.update(greasons)
             inputs.update(ginputs)
+    for g in GROUPS.values():
         for key in g.keys:
             if key not in r:
                 r[key] = None
@@ -323,21 +324,20 @@ def print_table(results: Results, file: TextIO) -> None:
         console.print(p)
 
 
-def _asgi_markdown(results: Results) -> list[str]:
-    cases = {n: c for n, c in results.cases.items() if c.get("group") == "asgi"}
+def _asgi_markdown(results: Results, group: str, title: str) -> list[str]:
+    cases = {n: c for n, c in results.cases.items() if c.get("group") == group}
     if not cases:
         return []
-    sec = results.sections.get("asgi", {})
-    cfg = results.meta.get("config", {})
-    open_us = (cases.get("asgi_open") or {}).get("median_us")
+    sec = results.sections.get(group, {})
+    open_us = (cases.get(f"{group}_open") or {}).get("median_us")
     lines = [
         "",
-        "## One FastAPI request over ASGI, in process (guarded floors)",
+        f"## {title}",
         "",
         f"Each app is called as an ASGI callable in this process (no socket, no HTTP parsing): "
-        f"{sec.get('rounds', cfg.get('asgi_rounds'))} interleaved rounds of ~{cfg.get('asgi_batch_ms')} ms "
-        "batches, rotating order. `added µs` is the endpoint's median minus the open endpoint's; the "
-        "`asgi_*_vs_floor` ratios are the median over rounds of the per-round ratio of added µs.",
+        f"{sec.get('rounds')} interleaved rounds of ~{sec.get('batch_ms')} ms batches timed in "
+        f"{sec.get('clock', 'wall time')}, rotating order. `added µs` is the endpoint's median minus the "
+        "open endpoint's; the ratios are the median over rounds of the per-round ratio of added µs.",
         "",
         "| case | median µs | added µs over open | min-max µs | what |",
         "|---|---:|---:|---:|---|",
@@ -346,7 +346,7 @@ def _asgi_markdown(results: Results) -> list[str]:
         if c.get("median_us") is None:
             lines.append(f"| `{name}` | null | | | {c.get('reason', '')} |")
             continue
-        added = "-" if name == "asgi_open" or open_us is None else f"{c['median_us'] - open_us:,.1f}"
+        added = "-" if name == f"{group}_open" or open_us is None else f"{c['median_us'] - open_us:,.1f}"
         lines.append(
             f"| `{name}` | {c['median_us']:,.1f} | {added} | {c['min_us']:,.1f}-{c['max_us']:,.1f} | "
             f"{c['label']} |"
@@ -435,7 +435,7 @@ def markdown(results: Results, plot_files: list[str]) -> str:
         "|---|---|---:|---:|---|",
     ]
     for name, c in results.cases.items():
-        if c.get("group") == "asgi":
+        if c.get("group") in ("asgi", "metrics"):
             continue
         if c.get("median_us") is None:
             lines.append(f"| `{name}` | {c.get('group', '')} | null | | {c.get('reason', '')} |")
@@ -444,7 +444,8 @@ def markdown(results: Results, plot_files: list[str]) -> str:
                 f"| `{name}` | {c['group']} | {c['median_us']:,.1f} | {c['min_us']:,.1f}-{c['max_us']:,.1f}"
                 f" | {c['label']} |"
             )
-    lines += _asgi_markdown(results)
+    lines += _asgi_markdown(results, "asgi", "One FastAPI request over ASGI, in process (guarded floors)")
+    lines += _asgi_markdown(results, "metrics", "keyfob.metrics on vs off (ASGI, in process)")
     http = results.http
     runs = http.get("runs", {})
     lines += ["", "## HTTP (FastAPI)", ""]
