@@ -134,3 +134,50 @@ def test_wrk_report_is_parsed_into_successful_requests_errors_and_percentiles() 
     assert res.pct_ms(0.5) == pytest.approx(4.9)
     assert res.pct_ms(0.99) == pytest.approx(0.85)
     assert parse_wrk("wrk: connection refused").first_error.startswith("wrk printed no summary")
+
+
+def test_each_floor_guard_accepts_keyfobs_cookie_and_refuses_a_tampered_one(tmp_path: Path) -> None:
+    """A floor that let anything through would make every ``*_vs_floor`` ratio meaningless."""
+    import asyncio
+
+    from keyfob import Keyfob
+    from keyfob._bench import guards
+    from keyfob._bench._core import SECRET, USER_ID
+    from keyfob._bench.asgi import asgi_op
+
+    async def cookies_of(strategy: str, store: str) -> dict[str, str]:
+        fob = Keyfob(strategy=strategy, secret=SECRET, store=store, cookie_secure=True)
+        await fob.start()
+        try:
+            issued = await fob.create(USER_ID, {"role": "admin"})
+        finally:
+            await fob.close()
+        return {c.name: c.value for c in issued.cookies}
+
+    async def status(app: object, cookies: dict[str, str]) -> int:
+        op, statuses = asgi_op(app, "/p", cookies)
+        await op()
+        return statuses[-1]
+
+    def tampered(cookies: dict[str, str]) -> dict[str, str]:
+        name, value = next(iter(cookies.items()))
+        return {name: value[:-4] + ("AAAA" if value[-4:] != "AAAA" else "BBBB")}
+
+    async def check() -> None:
+        hs_conf, hs_cookies = guards.hs256_conf()
+        jwt_cookies = await cookies_of("jwt", "memory://")
+        db = tmp_path / "floor.db"
+        db_cookies = await cookies_of("database", f"sqlite:///{db}")
+        cases = {
+            "floor_hs256": (hs_conf, hs_cookies),
+            "pyjwt": (hs_conf, hs_cookies),
+            "floor_jwe": (guards.jwe_conf(jwt_cookies), jwt_cookies),
+            "floor_sqlite": (guards.sqlite_conf(str(db), db_cookies), db_cookies),
+        }
+        for kind, (conf, cookies) in cases.items():
+            app = guards.guard_app(kind, conf)
+            assert await status(app, cookies) == 200, kind
+            assert await status(app, tampered(cookies)) == 401, kind
+            assert await status(app, {}) == 401, kind
+
+    asyncio.run(check())
