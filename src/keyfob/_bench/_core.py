@@ -133,7 +133,7 @@ class Case:
     is_async: bool = False
     n: int = 1
     samples_ns: list[float] = field(default_factory=list)
-    #: what a batch is timed with: wall time by default; ``time.thread_time_ns`` (this thread's CPU
+    #: what a batch is timed with: wall time by default; ``time.process_time_ns`` (this process's CPU
     #: time, which other processes taking the cores do not move) for cases that never wait on I/O
     clock: Callable[[], int] = time.perf_counter_ns
 
@@ -162,6 +162,7 @@ class Results:
             "max_us": round(per_op_us[-1], 3),
             "rounds": len(per_op_us),
             "ops_per_round": case.n,
+            "clock": "wall" if case.clock is time.perf_counter_ns else "cpu",
         }
 
     def add_skip(self, skip: Skip) -> None:

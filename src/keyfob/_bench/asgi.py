@@ -86,9 +86,9 @@ async def _case(name: str, label: str, app: Any, path: str, cookies: dict[str, s
         return Skip(name, f"{type(exc).__name__}: {exc}", "asgi", label)
     statuses.clear()
     _STATUSES[name] = statuses
-    # CPU time of this thread: nothing here waits on I/O, and on a machine shared with other
+    # CPU time of this process: nothing here waits on I/O, and on a machine shared with other
     # processes wall time measures the scheduler as much as the code
-    return Case(name, "asgi", label, op, is_async=True, clock=time.thread_time_ns)
+    return Case(name, "asgi", label, op, is_async=True, clock=time.process_time_ns)
 
 
 async def _fob(stores: Stores, key: str, variant: str = "") -> tuple[Any, dict[str, str], str]:
@@ -200,7 +200,7 @@ async def _run(cfg: Config, results: Results, group: str) -> None:
         log(f"{group}: {len(cases)} apps x {rounds} interleaved rounds (~{batch:g} ms batches)")
         await run_rounds(cases, rounds_cfg)
         section = results.sections.setdefault(group, {})
-        section.update({"rounds": rounds, "batch_ms": batch, "clock": "thread CPU time", "samples_us": {}})
+        section.update({"rounds": rounds, "batch_ms": batch, "clock": "process CPU time", "samples_us": {}})
         for c in cases:
             bad = [s for s in _STATUSES.pop(c.name, []) if s != 200]
             if bad:  # an app that stopped answering 200 mid-run measured something else
