@@ -84,6 +84,13 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _loadavg() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:
+        return None
+
+
 def _machine() -> dict[str, Any]:
     cpu = platform.processor() or ""
     try:
@@ -185,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": "keyfob bench " + " ".join(argv if argv is not None else sys.argv[1:]),
         "machine": _machine(),
         "groups": list(cfg.groups),
+        "loadavg_start": _loadavg(),  # the machine's load when the run began (1, 5, 15 min)
         "config": {
             "rounds": cfg.rounds,
             "asgi_rounds": cfg.asgi_rounds,
@@ -221,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         shutil.rmtree(cfg.workdir, ignore_errors=True)
     results.meta["duration_s"] = round(time.time() - started, 1)
+    results.meta["loadavg_end"] = _loadavg()
     report.compute_ratios(results)
     doc = results.to_json()
     with open(os.path.join(cfg.out, "results.json"), "w") as f:

@@ -402,7 +402,10 @@ def markdown(results: Results, plot_files: list[str]) -> str:
         "",
         f"Machine: {mach.get('cpu', '?')}, {mach.get('cpus', '?')} CPUs, "
         f"{mach.get('memory_gb', '?')} GB RAM, "
-        f"{mach.get('platform', '?')}; {mach.get('implementation', '')} {mach.get('python', '')}.",
+        f"{mach.get('platform', '?')}; {mach.get('implementation', '')} {mach.get('python', '')}. "
+        f"Load average (1, 5, 15 min) at the start {meta.get('loadavg_start')}, at the end "
+        f"{meta.get('loadavg_end')}; groups run: {', '.join(meta.get('groups', []))} "
+        f"({', '.join(f'{k} {v:g} s' for k, v in meta.get('group_durations_s', {}).items())}).",
         "",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in mach.get("versions", {}).items() if v) + ".",
         "",
