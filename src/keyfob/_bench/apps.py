@@ -82,6 +82,11 @@ def keyfob_app(fob: Any, *, lifespan: bool = True, metrics: bool = False) -> Fas
     return app
 
 
+def _keyfob_app(conf: dict[str, Any]) -> FastAPI:
+    """The keyfob app for a ``KFBENCH_APP`` conf (tests/integrations/_hybrid_node.py serves it)."""
+    return keyfob_app(build_fob(conf), metrics=bool(conf.get("metrics")))
+
+
 def metrics_available() -> str | None:
     """None when :mod:`keyfob.metrics` can be turned on here, else why not."""
     try:
@@ -125,7 +130,7 @@ def factory() -> FastAPI:
     if kind == "open":
         return open_app()
     if kind == "keyfob":
-        return keyfob_app(build_fob(conf), metrics=bool(conf.get("metrics")))
+        return _keyfob_app(conf)
     if kind in GUARDS:
         return guard_app(kind, conf)
     if kind == "fastapi_users":

@@ -403,6 +403,10 @@ async def _get(port: int, request: bytes) -> tuple[int, str]:
         writer.close()
 
 
+#: the name tests/integrations/test_propagation.py imports (it starts two hybrid nodes with it)
+_Server = Server
+
+
 async def fetch_cookies(port: int, path: str) -> dict[str, str]:
     """GET ``path`` once and return the cookies its ``Set-Cookie`` headers set (a browser signing in)."""
     from http.cookies import SimpleCookie
