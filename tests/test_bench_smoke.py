@@ -66,7 +66,9 @@ def test_bench_smoke_json_has_every_ratio(tmp_path: Path, capsys: pytest.Capture
         if value is None:
             assert reasons.get(key), f"{key} is null without a reason"
         else:
-            assert isinstance(value, int | float) and value > 0, (key, value)
+            assert isinstance(value, int | float), (key, value)
+            # a cost (metrics on over off, minus one) may come out below zero in a short run
+            assert value > 0 or key.startswith("metrics_"), (key, value)
     for name, case in doc["cases"].items():
         assert {"median_us", "min_us", "max_us"} <= case.keys(), name
         if case["median_us"] is None:
