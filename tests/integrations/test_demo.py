@@ -126,16 +126,29 @@ async def test_sign_up_sign_in_dashboard_devices_sign_out(app: FastAPI, browser:
 
 
 @pytest.mark.parametrize("app", STRATEGIES, indirect=True)
-async def test_post_without_csrf_token_is_403(app: FastAPI, browser: Browser) -> None:
+async def test_post_without_csrf_token_is_a_403_page_that_says_what_to_do(app: FastAPI, browser: Browser) -> None:
     async with browser() as client:
         await csrf_token(client, "/signup")  # the cookie half is there; the form field is not
         response = await client.post("/signup", data={"email": "eve@example.com", "password": PASSWORD})
         assert response.status_code == 403
-        assert response.json()["error"] == "csrf_failed"
+        assert response.headers["content-type"].startswith("text/html")
+        assert response.headers["cache-control"] == "no-store"
+        page = text(response)
+        assert "This form could not be accepted" in page and "no CSRF token was submitted" in page
+        assert "What to do next: Nothing was changed. Reload the page" in page and "csrf_failed" in page
+        assert 'href="/signup"' in response.text  # back to the form it came from
         forged = await client.post(
             "/signup", data={"email": "eve@example.com", "password": PASSWORD, "csrf_token": "forged"}
         )
-        assert forged.status_code == 403
+        assert forged.status_code == 403 and "does not match" in text(forged)
+        assert app.state.users.by_email("eve@example.com") is None
+
+
+async def test_api_routes_keep_json_errors(browser: Browser) -> None:
+    async with browser() as client:
+        await sign_up(client)
+        response = await client.post("/auth/signout")  # a cookie rides along, no token: refused
+        assert response.status_code == 403 and response.json()["error"] == "csrf_failed"
 
 
 async def test_cross_origin_post_is_403_even_with_the_token(browser: Browser) -> None:
@@ -147,6 +160,7 @@ async def test_cross_origin_post_is_403_even_with_the_token(browser: Browser) ->
             data={"email": "eve@example.com", "password": PASSWORD, "csrf_token": token},
         )
         assert response.status_code == 403
+        assert "the Origin https://evil.example is not allowed" in text(response)
 
 
 async def test_wrong_password_and_taken_email_say_what_to_do(browser: Browser) -> None:
@@ -205,7 +219,10 @@ async def test_revoking_another_device_signs_it_out(app: FastAPI, browser: Brows
         assert revoked.status_code == 303 and revoked.headers["location"] == "/devices?m=revoked"
         assert (await laptop.get("/dashboard")).status_code == 200
         gone = await phone.get("/dashboard")
-        assert gone.status_code == 303 and gone.headers["location"].startswith("/signin")
+        assert gone.status_code == 303 and gone.headers["location"].startswith("/signin?m=ended-")
+        notice = text(await phone.get(gone.headers["location"]))
+        assert "Your session ended: it was revoked" in notice or "no longer recognised" in notice
+        assert "expired" not in notice
 
 
 @pytest.mark.parametrize("app", STRATEGIES, indirect=True)

@@ -842,7 +842,7 @@ def demo(strategy: str | None, store_url: str | None, port: int, data_dir: Path)
             raise CLIError(
                 f"port {port} on 127.0.0.1 is in use", hint="pass --port with a free port"
             ) from None
-    app = create_app(chosen, store_url, data_dir)
+    app = create_app(chosen, store_url, data_dir, port=port)  # cookies named after the port
     write_demo_config(data_dir, strategy=chosen, store=store_url)
     click.secho(
         f"keyfob demo ({chosen} strategy) on http://127.0.0.1:{port}  — Ctrl+C to stop", fg="green", err=True

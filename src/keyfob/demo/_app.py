@@ -1,13 +1,19 @@
-"""The demo app: sign up, sign in, see your session, manage your devices, change your password.
+"""The demo app: sign up, sign in, see your session, manage your devices, change your password; an admin
+console (the first account is the admin) with every user's sessions and keyfob's event log; a page that
+compares the three strategies with the numbers of a ``keyfob bench`` run.
 
 Server-rendered pages (Jinja2, autoescaped), keyfob installed with ``keyfob.fastapi.install``:
 its middleware authenticates every request and checks CSRF (Origin + the double-submit token
-each form carries as ``csrf_token``) on every POST.
+each form carries as ``csrf_token``) on every POST. keyfob's JSON errors on page routes (a failed CSRF
+check, a store outage) are turned into HTML pages that say what happened and what to do next.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import contextlib
+import json
 import os
 import secrets
 import stat
@@ -22,7 +28,7 @@ from argon2 import PasswordHasher
 from fastapi import FastAPI, Request
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import FormData
-from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -33,9 +39,11 @@ from ..settings import STRATEGIES
 from ..starlette import sign_in, sign_out
 from ..strategies._lifetimes import touch_interval
 from ..web import CSRFProtect
-from ._users import MAX_PASSWORD, MIN_PASSWORD, EmailTaken, Users
+from ._compare import GUARANTEES, default_results_path, load_run
+from ._events import ADMIN_KINDS, ENGINE_KINDS, EventLog
+from ._users import MAX_PASSWORD, MIN_PASSWORD, EmailTaken, User, Users
 
-__all__ = ["SECURITY_HEADERS", "create_app"]
+__all__ = ["SECURITY_HEADERS", "cookie_names", "create_app"]
 
 HERE = Path(__file__).parent
 SECRET_FILE = "keyfob-secret"
@@ -54,14 +62,135 @@ SECURITY_HEADERS: dict[str, str] = {
 # ?m=<key> → a fixed message (never reflect text from the URL)
 NOTICES = {
     "signed-out": "You are signed out.",
-    "session-ended": "Your session ended (expired or signed out elsewhere). Sign in again.",
+    "session-ended": "Your session ended. Sign in again to continue.",
+    # why a session that this browser presented was refused (AuthResult.reason), said plainly
+    "ended-revoked": "Your session ended: it was revoked — signed out from another device, by a password "
+    "change, or by an administrator. Sign in again to continue; if you did not expect this, change your "
+    "password.",
+    "ended-expired": "Your session ended: it expired. Sign in again to continue.",
+    "ended-idle": "Your session ended: it expired after a period without activity. "
+    "Sign in again to continue.",
+    "ended-reuse": "Your session ended: this browser's refresh token was used a second time (a copy of it "
+    "may have been stolen), so the whole session was revoked as a precaution. Sign in again, and change "
+    "your password if you did not expect this.",
+    "ended-invalid": "Your session ended: this browser's session is no longer recognised (it was signed out "
+    "from another device or by an administrator, or the demo's secret changed). Sign in again to continue.",
     "revoked": "That device was signed out.",
     "others": "Every other device was signed out.",
     "password": "Password changed. Every other device was signed out; this browser got a fresh session.",
     "welcome": "Welcome! Your account is ready and you are signed in.",
     "not-found": "That session is not one of yours (or it is already gone).",
     "need-signin": "Sign in to see that page.",
+    "kicked": "The user was signed out everywhere.",
+    "bumped": "The user's token version was raised: every token issued before now is refused.",
+    "no-user": "There is no such user.",
 }
+
+# how a refused session's error code maps onto the notice above
+_ENDED = {
+    "session_revoked": "ended-revoked",
+    "token_reuse_detected": "ended-reuse",
+    "invalid_token": "ended-invalid",
+    "session_expired": "ended-expired",
+}
+
+# keyfob's JSON errors on page routes become these pages: (status, title, what to do next)
+_ERROR_PAGES: dict[str, tuple[str, str]] = {
+    "csrf_failed": (
+        "This form could not be accepted",
+        "Nothing was changed. Reload the page the form is on and submit it again. This happens when a "
+        "page was opened before the demo restarted or in another demo's tab, when the browser blocks "
+        "cookies, or when another site tried to submit the form for you.",
+    ),
+    "store_unavailable": (
+        "The session store is not answering",
+        "keyfob fails closed: without its store it will not guess who you are, and nothing was changed. "
+        "Try again in a moment. If you run this demo, check that the store is up (the --store URL or "
+        "KEYFOB_STORE).",
+    ),
+}
+_API_PREFIXES = ("/auth/", "/.well-known/", "/metrics", "/static/")
+
+
+def cookie_names(port: int | None) -> dict[str, str]:
+    """The demo's cookie names: ``keyfob-<port>.session-token`` (and refresh) when it serves on ``port``.
+
+    Browsers scope cookies by host, not by port (RFC 6265 §8.5): two demos on 127.0.0.1 share one
+    cookie jar, and with the same names each sign-in overwrites the other's session. The port is the
+    one thing two running demos cannot share, so it goes into the name; the CSRF cookie follows the
+    session cookie's name. Without a port (tests, embedding) the library defaults stay.
+    """
+    if port is None:
+        return {}
+    return {
+        "cookie_name": f"keyfob-{port}.session-token",
+        "refresh_cookie_name": f"keyfob-{port}.refresh-token",
+    }
+
+
+class FriendlyErrors:
+    """Pure ASGI middleware: keyfob's JSON error answers on page routes become HTML pages.
+
+    keyfob's middleware answers a failed CSRF check (403) or a store outage (503) itself, as
+    ``{"error": code, "detail": message}``, before any endpoint runs. A person who submitted a form
+    should read what happened and what to do next instead; API routes (``/auth/...``) keep the JSON.
+    """
+
+    def __init__(self, app: ASGIApp, render: Callable[[str, str, str, str], str]) -> None:
+        self.app = app
+        self.render = render
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope.get("path", "").startswith(_API_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        held: Message | None = None
+        body = b""
+
+        async def send_friendly(message: Message) -> None:
+            nonlocal held, body
+            if message["type"] == "http.response.start":
+                headers = {k.lower(): v for k, v in message.get("headers", [])}
+                if message["status"] in (403, 503) and headers.get(b"content-type", b"").startswith(
+                    b"application/json"
+                ):
+                    held = message  # keyfob's own error: hold it until the body says which
+                    return
+                await send(message)
+                return
+            if held is None or message["type"] != "http.response.body":
+                await send(message)
+                return
+            body += message.get("body", b"")
+            if message.get("more_body", False):
+                return
+            start, page = held, self._page(held, body, scope)
+            held = None
+            if page is None:
+                await send(start)
+                await send({"type": "http.response.body", "body": body})
+                return
+            encoded = page.encode("utf-8")
+            kept = [(k, v) for k, v in start.get("headers", [])
+                    if k.lower() not in (b"content-type", b"content-length", b"cache-control")]
+            kept += [(b"content-type", b"text/html; charset=utf-8"),
+                     (b"content-length", str(len(encoded)).encode()), (b"cache-control", b"no-store")]
+            await send({**start, "headers": kept})
+            await send({"type": "http.response.body", "body": encoded})
+
+        await self.app(scope, receive, send_friendly)
+
+    def _page(self, start: Message, body: bytes, scope: Scope) -> str | None:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            return None
+        code = data.get("error") if isinstance(data, dict) else None
+        if not isinstance(code, str) or code not in _ERROR_PAGES:
+            return None
+        detail = data.get("detail")
+        back = scope.get("path", "/") if scope.get("path") in ("/signin", "/signup", "/password") else "/"
+        return self.render(code, detail if isinstance(detail, str) else "", back, scope.get("method", "GET"))
 
 
 class SecurityHeaders:
@@ -153,18 +282,28 @@ def create_app(
     *,
     password_hasher: PasswordHasher | None = None,
     echo: Callable[[str], None] = _stderr,
+    port: int | None = None,
+    bench_results: str | Path | None = None,
+    event_limit: int = 5000,
+    **settings: Any,
 ) -> FastAPI:
     """Build the demo app.
 
-    Users live in ``<data_dir>/keyfob-demo.db``; sessions in ``store`` (default the SQLite file
-    ``<data_dir>/keyfob.db``). The secret is ``secret``, else ``KEYFOB_SECRET``, else one generated
-    once and kept in ``<data_dir>/keyfob-secret``.
+    Users and the event log live in ``<data_dir>/keyfob-demo.db``; sessions in ``store`` (default the
+    SQLite file ``<data_dir>/keyfob.db``). The secret is ``secret``, else ``KEYFOB_SECRET``, else one
+    generated once and kept in ``<data_dir>/keyfob-secret``. ``port`` (the CLI passes ``--port``) names
+    the cookies after it, so demos side by side on one host keep apart (:func:`cookie_names`).
+    ``bench_results`` is the ``keyfob bench --json`` output the compare page reads (default the source
+    checkout's ``docs/benchmarks/results.json``); ``event_limit`` bounds the event log. Other keyword
+    arguments are keyfob settings (``refresh_grace=1``, ``access_ttl=60``...).
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
     data = Path(data_dir)
     data.mkdir(parents=True, exist_ok=True)
     overrides: dict[str, Any] = {
+        **cookie_names(port),
+        **settings,
         "strategy": strategy,
         "store": store or f"sqlite:///{(data / SESSIONS_FILE).resolve()}",
     }
@@ -174,6 +313,9 @@ def create_app(
         overrides["secret"] = load_or_create_secret(data, echo)
     fob = Keyfob.from_env(**overrides)
     users = Users(data / USERS_FILE, password_hasher)
+    events = EventLog(data / USERS_FILE, limit=event_limit)
+    fob.on_event(events.record)
+    results_path = Path(bench_results) if bench_results is not None else default_results_path()
     templates = Environment(
         loader=FileSystemLoader(HERE / "templates"), autoescape=select_autoescape(["html"])
     )
@@ -182,32 +324,59 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await fob.start()  # create the tables now: fail at startup, not at the first sign-in
-        yield
-        await fob.close()
+
+        async def flush_events() -> None:
+            while True:
+                await asyncio.sleep(1.0)
+                events.flush()
+
+        flusher = asyncio.create_task(flush_events())
+        try:
+            yield
+        finally:
+            flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await flusher
+            events.flush()
+            await fob.close()
 
     app = FastAPI(title="keyfob demo", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     install(app, fob)
+
+    def error_page(code: str, detail: str, back: str, method: str) -> str:
+        title, next_step = _ERROR_PAGES[code]
+        return templates.get_template("error.html").render(
+            title=title, detail=detail, next_step=next_step, code=code, back=back, bare=True,
+            **page_context(None),
+        )
+
+    app.add_middleware(FriendlyErrors, render=error_page)
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     app.state.keyfob = fob
     app.state.users = users
+    app.state.events = events
 
     # -- helpers ---------------------------------------------------------------------------------------
+    def page_context(session: Session | None) -> dict[str, Any]:
+        return {
+            "session": session,
+            "is_admin": session is not None and session.role == "admin",
+            "strategy": fob.settings.strategy,
+            "users_db": USERS_FILE,
+            "store": store_label,
+            "min_password": MIN_PASSWORD,
+            "when": _when,
+        }
+
     def render(request: Request, name: str, *, status: int = 200, **ctx: Any) -> HTMLResponse:
         protect: CSRFProtect = request.state.keyfob_csrf
         token, cookies = protect.issue(protect.cookie.read(request.state.keyfob_cookies))
         notice = NOTICES.get(request.query_params.get("m", ""))
         html = templates.get_template(name).render(
-            csrf_token=token,
-            session=request.state.session,
-            strategy=fob.settings.strategy,
-            notice=notice,
-            users_db=USERS_FILE,
-            store=store_label,
-            min_password=MIN_PASSWORD,
-            when=_when,
-            **ctx,
+            csrf_token=token, notice=notice, **page_context(request.state.session), **ctx
         )
+        # no-store: nothing a page shows is kept in the browser's cache, so Back after sign-out is empty
         response = HTMLResponse(html, status_code=status, headers={"cache-control": "no-store"})
         for c in cookies:
             response.headers.append("set-cookie", c.header())
@@ -226,19 +395,46 @@ def create_app(
         if session is not None:
             return session
         result = getattr(request.state, "keyfob_result", None)
-        ended = result is not None and result.reason is not None
-        return redirect("/signin?m=session-ended" if ended else "/signin?m=need-signin")
+        reason = getattr(result, "reason", None)
+        if reason is None:
+            return redirect("/signin?m=need-signin")
+        key = _ENDED.get(reason, "session-ended")
+        if key == "ended-expired" and getattr(getattr(result, "error", None), "reason", None) == "idle":
+            key = "ended-idle"
+        return redirect(f"/signin?m={key}")
+
+    def need_admin(request: Request) -> tuple[Session, User] | Response:
+        """The signed-in admin, or a redirect to sign in, or the 403 page."""
+        session = need_session(request)
+        if isinstance(session, Response):
+            return session
+        user = users.by_id(session.user_id)
+        if user is None or not user.is_admin:  # the users table decides, not the token's claim
+            return render(request, "forbidden.html", status=403, email=email_of(session))
+        return session, user
 
     def email_of(session: Session) -> str:
         value = session.data.get("email")
         return value if isinstance(value, str) else session.user_id
 
+    def session_data(user: User) -> dict[str, str]:
+        return {"email": user.email, "role": user.role}
+
+    def page(path: str) -> Callable[[Any], Any]:
+        """A GET page that also answers HEAD (FastAPI's ``@app.get`` alone answers HEAD with 405)."""
+        return app.api_route(path, methods=["GET", "HEAD"], include_in_schema=False)
+
     # -- pages -------------------------------------------------------------------------------------------
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/favicon.ico", methods=["GET", "HEAD"], include_in_schema=False)
+    async def favicon() -> Response:
+        return FileResponse(HERE / "static" / "favicon.ico", media_type="image/x-icon",
+                            headers={"cache-control": "public, max-age=86400"})
+
+    @page("/")
     async def home(request: Request) -> Response:
         return redirect("/dashboard" if request.state.session else "/signin")
 
-    @app.get("/signin", include_in_schema=False)
+    @page("/signin")
     async def signin_page(request: Request) -> Response:
         if request.state.session is not None:
             return redirect("/dashboard")
@@ -256,10 +452,10 @@ def create_app(
                 request, "signin.html", 401, email, "Wrong email or password. Check them and try again, or",
                 link=("/signup", "create an account."),
             )
-        await sign_in(request, user.id, {"email": user.email})
+        await sign_in(request, user.id, session_data(user))
         return redirect("/dashboard")
 
-    @app.get("/signup", include_in_schema=False)
+    @page("/signup")
     async def signup_page(request: Request) -> Response:
         if request.state.session is not None:
             return redirect("/dashboard")
@@ -286,10 +482,10 @@ def create_app(
                 request, "signup.html", 409, email, "That email is taken —",
                 link=("/signin", "sign in instead."),
             )
-        await sign_in(request, user.id, {"email": user.email})
+        await sign_in(request, user.id, session_data(user))
         return redirect("/dashboard?m=welcome")
 
-    @app.get("/dashboard", include_in_schema=False)
+    @page("/dashboard")
     async def dashboard(request: Request) -> Response:
         session = need_session(request)
         if isinstance(session, Response):
@@ -307,6 +503,7 @@ def create_app(
         s = fob.settings
         facts = [
             ("User", f"{email_of(session)} (id {session.user_id})", ""),
+            ("Role", session.role or "user", "the first account that signed up is the demo's admin"),
             ("Strategy", s.strategy, ""),
             ("Session id", session.id, "public handle: safe to show and log, useless as a credential"),
             ("Signed in", _when(session.authenticated_at), "when you last proved your password"),
@@ -375,11 +572,11 @@ def create_app(
         cookies: dict[str, str] = request.state.keyfob_cookies
         out = []
         for name, value in sorted(cookies.items()):
-            if name.removeprefix("__Host-").removeprefix("__Secure-").startswith("keyfob."):
+            if name.removeprefix("__Host-").removeprefix("__Secure-").startswith("keyfob"):
                 out.append((name, len(value)))
         return out
 
-    @app.get("/devices", include_in_schema=False)
+    @page("/devices")
     async def devices(request: Request) -> Response:
         session = need_session(request)
         if isinstance(session, Response):
@@ -410,14 +607,14 @@ def create_app(
             return session
         if sid == session.id:
             await sign_out(request)
-            return redirect("/signin?m=signed-out")
+            return signed_out()
         info = await fob.get_session(sid)
         if info is None or info.user_id != session.user_id:
             return redirect("/devices?m=not-found")
         await fob.revoke(sid)
         return redirect("/devices?m=revoked")
 
-    @app.get("/password", include_in_schema=False)
+    @page("/password")
     async def password_page(request: Request) -> Response:
         session = need_session(request)
         if isinstance(session, Response):
@@ -452,13 +649,96 @@ def create_app(
         # Every token of this user dies (jwt cookies and hybrid access tokens carry the version;
         # stored sessions are deleted); this browser gets a fresh session id.
         await fob.bump_user_version(user.id)
-        await sign_in(request, user.id, {"email": user.email})
+        await sign_in(request, user.id, session_data(user))
         return redirect("/dashboard?m=password")
+
+    def signed_out() -> RedirectResponse:
+        response = redirect("/signin?m=signed-out")
+        # Back after sign-out must not show a private page: drop this origin's HTTP cache (and the
+        # back/forward cache) as well as relying on no-store.
+        response.headers["clear-site-data"] = '"cache"'
+        return response
 
     @app.post("/signout", include_in_schema=False)
     async def signout(request: Request) -> Response:
         await sign_out(request)
-        return redirect("/signin?m=signed-out")
+        return signed_out()
+
+    # -- compare -----------------------------------------------------------------------------------------
+    @page("/compare")
+    async def compare(request: Request) -> Response:
+        run = load_run(results_path)
+        return render(
+            request,
+            "compare.html",
+            run=None if isinstance(run, str) else run,
+            missing=run if isinstance(run, str) else None,
+            guarantees=GUARANTEES,
+        )
+
+    # -- admin -------------------------------------------------------------------------------------------
+    @page("/admin")
+    async def admin(request: Request) -> Response:
+        who = need_admin(request)
+        if isinstance(who, Response):
+            return who
+        session, _ = who
+        rows = []
+        everyone = users.all()
+        for user in everyone:
+            sessions = [] if fob.settings.strategy == "jwt" else await fob.list_sessions(
+                user.id, current=session.id
+            )
+            rows.append((user, sessions))
+        return render(request, "admin.html", rows=rows, recent=events.query(limit=15),
+                      emails={u.id: u.email for u in everyone})
+
+    @page("/admin/events")
+    async def admin_events(request: Request) -> Response:
+        who = need_admin(request)
+        if isinstance(who, Response):
+            return who
+        user_filter = request.query_params.get("user", "")
+        kind_filter = request.query_params.get("kind", "")
+        if kind_filter not in (*ENGINE_KINDS, *ADMIN_KINDS):
+            kind_filter = ""
+        everyone = users.all()
+        return render(
+            request,
+            "events.html",
+            events=events.query(user_id=user_filter or None, kind=kind_filter or None, limit=500),
+            users=everyone,
+            emails={u.id: u.email for u in everyone},
+            kinds=(*ENGINE_KINDS, *ADMIN_KINDS),
+            user_filter=user_filter,
+            kind_filter=kind_filter,
+        )
+
+    @app.post("/admin/users/{uid}/kick", include_in_schema=False)
+    async def admin_kick(request: Request, uid: str) -> Response:
+        who = need_admin(request)
+        if isinstance(who, Response):
+            return who
+        _, admin_user = who
+        if users.by_id(uid) is None:
+            return redirect("/admin?m=no-user")
+        revoked = await fob.revoke_user(uid)  # jwt: the user's version is raised (-1: "all")
+        events.admin("admin.kicked", actor=admin_user.id, user_id=uid, at=fob.clock(),
+                     detail={"sessions": "all" if revoked < 0 else revoked})
+        return redirect("/admin?m=kicked")
+
+    @app.post("/admin/users/{uid}/bump", include_in_schema=False)
+    async def admin_bump(request: Request, uid: str) -> Response:
+        who = need_admin(request)
+        if isinstance(who, Response):
+            return who
+        _, admin_user = who
+        if users.by_id(uid) is None:
+            return redirect("/admin?m=no-user")
+        version = await fob.bump_user_version(uid)
+        events.admin("admin.version_bumped", actor=admin_user.id, user_id=uid, at=fob.clock(),
+                     detail={"version": version})
+        return redirect("/admin?m=bumped")
 
     return app
 

@@ -33,6 +33,22 @@ class User:
     id: str
     email: str
     password_hash: str
+    is_admin: bool = False
+    created_at: float = 0.0
+
+    @property
+    def role(self) -> str:
+        return "admin" if self.is_admin else "user"
+
+
+_COLUMNS = "id, email, password_hash, is_admin, created_at"
+
+
+def _user(row: tuple[str, str, str, int, float] | None) -> User | None:
+    if row is None:
+        return None
+    uid, email, password_hash, is_admin, created_at = row
+    return User(uid, email, password_hash, bool(is_admin), float(created_at))
 
 
 def normalize_email(email: str) -> str:
@@ -40,7 +56,7 @@ def normalize_email(email: str) -> str:
 
 
 class Users:
-    """Accounts in ``<data_dir>/keyfob-demo.db``."""
+    """Accounts in ``<data_dir>/keyfob-demo.db``. The first account created is the admin."""
 
     def __init__(self, path: Path, hasher: PasswordHasher | None = None) -> None:
         self.path = path
@@ -50,8 +66,17 @@ class Users:
             db.execute(
                 "CREATE TABLE IF NOT EXISTS users ("
                 " id TEXT PRIMARY KEY, email TEXT NOT NULL UNIQUE, password_hash TEXT NOT NULL,"
-                " created_at REAL NOT NULL)"
+                " created_at REAL NOT NULL, is_admin INTEGER NOT NULL DEFAULT 0)"
             )
+            columns = {row[1] for row in db.execute("PRAGMA table_info(users)")}
+            if "is_admin" not in columns:  # a users file from before the admin console
+                db.execute("ALTER TABLE users ADD COLUMN is_admin INTEGER NOT NULL DEFAULT 0")
+            if db.execute("SELECT 1 FROM users WHERE is_admin = 1").fetchone() is None:
+                # the first user to have signed up is the admin (also for an older users file)
+                db.execute(
+                    "UPDATE users SET is_admin = 1 WHERE id = "
+                    "(SELECT id FROM users ORDER BY created_at, rowid LIMIT 1)"
+                )
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -61,30 +86,42 @@ class Users:
     def by_email(self, email: str) -> User | None:
         with self._db() as db:
             row = db.execute(
-                "SELECT id, email, password_hash FROM users WHERE email = ?", (normalize_email(email),)
+                f"SELECT {_COLUMNS} FROM users WHERE email = ?", (normalize_email(email),)
             ).fetchone()
-        return None if row is None else User(*row)
+        return _user(row)
 
     def by_id(self, user_id: str) -> User | None:
         with self._db() as db:
-            row = db.execute("SELECT id, email, password_hash FROM users WHERE id = ?", (user_id,)).fetchone()
-        return None if row is None else User(*row)
+            row = db.execute(f"SELECT {_COLUMNS} FROM users WHERE id = ?", (user_id,)).fetchone()
+        return _user(row)
+
+    def all(self, limit: int = 500) -> list[User]:
+        """Every account (the admin first, then by sign-up time), at most ``limit``."""
+        with self._db() as db:
+            rows = db.execute(
+                f"SELECT {_COLUMNS} FROM users ORDER BY is_admin DESC, created_at, rowid LIMIT ?", (limit,)
+            ).fetchall()
+        return [u for u in map(_user, rows) if u is not None]
 
     async def add(self, email: str, password: str) -> User:
-        """Create an account; raises :class:`EmailTaken`."""
+        """Create an account (the very first one is the admin); raises :class:`EmailTaken`."""
         email = normalize_email(email)
         if self.by_email(email) is not None:
             raise EmailTaken(email)
         hashed = await to_thread.run_sync(self.hasher.hash, password)
-        user = User(id="u_" + secrets.token_hex(8), email=email, password_hash=hashed)
+        uid, now = "u_" + secrets.token_hex(8), time.time()
         try:
             with self._db() as db:
+                # one statement decides "first user?" and inserts, so two racing sign-ups cannot both be admin
                 db.execute(
-                    "INSERT INTO users (id, email, password_hash, created_at) VALUES (?, ?, ?, ?)",
-                    (user.id, user.email, user.password_hash, time.time()),
+                    "INSERT INTO users (id, email, password_hash, created_at, is_admin) "
+                    "SELECT ?, ?, ?, ?, NOT EXISTS (SELECT 1 FROM users)",
+                    (uid, email, hashed, now),
                 )
         except sqlite3.IntegrityError:
             raise EmailTaken(email) from None
+        user = self.by_id(uid)
+        assert user is not None
         return user
 
     async def authenticate(self, email: str, password: str) -> User | None:

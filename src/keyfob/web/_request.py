@@ -52,6 +52,18 @@ __all__ = ["CSRF_COOKIE", "CSRF_FIELD", "CSRF_HEADER", "MAX_FORM_BYTES", "NO_STO
 
 #: Base name of the CSRF cookie (``__Host-`` prefixed when Secure).
 CSRF_COOKIE = "keyfob.csrf-token"
+
+
+def csrf_cookie_name(session_cookie_name: str) -> str:
+    """The CSRF cookie's base name, following the session cookie's: ``keyfob.session-token`` →
+    ``keyfob.csrf-token`` (:data:`CSRF_COOKIE`), ``keyfob-8001.session-token`` → ``keyfob-8001.csrf-token``.
+
+    Apps that keep their sessions apart on one host by ``cookie_name`` (cookies ignore the port) then
+    keep their CSRF cookies apart too; with one shared name, each app would replace the other's.
+    """
+    return session_cookie_name.removesuffix(".session-token") + ".csrf-token"
+
+
 #: Header and form field that carry the submitted CSRF token.
 CSRF_HEADER = "x-csrf-token"
 CSRF_FIELD = "csrf_token"
@@ -150,7 +162,8 @@ class RequestCore:
         self.protect: dict[bool, CSRFProtect] = {}
         self.names: dict[bool, _Names] = {}
         for secure in (True, False):
-            spec = CookieSpec(CSRF_COOKIE, secure=secure, samesite="lax", httponly=True)
+            spec = CookieSpec(csrf_cookie_name(fob.settings.cookie_name), secure=secure, samesite="lax",
+                              httponly=True)
             self.protect[secure] = CSRFProtect(fob.csrf_key(), allowed_origins=fob.settings.allowed_origins,
                                                cookie=spec)
             self.names[secure] = _Names(fob, secure, spec)
