@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import stat
 from collections.abc import AsyncIterator, Callable
@@ -13,6 +15,7 @@ import pytest
 from argon2 import PasswordHasher
 from fastapi import FastAPI
 
+from keyfob._clock import FakeClock
 from keyfob.demo import create_app
 
 pytestmark = pytest.mark.anyio
@@ -26,9 +29,9 @@ Browser = Callable[[], AbstractAsyncContextManager[httpx.AsyncClient]]
 
 
 @pytest.fixture
-async def app(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[FastAPI]:
+async def app(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> AsyncIterator[FastAPI]:
     strategy: str = getattr(request, "param", "database")
-    application = create_app(strategy, None, tmp_path, SECRET, password_hasher=FAST_HASHER)
+    application = create_app(strategy, None, tmp_path, SECRET, password_hasher=FAST_HASHER, clock=clock)
     async with application.router.lifespan_context(application):
         yield application
 
@@ -126,7 +129,9 @@ async def test_sign_up_sign_in_dashboard_devices_sign_out(app: FastAPI, browser:
 
 
 @pytest.mark.parametrize("app", STRATEGIES, indirect=True)
-async def test_post_without_csrf_token_is_a_403_page_that_says_what_to_do(app: FastAPI, browser: Browser) -> None:
+async def test_post_without_csrf_token_is_a_403_page_that_says_what_to_do(
+    app: FastAPI, browser: Browser
+) -> None:
     async with browser() as client:
         await csrf_token(client, "/signup")  # the cookie half is there; the form field is not
         response = await client.post("/signup", data={"email": "eve@example.com", "password": PASSWORD})
@@ -271,3 +276,265 @@ async def test_without_a_secret_one_is_generated_and_kept(tmp_path: Path) -> Non
     create_app("jwt", None, tmp_path, echo=said.append, password_hasher=FAST_HASHER)
     assert path.read_text() == first and said == []
     assert (tmp_path / "keyfob-demo.db").exists()
+
+
+# -- the admin console ---------------------------------------------------------------------------------
+
+ADMIN = "root@example.com"
+USER_B = "bea@example.com"
+
+
+def event_rows(html: str) -> list[tuple[str, str]]:
+    """(kind, the row's class) of each row of an event table, newest first."""
+    return [(kind, cls) for cls, kind in re.findall(r'<tr class="([^"]*)" data-kind="([^"]+)"', html)]
+
+
+def user_id_of(app: FastAPI, email: str) -> str:
+    user = app.state.users.by_email(email)
+    assert user is not None
+    return str(user.id)
+
+
+async def test_the_first_user_is_admin_and_everyone_else_gets_the_403_page(
+    app: FastAPI, browser: Browser
+) -> None:
+    async with browser() as admin, browser() as bea, browser() as nobody:
+        await sign_up(admin, ADMIN)
+        await sign_up(bea, USER_B)
+        assert (await admin.get("/admin")).status_code == 200
+        assert "Admin" in text(await admin.get("/dashboard"))
+
+        refused = await bea.get("/admin")
+        assert refused.status_code == 403 and refused.headers["content-type"].startswith("text/html")
+        assert "Admins only" in text(refused) and f"signed in as {USER_B}" in text(refused)
+        assert (await bea.get("/admin/events")).status_code == 403
+        token = await csrf_token(bea, "/dashboard")  # a valid token does not make bea an admin
+        kick = await bea.post(f"/admin/users/{user_id_of(app, ADMIN)}/kick", data={"csrf_token": token})
+        assert kick.status_code == 403
+        assert (await admin.get("/dashboard")).status_code == 200  # the admin is still signed in
+        assert 'href="/admin"' not in (await bea.get("/dashboard")).text
+
+        anonymous = await nobody.get("/admin")
+        assert anonymous.status_code == 303 and anonymous.headers["location"] == "/signin?m=need-signin"
+
+
+@pytest.mark.parametrize("app", STRATEGIES, indirect=True)
+async def test_admin_signs_a_user_out_everywhere_and_the_log_shows_it(app: FastAPI, browser: Browser) -> None:
+    strategy = app.state.keyfob.settings.strategy
+    async with browser() as admin, browser() as laptop, browser() as phone:
+        await sign_up(admin, ADMIN)
+        await sign_up(laptop, USER_B)
+        await sign_in(phone, USER_B)
+        bea = user_id_of(app, USER_B)
+
+        console = await admin.get("/admin")
+        assert console.headers["cache-control"] == "no-store"
+        section = console.text.split(f'id="user-{bea}"')[1].split("</section>")[0]
+        if strategy == "jwt":
+            assert "sessions cannot be listed" in text(console)
+        else:  # both of bea's devices, with device, IP, created and last seen
+            assert section.count("<code>") - 1 == 2 and section.count("127.0.0.1") == 2
+            assert "Created" in section and "Last seen" in section
+
+        token = await csrf_token(admin, "/admin")
+        kicked = await admin.post(f"/admin/users/{bea}/kick", data={"csrf_token": token})
+        assert kicked.status_code == 303 and kicked.headers["location"] == "/admin?m=kicked"
+        for device in (laptop, phone):
+            bounced = await device.get("/dashboard")
+            assert bounced.status_code == 303 and bounced.headers["location"].startswith("/signin?m=ended-")
+        assert (await admin.get("/dashboard")).status_code == 200
+
+        log = await admin.get("/admin/events", params={"user": bea})
+        kinds = [kind for kind, _ in event_rows(log.text)]
+        assert kinds[0] == "admin.kicked" or kinds[:2].count("admin.kicked") == 1
+        assert kinds.count("created") == 2
+        if strategy == "jwt":
+            assert "user_version_bumped" in kinds
+        else:
+            assert kinds.count("revoked") == 2
+        assert f"by {ADMIN}" in text(log)  # the admin action names who did it
+        admin_only = await admin.get("/admin/events", params={"user": bea, "kind": "admin.kicked"})
+        assert [kind for kind, _ in event_rows(admin_only.text)] == ["admin.kicked"]
+
+
+@pytest.mark.parametrize("app", STRATEGIES, indirect=True)
+async def test_admin_bumps_a_users_version_and_every_token_of_theirs_dies(
+    app: FastAPI, browser: Browser
+) -> None:
+    async with browser() as admin, browser() as laptop:
+        await sign_up(admin, ADMIN)
+        await sign_up(laptop, USER_B)
+        bea = user_id_of(app, USER_B)
+        token = await csrf_token(admin, "/admin")
+        bumped = await admin.post(f"/admin/users/{bea}/bump", data={"csrf_token": token})
+        assert bumped.status_code == 303 and bumped.headers["location"] == "/admin?m=bumped"
+        assert "token version was raised" in text(await admin.get("/admin?m=bumped"))
+        bounced = await laptop.get("/dashboard")
+        assert bounced.status_code == 303 and bounced.headers["location"].startswith("/signin?m=ended-")
+        log = await admin.get("/admin/events", params={"kind": "admin.version_bumped"})
+        rows = event_rows(log.text)
+        assert [kind for kind, _ in rows] == ["admin.version_bumped"] and "admin-action" in rows[0][1]
+        assert "version=1" in text(log)
+        unknown = await admin.post("/admin/users/u_nobody/bump", data={"csrf_token": token})
+        assert unknown.headers["location"] == "/admin?m=no-user"
+
+
+@pytest.mark.parametrize("app", ["hybrid"], indirect=True)
+async def test_a_replayed_refresh_token_is_logged_as_theft(app: FastAPI, browser: Browser) -> None:
+    clock = app.state.keyfob.clock
+    async with browser() as admin, browser() as victim, browser() as thief:
+        await sign_up(admin, ADMIN)
+        await sign_up(victim, USER_B)
+        stolen = victim.cookies["keyfob.refresh-token"]
+        clock.advance(app.state.keyfob.settings.access_ttl + 1)  # the access token is spent: next, a refresh
+        assert (await victim.get("/dashboard")).status_code == 200
+        assert victim.cookies["keyfob.refresh-token"] != stolen
+        clock.advance(60)  # well past refresh_grace: a retired token now can only be a copy
+        caught = await thief.get("/dashboard", headers={"cookie": f"keyfob.refresh-token={stolen}"})
+        assert caught.status_code == 303 and caught.headers["location"] == "/signin?m=ended-reuse"
+        assert "refresh token was used a second time" in text(await thief.get(caught.headers["location"]))
+        assert (await victim.get("/dashboard")).status_code == 303  # the whole session went
+
+        log = await admin.get("/admin/events", params={"user": user_id_of(app, USER_B)})
+        rows = event_rows(log.text)
+        assert ("reuse_detected", "event theft") in rows, rows
+        assert "possible token theft" in text(log)
+        assert all("theft" not in cls for kind, cls in rows if kind != "reuse_detected")
+        console = await admin.get("/admin")  # the latest events on the console highlight it too
+        assert ("reuse_detected", "event theft") in event_rows(console.text)
+
+
+async def test_the_event_log_is_bounded_and_fills_in_the_user(tmp_path: Path) -> None:
+    from keyfob import Event
+    from keyfob.demo._events import EventLog
+
+    log = EventLog(tmp_path / "events.db", limit=5)
+    log.record(Event("created", "s1", "u1", 1.0))
+    log.record(Event("signed_out", "s1", None, 2.0))  # the engine knows only the session here
+    assert [(e.kind, e.user_id) for e in log.query(user_id="u1")] == [("signed_out", "u1"), ("created", "u1")]
+    reopened = EventLog(tmp_path / "events.db", limit=5)  # after a restart, the owner comes from the table
+    reopened.record(Event("revoked", "s1", None, 3.0))
+    assert reopened.query(user_id="u1")[0].kind == "revoked"
+    for i in range(10):
+        reopened.record(Event("refreshed", f"s{i + 2}", "u2", 10.0 + i))
+    assert reopened.count() == 5
+    assert [e.session_id for e in reopened.query()] == ["s11", "s10", "s9", "s8", "s7"]
+    assert [e.kind for e in reopened.query(kind="revoked")] == []
+
+
+# -- friendly pages, caching, HEAD, favicon ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("app", STRATEGIES, indirect=True)
+async def test_an_expired_session_lands_on_sign_in_saying_it_expired(app: FastAPI, browser: Browser) -> None:
+    async with browser() as client:
+        await sign_up(client)
+        app.state.keyfob.clock.advance(app.state.keyfob.settings.max_age + 60)
+        response = await client.get("/devices")
+        assert response.status_code == 303, response.text
+        signin = await client.get(response.headers["location"])
+        assert "Sign in" in text(signin) and "Your session ended" in text(signin)
+        assert "revoked" not in text(signin)
+
+
+@pytest.mark.parametrize("app", STRATEGIES, indirect=True)
+async def test_signed_in_pages_are_not_cached_and_sign_out_clears_the_cache(
+    app: FastAPI, browser: Browser
+) -> None:
+    async with browser() as client:
+        await sign_up(client)
+        for path in ("/dashboard", "/devices", "/password", "/admin", "/admin/events", "/compare"):
+            response = await client.get(path)
+            assert response.status_code == 200 and response.headers["cache-control"] == "no-store", path
+        out = await sign_out(client)
+        assert out.headers["clear-site-data"] == '"cache"' and out.headers["cache-control"] == "no-store"
+
+
+async def test_head_is_answered_on_every_page_and_the_favicon_is_served(browser: Browser) -> None:
+    async with browser() as client:
+        for path in ("/signin", "/signup", "/compare", "/favicon.ico"):
+            assert (await client.head(path)).status_code == 200, path
+        await sign_up(client)
+        for path in ("/dashboard", "/devices", "/password", "/admin"):
+            response = await client.head(path)
+            assert response.status_code == 200 and response.headers["cache-control"] == "no-store", path
+        icon = await client.get("/favicon.ico")
+        assert icon.headers["content-type"] == "image/x-icon" and icon.content[:4] == b"\x00\x00\x01\x00"
+        assert (await client.get("/static/favicon.svg")).headers["content-type"].startswith("image/svg+xml")
+        assert 'rel="icon"' in (await client.get("/dashboard")).text
+
+
+@pytest.mark.parametrize("shared_names", [False, True], ids=["per-port-names", "same-names"])
+async def test_demos_side_by_side_on_one_host_keep_their_cookies_apart(
+    tmp_path: Path, shared_names: bool
+) -> None:
+    """One browser (one cookie jar: cookies ignore the port) signs in to two demos on two ports."""
+    import http.cookiejar
+
+    jar = http.cookiejar.CookieJar()
+    apps = [
+        create_app("database", None, tmp_path / "a", SECRET, password_hasher=FAST_HASHER,
+                   port=None if shared_names else 8001),
+        create_app("jwt", None, tmp_path / "b", SECRET[::-1], password_hasher=FAST_HASHER,
+                   port=None if shared_names else 8002),
+    ]
+    async with contextlib.AsyncExitStack() as stack:
+        clients = []
+        for port, application in zip((8001, 8002), apps, strict=True):
+            await stack.enter_async_context(application.router.lifespan_context(application))
+            transport = httpx.ASGITransport(app=application)
+            client = httpx.AsyncClient(transport=transport, base_url=f"http://localhost:{port}", cookies=jar)
+            clients.append(await stack.enter_async_context(client))
+        a, b = clients
+        await sign_up(a, "ada@example.com")
+        stale_token = await csrf_token(a, "/password")  # a form opened on demo a...
+        await sign_up(b, "bob@example.com")  # ...then the other demo signs in and sets its cookies
+        dashboards = [(await a.get("/dashboard")).status_code, (await b.get("/dashboard")).status_code]
+        posted = await a.post("/password", data={"current_password": "x", "new_password": "y" * 9,
+                                                  "csrf_token": stale_token})
+        if shared_names:  # the collision this guards against: b's cookies replace a's
+            assert dashboards[0] == 303 or posted.status_code == 403
+        else:
+            assert dashboards == [200, 200]
+            assert posted.status_code == 400  # the form was accepted (and the wrong password refused)
+            names = {c.name for c in jar}
+            assert {"keyfob-8001.session-token", "keyfob-8001.csrf-token", "keyfob-8002.session-token",
+                    "keyfob-8002.csrf-token"} <= names
+
+
+# -- the compare page -----------------------------------------------------------------------------------
+
+
+async def test_compare_reads_the_bench_results_at_request_time(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    run = {
+        "meta": {"started": "2031-02-03 04:05:06 +0000", "command": "keyfob bench --json --quick",
+                 "machine": {"cpu": "Test CPU 9000", "cpus": 64, "python": "3.11.7"}},
+        "cases": {"keyfob_jwt": {"median_us": 12.345}, "keyfob_db_sqlite": {"median_us": 45.6}},
+        "ratios": {"hybrid_vs_floor": 1.234},
+        "propagation": {"redis": {"p99_ms": 7.89}},
+    }
+    results.write_text(json.dumps(run))
+    app = create_app("hybrid", None, tmp_path, SECRET, password_hasher=FAST_HASHER, bench_results=results)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://localhost"
+    ) as client:
+        page = text(await client.get("/compare"))
+        assert "2031-02-03 04:05:06 +0000" in page and "Test CPU 9000, 64 CPUs" in page
+        assert "12.3" in page and "45.6" in page and "1.23\N{MULTIPLICATION SIGN}" in page and "7.9" in page
+        assert "immediate on every node" in page and "not measured" in page  # guarantees; a missing case
+        run["cases"]["keyfob_jwt"]["median_us"] = 98.76  # type: ignore[index]
+        results.write_text(json.dumps(run))
+        assert "98.8" in text(await client.get("/compare"))
+        results.unlink()
+        gone = await client.get("/compare")
+        assert gone.status_code == 200 and "No benchmark results at" in text(gone)
+
+
+async def test_compare_shows_the_bundled_run_by_default(browser: Browser) -> None:
+    from keyfob.demo._compare import default_results_path
+
+    bundled = json.loads(default_results_path().read_text())
+    async with browser() as client:
+        page = text(await client.get("/compare"))
+    assert bundled["meta"]["started"] in page and bundled["meta"]["machine"]["cpu"] in page
