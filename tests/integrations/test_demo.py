@@ -538,3 +538,22 @@ async def test_compare_shows_the_bundled_run_by_default(browser: Browser) -> Non
     async with browser() as client:
         page = text(await client.get("/compare"))
     assert bundled["meta"]["started"] in page and bundled["meta"]["machine"]["cpu"] in page
+
+
+async def test_a_store_outage_is_a_503_page_that_says_what_to_do(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on: every connection is refused
+        probe.bind(("127.0.0.1", 0))
+        dead = f"redis://127.0.0.1:{probe.getsockname()[1]}/0"
+    app = create_app("database", dead, tmp_path, SECRET, password_hasher=FAST_HASHER)
+    token = "A" * 43  # shaped like a session token, so keyfob must ask the store
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://localhost") as client:
+        page = await client.get("/dashboard", headers={"cookie": f"keyfob.session-token={token}"})
+        assert page.status_code == 503 and page.headers["content-type"].startswith("text/html")
+        assert page.headers["retry-after"] == "1" and page.headers["cache-control"] == "no-store"
+        assert "The session store is not answering" in text(page) and "fails closed" in text(page)
+        api = await client.get("/auth/session", headers={"cookie": f"keyfob.session-token={token}"})
+        assert api.status_code == 503 and api.json()["error"] == "store_unavailable"  # APIs keep JSON
+    await app.state.keyfob.close()
