@@ -136,7 +136,7 @@ class FriendlyErrors:
     should read what happened and what to do next instead; API routes (``/auth/...``) keep the JSON.
     """
 
-    def __init__(self, app: ASGIApp, render: Callable[[str, str, str, str], str]) -> None:
+    def __init__(self, app: ASGIApp, render: Callable[[str, str, str], str]) -> None:
         self.app = app
         self.render = render
 
@@ -164,7 +164,7 @@ class FriendlyErrors:
             body += message.get("body", b"")
             if message.get("more_body", False):
                 return
-            start, page = held, self._page(held, body, scope)
+            start, page = held, self._page(body, scope)
             held = None
             if page is None:
                 await send(start)
@@ -180,7 +180,8 @@ class FriendlyErrors:
 
         await self.app(scope, receive, send_friendly)
 
-    def _page(self, start: Message, body: bytes, scope: Scope) -> str | None:
+    def _page(self, body: bytes, scope: Scope) -> str | None:
+        """The HTML page for keyfob's JSON error ``body``, or None to pass the answer on unchanged."""
         try:
             data = json.loads(body)
         except ValueError:
@@ -190,7 +191,7 @@ class FriendlyErrors:
             return None
         detail = data.get("detail")
         back = scope.get("path", "/") if scope.get("path") in ("/signin", "/signup", "/password") else "/"
-        return self.render(code, detail if isinstance(detail, str) else "", back, scope.get("method", "GET"))
+        return self.render(code, detail if isinstance(detail, str) else "", back)
 
 
 class SecurityHeaders:
@@ -343,7 +344,7 @@ def create_app(
     app = FastAPI(title="keyfob demo", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     install(app, fob)
 
-    def error_page(code: str, detail: str, back: str, method: str) -> str:
+    def error_page(code: str, detail: str, back: str) -> str:
         title, next_step = _ERROR_PAGES[code]
         return templates.get_template("error.html").render(
             title=title, detail=detail, next_step=next_step, code=code, back=back, bare=True,
