@@ -129,9 +129,8 @@ async def test_sign_up_sign_in_dashboard_devices_sign_out(app: FastAPI, browser:
 
 
 @pytest.mark.parametrize("app", STRATEGIES, indirect=True)
-async def test_post_without_csrf_token_is_a_403_page_that_says_what_to_do(
-    app: FastAPI, browser: Browser
-) -> None:
+async def test_post_without_csrf_token_is_403(app: FastAPI, browser: Browser) -> None:
+    """...as an HTML page that says what happened and what to do next (the name is cited by SECURITY.md)."""
     async with browser() as client:
         await csrf_token(client, "/signup")  # the cookie half is there; the form field is not
         response = await client.post("/signup", data={"email": "eve@example.com", "password": PASSWORD})
