@@ -556,3 +556,53 @@ async def test_a_store_outage_is_a_503_page_that_says_what_to_do(tmp_path: Path)
         api = await client.get("/auth/session", headers={"cookie": f"keyfob.session-token={token}"})
         assert api.status_code == 503 and api.json()["error"] == "store_unavailable"  # APIs keep JSON
     await app.state.keyfob.close()
+
+
+def metric(exposition: str, name: str, **labels: str) -> float:
+    """One sample's value from a Prometheus text exposition (0 when the series is not there yet)."""
+    want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    for line in exposition.splitlines():
+        if line.startswith("#"):
+            continue
+        series, _, value = line.rpartition(" ")
+        sample, _, label_text = series.partition("{")
+        got = ",".join(sorted(label_text.rstrip("}").split(","))) if label_text else ""
+        if sample == name and got == want:
+            return float(value)
+    return 0.0
+
+
+@pytest.mark.parametrize("app", STRATEGIES, indirect=True)
+async def test_metrics_count_a_scripted_session(app: FastAPI, browser: Browser) -> None:
+    strategy = app.state.keyfob.settings.strategy
+    async with browser() as admin, browser() as bea, browser() as scraper:
+        before = (await scraper.get("/metrics")).text
+        assert "# TYPE keyfob_session_validations_total counter" in before
+        await sign_up(admin, ADMIN)
+        await sign_up(bea, USER_B)
+        for _ in range(3):
+            assert (await bea.get("/dashboard")).status_code == 200
+        token = await csrf_token(admin, "/admin")
+        await admin.post(f"/admin/users/{user_id_of(app, USER_B)}/kick", data={"csrf_token": token})
+        assert (await bea.get("/dashboard")).status_code == 303
+        after = (await scraper.get("/metrics")).text
+
+    def moved(name: str, **labels: str) -> float:
+        return metric(after, name, **labels) - metric(before, name, **labels)
+
+    assert moved("keyfob_session_validations_total", strategy=strategy, result="ok") >= 3
+    assert moved("keyfob_session_events_total", event="created") == 2
+    assert moved("keyfob_revocations_total", scope="user") >= 1 or moved(
+        "keyfob_revocations_total", scope="user_version") >= 1
+    refused = sum(moved("keyfob_session_validations_total", strategy=strategy, result=code)
+                  for code in ("session_revoked", "invalid_token"))
+    assert refused >= 1  # bea's request after the kick
+    assert user_id_of(app, USER_B) not in after and ADMIN not in after  # no user ever becomes a label
+
+
+async def test_two_demo_apps_in_one_process_count_apart(tmp_path: Path) -> None:
+    first = create_app("database", None, tmp_path / "a", SECRET, password_hasher=FAST_HASHER)
+    second = create_app("database", None, tmp_path / "b", SECRET, password_hasher=FAST_HASHER)
+    assert first.state.metrics.registry is not second.state.metrics.registry
+    off = create_app("database", None, tmp_path / "c", SECRET, password_hasher=FAST_HASHER, metrics=False)
+    assert not hasattr(off.state, "metrics")

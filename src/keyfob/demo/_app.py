@@ -28,7 +28,7 @@ from argon2 import PasswordHasher
 from fastapi import FastAPI, Request
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import FormData
-from starlette.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, RedirectResponse, Response
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -270,6 +270,29 @@ def _span(seconds: float) -> str:
     return f"{seconds:g} s"
 
 
+def mount_metrics(app: FastAPI, fob: Keyfob) -> None:
+    """``/metrics``: keyfob's Prometheus metrics for this app's engine (its own registry, so several
+    apps in one process count apart), or a page that says how to turn them on."""
+    try:
+        from prometheus_client import CollectorRegistry
+
+        from ..metrics import instrument
+    except ModuleNotFoundError as exc:
+        missing = exc.name or "prometheus_client"
+
+        async def metrics_off() -> Response:
+            return PlainTextResponse(
+                f"metrics are off: {missing} is not installed; pip install 'keyfob[metrics]'\n",
+                status_code=404, headers={"cache-control": "no-store"},
+            )
+
+        app.add_api_route("/metrics", metrics_off, methods=["GET"], include_in_schema=False)
+        return
+    instrumentation = instrument(fob, CollectorRegistry())
+    app.state.metrics = instrumentation
+    app.add_route("/metrics", instrumentation.endpoint, methods=["GET"], include_in_schema=False)
+
+
 def _field(form: FormData, name: str) -> str:
     value = form.get(name)
     return value if isinstance(value, str) else ""
@@ -286,6 +309,7 @@ def create_app(
     port: int | None = None,
     bench_results: str | Path | None = None,
     event_limit: int = 5000,
+    metrics: bool = True,
     **settings: Any,
 ) -> FastAPI:
     """Build the demo app.
@@ -295,8 +319,10 @@ def create_app(
     generated once and kept in ``<data_dir>/keyfob-secret``. ``port`` (the CLI passes ``--port``) names
     the cookies after it, so demos side by side on one host keep apart (:func:`cookie_names`).
     ``bench_results`` is the ``keyfob bench --json`` output the compare page reads (default the source
-    checkout's ``docs/benchmarks/results.json``); ``event_limit`` bounds the event log. Other keyword
-    arguments are keyfob settings (``refresh_grace=1``, ``access_ttl=60``...).
+    checkout's ``docs/benchmarks/results.json``); ``event_limit`` bounds the event log. With ``metrics``
+    (and the ``metrics`` extra installed) the engine is instrumented with :mod:`keyfob.metrics` on a
+    registry of its own and ``/metrics`` serves it. Other keyword arguments are keyfob settings
+    (``refresh_grace=1``, ``access_ttl=60``...).
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
@@ -351,6 +377,8 @@ def create_app(
             **page_context(None),
         )
 
+    if metrics:
+        mount_metrics(app, fob)
     app.add_middleware(FriendlyErrors, render=error_page)
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
