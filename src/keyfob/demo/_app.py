@@ -36,9 +36,8 @@ from .._session import Session
 from ..engine import Keyfob
 from ..fastapi import install
 from ..settings import STRATEGIES
-from ..starlette import sign_in, sign_out
+from ..starlette import csrf_token, keyfob_request, sign_in, sign_out
 from ..strategies._lifetimes import touch_interval
-from ..web import CSRFProtect
 from ._compare import GUARANTEES, default_results_path, load_run
 from ._events import ADMIN_KINDS, ENGINE_KINDS, EventLog
 from ._users import MAX_PASSWORD, MIN_PASSWORD, EmailTaken, User, Users
@@ -399,17 +398,12 @@ def create_app(
         }
 
     def render(request: Request, name: str, *, status: int = 200, **ctx: Any) -> HTMLResponse:
-        protect: CSRFProtect = request.state.keyfob_csrf
-        token, cookies = protect.issue(protect.cookie.read(request.state.keyfob_cookies))
         notice = NOTICES.get(request.query_params.get("m", ""))
-        html = templates.get_template(name).render(
-            csrf_token=token, notice=notice, **page_context(request.state.session), **ctx
+        html = templates.get_template(name).render(  # csrf_token: bound to this session; cookie set if new
+            csrf_token=csrf_token(request), notice=notice, **page_context(request.state.session), **ctx
         )
         # no-store: nothing a page shows is kept in the browser's cache, so Back after sign-out is empty
-        response = HTMLResponse(html, status_code=status, headers={"cache-control": "no-store"})
-        for c in cookies:
-            response.headers.append("set-cookie", c.header())
-        return response
+        return HTMLResponse(html, status_code=status, headers={"cache-control": "no-store"})
 
     def form_error(request: Request, name: str, status: int, email: str, error: str, *,
                    link: tuple[str, str] | None = None) -> HTMLResponse:
@@ -423,7 +417,7 @@ def create_app(
         session: Session | None = request.state.session
         if session is not None:
             return session
-        result = getattr(request.state, "keyfob_result", None)
+        result = keyfob_request(request).result
         reason = getattr(result, "reason", None)
         if reason is None:
             return redirect("/signin?m=need-signin")
@@ -598,7 +592,7 @@ def create_app(
 
     def cookie_list(request: Request) -> list[tuple[str, int]]:
         """keyfob's cookies in this request: names and sizes only, never values."""
-        cookies: dict[str, str] = request.state.keyfob_cookies
+        cookies = keyfob_request(request).cookies
         out = []
         for name, value in sorted(cookies.items()):
             if name.removeprefix("__Host-").removeprefix("__Secure-").startswith("keyfob"):
@@ -622,11 +616,10 @@ def create_app(
         session = need_session(request)
         if isinstance(session, Response):
             return session
-        _, reissued = await fob.revoke_others(
-            request.state.keyfob_cookies, secure=request.state.keyfob_secure
-        )
-        if reissued is not None:
-            request.state.keyfob_pending.extend(reissued.cookies)
+        req = keyfob_request(request)
+        _, reissued = await fob.revoke_others(req.cookies, secure=req.secure)
+        if reissued is not None:  # jwt: this browser's cookie is re-issued under the new version
+            req.replaced(reissued)
         return redirect("/devices?m=others")
 
     @app.post("/devices/{sid}/revoke", include_in_schema=False)
