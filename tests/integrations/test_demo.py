@@ -522,6 +522,10 @@ async def test_compare_reads_the_bench_results_at_request_time(tmp_path: Path) -
         assert "2031-02-03 04:05:06 +0000" in page and "Test CPU 9000, 64 CPUs" in page
         assert "12.3" in page and "45.6" in page and "1.23\N{MULTIPLICATION SIGN}" in page and "7.9" in page
         assert "immediate on every node" in page and "not measured" in page  # guarantees; a missing case
+        assert "one guarded FastAPI request" not in page  # rows only newer runs have are left out
+        run["cases"]["asgi_keyfob_hybrid"] = {"median_us": 101.04}  # type: ignore[index]
+        results.write_text(json.dumps(run))
+        assert "one guarded FastAPI request, µs 101.0" in text(await client.get("/compare"))
         run["cases"]["keyfob_jwt"]["median_us"] = 98.76  # type: ignore[index]
         results.write_text(json.dumps(run))
         assert "98.8" in text(await client.get("/compare"))

@@ -59,9 +59,13 @@ GUARANTEES: dict[str, dict[str, str]] = {
     },
 }
 
-# (label, key path, unit) per strategy; paths follow `keyfob bench --json`'s layout.
+# (label, key path, unit) per strategy; paths follow `keyfob bench --json`'s layout. A figure a run
+# does not have shows as "not measured", except the guarded-request ones (_OPTIONAL), which newer runs
+# add and older runs simply lack: those rows are left out.
 _FIGURES: dict[str, Sequence[tuple[str, tuple[str, ...], str]]] = {
     "jwt": (
+        ("one guarded FastAPI request, µs", ("cases", "asgi_keyfob_jwt", "median_us"), "us"),
+        ("the same guarded by hand (JWE floor), µs", ("cases", "asgi_floor_jwe", "median_us"), "us"),
         ("authenticate, µs", ("cases", "keyfob_jwt", "median_us"), "us"),
         ("its floor (JWE decrypt by hand), µs", ("cases", "floor_jwe", "median_us"), "us"),
         ("ratio to its floor", ("ratios", "jwt_vs_floor"), "x"),
@@ -70,6 +74,8 @@ _FIGURES: dict[str, Sequence[tuple[str, tuple[str, ...], str]]] = {
         ("HTTP req/s, open endpoint", ("http", "runs", "w1", "open", "rps"), "rps"),
     ),
     "database": (
+        ("one guarded FastAPI request (SQLite), µs", ("cases", "asgi_keyfob_db_sqlite", "median_us"), "us"),
+        ("the same guarded by hand (sqlite3 floor), µs", ("cases", "asgi_floor_sqlite", "median_us"), "us"),
         ("authenticate (SQLite), µs", ("cases", "keyfob_db_sqlite", "median_us"), "us"),
         ("authenticate (PostgreSQL), µs", ("cases", "keyfob_db_postgres", "median_us"), "us"),
         ("authenticate (Redis), µs", ("cases", "keyfob_db_redis", "median_us"), "us"),
@@ -78,6 +84,8 @@ _FIGURES: dict[str, Sequence[tuple[str, tuple[str, ...], str]]] = {
         ("HTTP req/s (1 worker, SQLite)", ("http", "runs", "w1", "db_sqlite", "rps"), "rps"),
     ),
     "hybrid": (
+        ("one guarded FastAPI request, µs", ("cases", "asgi_keyfob_hybrid", "median_us"), "us"),
+        ("the same guarded by hand (HS256 floor), µs", ("cases", "asgi_floor_hs256", "median_us"), "us"),
         ("authenticate (Redis feed), µs", ("cases", "keyfob_hybrid_redis", "median_us"), "us"),
         ("its floor (HS256 verify by hand), µs", ("cases", "floor_hs256", "median_us"), "us"),
         ("ratio to its floor", ("ratios", "hybrid_vs_floor"), "x"),
@@ -86,6 +94,10 @@ _FIGURES: dict[str, Sequence[tuple[str, tuple[str, ...], str]]] = {
         ("HTTP req/s (1 worker, Redis)", ("http", "runs", "w1", "hybrid", "rps"), "rps"),
     ),
 }
+
+
+_OPTIONAL = frozenset({"asgi_keyfob_jwt", "asgi_floor_jwe", "asgi_keyfob_db_sqlite", "asgi_floor_sqlite",
+                       "asgi_keyfob_hybrid", "asgi_floor_hs256"})
 
 
 def _get(data: Any, path: Sequence[str]) -> Any:
@@ -151,6 +163,8 @@ def load_run(path: Path) -> BenchRun | str:
         row = []
         for label, key_path, unit in specs:
             shown = _format(_get(data, key_path), unit)
+            if shown is None and key_path[1] in _OPTIONAL:
+                continue
             row.append(Figure(label, shown or "not measured", ".".join(key_path), shown is not None))
         figures[strategy] = row
     return BenchRun(
