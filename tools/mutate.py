@@ -7,6 +7,10 @@ For each mutant — a comparison flipped (``<`` ↔ ``<=``, ``==`` ↔ ``!=``, `
 value replaced by ``None`` — the module is rewritten in place, the selected tests run, and the
 original is restored. A mutant is killed when the tests fail (or time out). Survivors are printed
 with their line so each can be judged: a behaviour the tests miss, or an equivalent mutant.
+
+Each mutant's pytest runs in a child forked from this process, which has imported pytest and the
+third-party libraries the tests use (never keyfob), so a mutant costs its tests, not the imports;
+``--no-fork`` runs a fresh interpreter per mutant instead. Judged survivors: ``tools/MUTATION.md``.
 """
 
 from __future__ import annotations
@@ -34,14 +38,22 @@ DEFAULT_FILES = [
     "src/keyfob/strategies/_stored.py",
     "src/keyfob/strategies/_access.py",
     "src/keyfob/tokens/_parse.py",
+    "src/keyfob/web/_request.py",
+    "src/keyfob/web/csrf.py",
+    "src/keyfob/web/_routes.py",
 ]
 DEFAULT_TESTS = ("tests/unit tests/contract/test_strategy_contract.py tests/contract/test_hybrid_contract.py "
                  "tests/contract/test_database_contract.py tests/contract/test_decision_edges_contract.py "
                  "-k 'not postgresql and not redis and not sqlite'")
 
 _COMMON = "-x -q -p no:cacheprovider"
+_FORKED = ["-W", "ignore::pytest.PytestAssertRewriteWarning"]  # the preloaded plugins are not rewritten
 _EDGES = "tests/contract/test_decision_edges_contract.py tests/contract/test_strategy_contract.py"
 _MEM = "not sqlite and not postgresql and not redis"  # the memory store, and every unit test
+_TOKENS = ("tests/unit/test_token_parsing.py tests/unit/test_tokens_parse.py tests/unit/test_tokens_jws.py "
+           "tests/unit/test_tokens_authjs.py")
+_WEB = ("tests/unit/test_csrf.py tests/unit/test_cookies.py tests/http_contract "
+        "-k 'starlette and hybrid or not (starlette or fastapi or flask or django)'")
 #: The tests that cover each module (fast: memory store only); --tests overrides them for every file.
 TARGETED = {
     "src/keyfob/strategies/_revocation.py":
@@ -54,8 +66,13 @@ TARGETED = {
     "src/keyfob/strategies/hybrid.py": f"{_EDGES} tests/contract/test_hybrid_contract.py -k '{_MEM}'",
     "src/keyfob/strategies/_stored.py": f"{_EDGES} tests/contract/test_database_contract.py -k '{_MEM}'",
     "src/keyfob/strategies/_access.py": f"{_EDGES} tests/unit/test_verifier.py -k '{_MEM}'",
-    "src/keyfob/tokens/_parse.py": "tests/unit/test_token_parsing.py tests/unit/test_tokens_parse.py "
-                                   "tests/unit/test_tokens_jws.py tests/unit/test_tokens_authjs.py",
+    "src/keyfob/tokens/_parse.py": _TOKENS,
+    "src/keyfob/tokens/_jws.py": _TOKENS,
+    "src/keyfob/tokens/_authjs.py": _TOKENS,
+    # The request core is framework-free: Starlette's adapter over one strategy with a refresh token.
+    "src/keyfob/web/_request.py": _WEB,
+    "src/keyfob/web/csrf.py": _WEB,
+    "src/keyfob/web/_routes.py": _WEB,
 }
 
 _FLIP: dict[type[ast.cmpop], type[ast.cmpop]] = {
@@ -121,6 +138,62 @@ def apply(tree: ast.Module, index: int, kind: str) -> ast.Module:
     return ast.fix_missing_locations(tree)
 
 
+#: Third-party modules imported once, before forking (never keyfob: the child imports the mutant).
+PRELOAD = ["pytest", "anyio", "anyio.pytest_plugin", "hypothesis", "_hypothesis_pytestplugin", "httpx",
+           "cryptography.hazmat.primitives.ciphers.aead", "starlette.testclient", "fastapi", "flask",
+           "schemathesis", "redis.asyncio", "asyncpg"]
+
+
+def _preload() -> None:
+    import importlib
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in PRELOAD:
+            try:
+                importlib.import_module(name)
+            except ImportError:
+                pass
+    assert not any(m == "keyfob" or m.startswith(("keyfob.", "tests")) for m in sys.modules)
+
+
+def _run_forked(pytest_args: list[str], timeout: float) -> int:
+    """pytest.main(pytest_args) in a forked child; its exit status, or -1 on timeout."""
+    pid = os.fork()
+    if pid == 0:  # the child: quiet, no bytecode written for the mutant, exit without cleanup
+        rc = 3
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            import pytest
+
+            rc = int(pytest.main(pytest_args))
+        finally:
+            os._exit(rc)
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        if time.monotonic() > deadline:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            return -1
+        time.sleep(0.05)
+
+
+def _run(pytest_args: list[str], fork: bool, env: dict[str, str], timeout: float) -> int:
+    if fork:
+        return _run_forked([*pytest_args, *_FORKED], timeout)
+    try:
+        return subprocess.run([sys.executable, "-m", "pytest", *pytest_args], cwd=ROOT, env=env,
+                              capture_output=True, timeout=timeout).returncode
+    except subprocess.TimeoutExpired:
+        return -1
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("files", nargs="*", default=DEFAULT_FILES)
@@ -128,15 +201,23 @@ def main() -> int:
                     help="pytest arguments for every file (default: the file's TARGETED tests)")
     ap.add_argument("--limit", type=int, default=0, help="at most N mutants per file (0: all)")
     ap.add_argument("--timeout", type=float, default=120)
+    ap.add_argument("--no-fork", dest="fork", action="store_false",
+                    help="a fresh interpreter per mutant (slower; the default forks a preloaded one)")
     args = ap.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))  # restore the module being mutated on kill
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "PYTHONDONTWRITEBYTECODE": "1"}
+    if args.fork:
+        os.chdir(ROOT)
+        sys.path.insert(0, str(ROOT / "src"))
+        sys.dont_write_bytecode = True
+        os.environ.update(env)
+        _preload()
     total = killed = 0
     survivors: list[str] = []
     for rel in args.files:
         tests = args.tests or TARGETED.get(rel, DEFAULT_TESTS)
-        cmd = [sys.executable, "-m", "pytest", *shlex.split(tests), *shlex.split(_COMMON)]
-        if subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True).returncode != 0:
+        pytest_args = [*shlex.split(tests), *shlex.split(_COMMON)]
+        if _run(pytest_args, args.fork, env, 3600.0) != 0:
             print(f"{rel}: its tests fail before any mutation: fix them first", file=sys.stderr)
             return 2
         path = ROOT / rel
@@ -149,11 +230,7 @@ def main() -> int:
             for index, kind, line in muts:
                 path.write_text(ast.unparse(apply(tree, index, kind)) + "\n")
                 started = time.monotonic()
-                try:
-                    rc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True,
-                                        timeout=args.timeout).returncode
-                except subprocess.TimeoutExpired:
-                    rc = -1
+                rc = _run(pytest_args, args.fork, env, args.timeout)
                 total += 1
                 if rc != 0:
                     killed += 1
