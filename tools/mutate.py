@@ -1,6 +1,6 @@
 """First-order mutation testing of keyfob's decision modules (run on demand, not in CI).
 
-    PYTHONPATH=src python tools/mutate.py [FILE ...] [--tests "pytest args"] [--limit N]
+    PYTHONPATH=src python tools/mutate.py [FILE ...] [--tests "pytest args"] [--limit N] [--only LINE:KIND]
 
 For each mutant — a comparison flipped (``<`` ↔ ``<=``, ``==`` ↔ ``!=``, ``in`` ↔ ``not in``, ``is`` ↔
 ``is not``), an ``if``/``while`` condition negated, ``and`` ↔ ``or``, a ``raise`` deleted, a ``return``
@@ -48,7 +48,8 @@ DEFAULT_TESTS = ("tests/unit tests/contract/test_strategy_contract.py tests/cont
 
 _COMMON = "-x -q -p no:cacheprovider"
 _FORKED = ["-W", "ignore::pytest.PytestAssertRewriteWarning"]  # the preloaded plugins are not rewritten
-_EDGES = "tests/contract/test_decision_edges_contract.py tests/contract/test_strategy_contract.py"
+_EDGES = ("tests/contract/test_decision_edges_contract.py tests/contract/test_decision_pins_contract.py "
+          "tests/contract/test_strategy_contract.py")
 _MEM = "not sqlite and not postgresql and not redis"  # the memory store, and every unit test
 _TOKENS = ("tests/unit/test_token_parsing.py tests/unit/test_tokens_parse.py tests/unit/test_tokens_jws.py "
            "tests/unit/test_tokens_authjs.py")
@@ -201,6 +202,8 @@ def main() -> int:
                     help="pytest arguments for every file (default: the file's TARGETED tests)")
     ap.add_argument("--limit", type=int, default=0, help="at most N mutants per file (0: all)")
     ap.add_argument("--timeout", type=float, default=120)
+    ap.add_argument("--only", action="append", default=[], metavar="LINE:KIND",
+                    help="only these mutants (as printed, e.g. 24:andor); repeatable")
     ap.add_argument("--no-fork", dest="fork", action="store_false",
                     help="a fresh interpreter per mutant (slower; the default forks a preloaded one)")
     args = ap.parse_args()
@@ -224,6 +227,8 @@ def main() -> int:
         original = path.read_text()
         tree = ast.parse(original)
         muts = list(mutations(tree))
+        if args.only:
+            muts = [m for m in muts if f"{m[2]}:{m[1]}" in args.only]
         if args.limit:
             muts = muts[: args.limit]
         try:

@@ -1,0 +1,109 @@
+"""More of the decisions' edges, on every strategy x store: what the revoke/bump/list calls return,
+what each strategy refuses, and claims a shared-secret issuer could get wrong.
+
+Each test here kills a mutant that `tools/mutate.py` showed surviving the other suites (issue 9);
+`tools/MUTATION.md` lists the survivors judged equivalent instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from keyfob import ConfigError, FakeClock, InvalidToken, Keyfob
+
+from .stores_for_strategies import (  # noqa: F401
+    STORE_PARAMS,
+    MakeFob,
+    StoreFactory,
+    keyfob_factory,
+    make_store_url,
+)
+from .test_strategy_contract import SECRET, sign_in
+
+pytestmark = pytest.mark.anyio
+
+HOUR = 3600.0
+
+
+@pytest.fixture(params=["jwt", "database", "hybrid"])
+def strategy(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(params=STORE_PARAMS)
+async def make_fob(request: pytest.FixtureRequest, make_store_url: StoreFactory, strategy: str,
+                   clock: FakeClock) -> AsyncIterator[MakeFob]:
+    async with keyfob_factory(await make_store_url(request.param), clock, strategy, SECRET) as factory:
+        yield factory
+
+
+def jwt_only(fob: Keyfob) -> None:
+    if fob.settings.strategy != "jwt":
+        pytest.skip("jwt only")
+
+
+# -- what the user-wide calls return ------------------------------------------------------------------
+
+
+async def test_revoke_user_ends_every_session_and_says_how_many(make_fob: MakeFob) -> None:
+    fob = make_fob()
+    jars = [await sign_in(fob), await sign_in(fob)]
+    other = await sign_in(fob, "u2")
+    n = await fob.revoke_user("u1")
+    assert n == (-1 if fob.settings.strategy == "jwt" else 2)  # jwt: "all of them", uncounted
+    for jar in jars:
+        assert (await fob.authenticate(jar)).session is None
+    assert (await fob.authenticate(other)).session is not None
+
+
+async def test_bump_user_version_returns_each_new_version(make_fob: MakeFob) -> None:
+    fob = make_fob()
+    first = await fob.bump_user_version("u1")
+    second = await fob.bump_user_version("u1")
+    assert isinstance(first, int) and second == first + 1
+
+
+async def test_device_list_is_the_stored_sessions_and_empty_under_jwt(make_fob: MakeFob) -> None:
+    fob = make_fob()
+    await sign_in(fob)
+    sessions = await fob.list_sessions("u1")
+    assert len(sessions) == (0 if fob.settings.strategy == "jwt" else 1)
+
+
+# -- what jwt refuses ------------------------------------------------------------------------------------
+
+
+async def test_jwt_refresh_is_refused_with_a_hint_naming_the_strategy_to_use(make_fob: MakeFob) -> None:
+    fob = make_fob()
+    jwt_only(fob)
+    await sign_in(fob)
+    with pytest.raises(InvalidToken) as info:
+        await fob.refresh("any-refresh-token")
+    assert "hybrid" in (info.value.hint or "")
+
+
+async def test_jwt_revoke_user_keeping_one_session_is_a_config_error(make_fob: MakeFob) -> None:
+    fob = make_fob()
+    jwt_only(fob)
+    jar = await sign_in(fob)
+    current = (await fob.authenticate(jar)).session
+    assert current is not None
+    with pytest.raises(ConfigError, match="revoke_others"):
+        await fob.revoke_user("u1", keep=current.id)
+    assert (await fob.authenticate(jar)).session is not None, "nothing was revoked"
+
+
+@pytest.mark.parametrize("created", [True, "yesterday", None])
+async def test_jwt_claims_with_a_non_numeric_creation_time_are_an_invalid_token(
+        make_fob: MakeFob, clock: FakeClock, created: Any) -> None:
+    """A token minted by another holder of the secret (an Auth.js app) with a bad ``ct`` is refused."""
+    fob = make_fob()
+    jwt_only(fob)
+    codec = fob.strategy.codec  # type: ignore[attr-defined]
+    claims = {"sub": "u1", "sid": "s-1", "ver": 0, "ct": created}
+    token = codec.encode(claims, max_age=HOUR, now=clock())
+    result = await fob.authenticate_token(token)
+    assert result.session is None and result.reason == "invalid_token"
