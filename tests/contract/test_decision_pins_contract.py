@@ -21,7 +21,7 @@ from .stores_for_strategies import (  # noqa: F401
     keyfob_factory,
     make_store_url,
 )
-from .test_strategy_contract import SECRET, sign_in
+from .test_strategy_contract import SECRET, Jar, sign_in
 
 pytestmark = pytest.mark.anyio
 
@@ -107,3 +107,88 @@ async def test_jwt_claims_with_a_non_numeric_creation_time_are_an_invalid_token(
     token = codec.encode(claims, max_age=HOUR, now=clock())
     result = await fob.authenticate_token(token)
     assert result.session is None and result.reason == "invalid_token"
+
+
+async def test_jwt_rolls_at_exactly_update_age(make_fob: MakeFob, clock: FakeClock) -> None:
+    fob = make_fob(update_age=HOUR)
+    jwt_only(fob)
+    clock.now = float(int(clock()))  # iat is whole seconds
+    jar = await sign_in(fob)
+    clock.advance(HOUR - 1)
+    assert (await fob.authenticate(jar)).cookies == [], "younger than update_age: not re-issued"
+    clock.advance(1)
+    assert (await fob.authenticate(jar)).cookies != [], "update_age old: re-issued"
+
+
+async def test_rotate_without_a_session_says_sign_in_first(make_fob: MakeFob) -> None:
+    fob = make_fob()
+    await sign_in(fob)
+    with pytest.raises(InvalidToken) as info:
+        await fob.rotate({})
+    assert info.value.hint == "sign in first"
+
+
+# -- hybrid: access token and refresh token together --------------------------------------------------
+
+
+def hybrid_only(fob: Keyfob) -> None:
+    if fob.settings.strategy != "hybrid":
+        pytest.skip("hybrid only")
+
+
+async def test_expired_access_token_alone_is_expired_not_invalid(make_fob: MakeFob, clock: FakeClock) -> None:
+    fob = make_fob(access_ttl=600)
+    hybrid_only(fob)
+    jar = await sign_in(fob)
+    access = Jar({fob.profile(True).session.name: jar[fob.profile(True).session.name]})
+    clock.advance(601)
+    result = await fob.authenticate(access)
+    assert result.session is None and result.reason == "session_expired"
+
+
+async def test_garbled_access_token_with_a_good_refresh_token_is_refreshed(make_fob: MakeFob) -> None:
+    fob = make_fob()
+    hybrid_only(fob)
+    jar = await sign_in(fob)
+    jar[fob.profile(True).session.name] = "garbled"
+    result = await fob.authenticate(jar)
+    assert result.session is not None and result.session.user_id == "u1"
+    assert any(c.name == fob.profile(True).session.name for c in result.cookies), "a new access token"
+
+
+async def test_rotate_with_a_concurrently_refreshed_token_asks_to_retry(make_fob: MakeFob) -> None:
+    fob = make_fob(refresh_grace=30)
+    hybrid_only(fob)
+    old = await sign_in(fob)
+    new = Jar(old).apply((await fob.refresh(cookies=old)).cookies)
+    with pytest.raises(InvalidToken) as info:
+        await fob.rotate(old)  # the other tab's refresh won a moment ago
+    assert "retry" in (info.value.hint or "")
+    assert (await fob.authenticate(new)).session is not None, "the winner's session is untouched"
+    assert len(await fob.list_sessions("u1")) == 1
+
+
+@pytest.mark.parametrize("access", ["absent", "garbled"])
+async def test_sign_out_with_the_refresh_cookie_revokes_the_session(make_fob: MakeFob, access: str) -> None:
+    fob = make_fob()
+    hybrid_only(fob)
+    jar = await sign_in(fob)
+    name = fob.profile(True).session.name
+    if access == "absent":
+        del jar[name]
+    else:
+        jar[name] = "garbled"
+    await fob.sign_out(jar)
+    assert await fob.list_sessions("u1") == []
+
+
+async def test_sign_out_with_an_unknown_refresh_token_falls_back_to_the_access_token(
+        make_fob: MakeFob) -> None:
+    fob = make_fob()
+    hybrid_only(fob)
+    jar = await sign_in(fob)
+    stranger = await sign_in(fob, "u2")
+    await fob.revoke_user("u2")  # its refresh token now names no row
+    jar[fob.profile(True).refresh.name] = stranger[fob.profile(True).refresh.name]
+    await fob.sign_out(jar)
+    assert await fob.list_sessions("u1") == []

@@ -116,6 +116,13 @@ def test_json_nested_deeper_than_the_limit_is_rejected_before_parsing(raw: bytes
         parse_json_object(raw)
 
 
+def test_many_siblings_nested_exactly_to_the_limit_are_accepted() -> None:
+    raw = b'{"a":{"b":1},"c":{"d":2},"e":{}}'  # four openers, depth 2 at most
+    assert parse_json_object(raw, max_depth=2)["c"] == {"d": 2}
+    with pytest.raises(InvalidToken):
+        parse_json_object(raw, max_depth=1)
+
+
 def test_brackets_inside_strings_do_not_count_as_nesting() -> None:
     raw = b'{"a":"' + b"[{" * 50 + b'\\"[[[", "b":[[1]]}'
     assert parse_json_object(raw)["b"] == [[1]]
@@ -179,6 +186,22 @@ def test_time_claims_must_be_finite_json_numbers(claim: str, value: Any) -> None
     claims = {"exp": NOW + 100, claim: value}
     with pytest.raises(InvalidToken):
         check_claims(claims, now=NOW)
+
+
+@pytest.mark.parametrize("value", [2**53, 2.0**53], ids=["int", "float"])
+def test_time_claims_at_plus_or_minus_2_53_are_accepted(value: float) -> None:
+    check_claims({"exp": value, "nbf": -value, "iat": -value}, now=NOW)
+
+
+@pytest.mark.parametrize("exp", [str(int(NOW + 100)), None, [int(NOW + 100)]])
+def test_a_malformed_exp_beside_an_integer_iat_is_refused(exp: Any) -> None:
+    with pytest.raises(InvalidToken):
+        check_claims({"exp": exp, "iat": int(NOW)}, now=NOW)
+
+
+def test_a_future_nbf_is_refused_beside_integer_exp_and_iat() -> None:
+    with pytest.raises(InvalidToken):
+        check_claims({"exp": int(NOW) + 100, "iat": int(NOW), "nbf": int(NOW) + 50}, now=NOW)
 
 
 def test_invalid_token_message_is_opaque() -> None:
