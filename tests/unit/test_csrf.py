@@ -311,3 +311,12 @@ def test_lists_is_true_only_for_explicitly_allowed_origins() -> None:
     p = protect()
     assert p.lists(ADMIN) and p.lists(ADMIN + "/")
     assert not p.lists(APP) and not p.lists(None) and not p.lists("https://evil.example")
+
+
+@pytest.mark.parametrize("extra", [0, 1])
+def test_a_bad_allowed_origin_is_quoted_whole_up_to_120_characters(extra: int) -> None:
+    entry = "https://app.example/" + "p" * (100 + extra)  # 120 characters, then 121
+    with pytest.raises(ConfigError) as info:
+        protect(allowed_origins=(entry,))
+    shown = entry if not extra else entry[:120] + "..."
+    assert repr(shown) in str(info.value)
