@@ -192,3 +192,15 @@ async def test_sign_out_with_an_unknown_refresh_token_falls_back_to_the_access_t
     jar[fob.profile(True).refresh.name] = stranger[fob.profile(True).refresh.name]
     await fob.sign_out(jar)
     assert await fob.list_sessions("u1") == []
+
+
+@pytest.mark.parametrize("bad", [{"sub": 123}, {"sub": ""}, {"ver": "1"}, {"ver": True}, {"ver": 1.0}],
+                         ids=["sub-number", "sub-empty", "ver-string", "ver-bool", "ver-float"])
+async def test_jwt_claims_with_a_bad_subject_or_version_are_an_invalid_token(
+        make_fob: MakeFob, clock: FakeClock, bad: dict[str, Any]) -> None:
+    fob = make_fob()
+    jwt_only(fob)
+    codec = fob.strategy.codec  # type: ignore[attr-defined]
+    token = codec.encode({"sub": "u1", "sid": "s-1", "ver": 0, **bad}, max_age=HOUR, now=clock())
+    result = await fob.authenticate_token(token)
+    assert result.session is None and result.reason == "invalid_token"
