@@ -320,3 +320,9 @@ def test_a_bad_allowed_origin_is_quoted_whole_up_to_120_characters(extra: int) -
         protect(allowed_origins=(entry,))
     shown = entry if not extra else entry[:120] + "..."
     assert repr(shown) in str(info.value)
+
+
+def test_a_bad_allowed_origin_is_quoted_with_printable_ascii_kept_and_the_rest_replaced() -> None:
+    with pytest.raises(ConfigError) as info:
+        protect(allowed_origins=("https://app.example/~ é\x01",))
+    assert repr("https://app.example/~ ??") in str(info.value)
