@@ -204,3 +204,41 @@ async def test_jwt_claims_with_a_bad_subject_or_version_are_an_invalid_token(
     token = codec.encode({"sub": "u1", "sid": "s-1", "ver": 0, **bad}, max_age=HOUR, now=clock())
     result = await fob.authenticate_token(token)
     assert result.session is None and result.reason == "invalid_token"
+
+
+@pytest.mark.parametrize("bad", [{"sid": None}, {"sid": ""}, {"sub": 5}, {"sub": ""}, {"ver": "0"}],
+                         ids=["no-sid", "sid-empty", "sub-number", "sub-empty", "ver-string"])
+async def test_access_token_with_a_bad_identity_is_an_invalid_token(
+        make_fob: MakeFob, clock: FakeClock, bad: dict[str, Any]) -> None:
+    """An access token signed with the app's key but without a usable (sid, sub, ver) is refused."""
+    fob = make_fob()
+    hybrid_only(fob)
+    from keyfob.strategies._access import ACCESS_TYP
+
+    strategy = fob.strategy
+    now = int(clock())
+    claims = {"sub": "u1", "sid": "s-1", "ver": 0, "aud": strategy.audience,  # type: ignore[attr-defined]
+              "iat": now, "exp": now + 300, **bad}
+    token = strategy.signer.sign({k: v for k, v in claims.items() if v is not None},  # type: ignore[attr-defined]
+                                 typ=ACCESS_TYP)
+    result = await fob.authenticate_token(token)
+    assert result.session is None and result.reason == "invalid_token"
+
+
+async def test_a_row_without_authenticated_at_gives_the_creation_time_as_auth_time(
+        make_fob: MakeFob, clock: FakeClock) -> None:
+    """Rows of an older layout or another writer may lack authenticated_at: auth_time falls back."""
+    fob = make_fob()
+    hybrid_only(fob)
+    from keyfob.stores import SessionRecord
+    from keyfob.strategies._base import new_token, token_hash
+
+    await fob.start()
+    created = float(int(clock()) - 100)
+    refresh = new_token()
+    await fob.store.add(SessionRecord(token_hash=token_hash(refresh), id="s-old", user_id="u1",
+                                      created_at=created, last_seen_at=created, expires_at=clock() + HOUR,
+                                      authenticated_at=None))
+    issued = await fob.refresh(refresh)
+    assert issued.session.claims["auth_time"] == int(created)
+    assert issued.session.authenticated_at == created
