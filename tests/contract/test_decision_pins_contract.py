@@ -244,3 +244,14 @@ async def test_a_row_without_authenticated_at_gives_the_creation_time_as_auth_ti
     issued = await fob.refresh(refresh)
     assert issued.session.claims["auth_time"] == int(created)
     assert issued.session.authenticated_at == created
+
+
+async def test_revoke_others_tells_the_other_browsers_they_were_revoked(make_fob: MakeFob) -> None:
+    fob = make_fob()
+    here, there = await sign_in(fob), await sign_in(fob)
+    _, reissued = await fob.revoke_others(here)
+    if reissued is not None:
+        here.apply(reissued.cookies)
+    assert (await fob.authenticate(here)).session is not None
+    result = await fob.authenticate(there)
+    assert result.session is None and result.reason == "session_revoked"
