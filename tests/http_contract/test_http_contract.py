@@ -284,3 +284,13 @@ def test_two_origin_headers_are_refused(client: Client) -> None:
     r = client.request("POST", "/action", headers=[("Origin", EVIL), ("Origin", client.base_url),
                                                    ("X-CSRF-Token", token)])
     assert r.status == 403 and "more than one Origin" in r.body["detail"]
+
+
+def test_foreign_referer_without_an_origin_header_is_refused(client: Client) -> None:
+    login(client)
+    token = dict(csrf(client))["X-CSRF-Token"]
+    r = client.request("POST", "/action", headers=[("X-CSRF-Token", token), ("Referer", f"{EVIL}/page")])
+    assert r.status == 403 and r.body["error"] == "csrf_failed"
+    same = client.request("POST", "/action", headers=[("X-CSRF-Token", token),
+                                                      ("Referer", f"{client.base_url}/page")])
+    assert same.status == 200
