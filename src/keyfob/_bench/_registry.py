@@ -111,5 +111,8 @@ GROUPS: dict[str, Group] = {
             "hybrid revocation latency across processes (Redis, PostgreSQL)",
             ".propagation:run_propagation",
         ),
+        Group("cluster", "Redis Cluster (3 masters, started here): validate, propagation (issue 11)",
+              ".cluster:run", ".cluster:ratios", ("cluster_db_vs_raw", "cluster_hybrid_vs_raw",
+              "cluster_revocation_p99_ms", "cluster_revocation_p99_ms_postgres")),
     )
 }

@@ -105,8 +105,12 @@ async def _send(proc: asyncio.subprocess.Process, msg: dict[str, Any]) -> None:
     await proc.stdin.drain()
 
 
-async def _measure(cfg: Config, store: str) -> dict[str, Any]:
-    stores = Stores(cfg)
+async def _measure(cfg: Config, store: str, stores: Stores | None = None, feed: str = "") -> dict[str, Any]:
+    """``cfg.propagation_samples`` revocations seen by ``cfg.propagation_workers`` processes.
+
+    ``stores`` opens the store (default: the benchmark's own servers; the ``cluster`` group passes
+    one on its Redis Cluster), ``feed`` names it in the result."""
+    stores = stores or Stores(cfg)
     procs: list[asyncio.subprocess.Process] = []
     try:
         fob = await stores.fob("hybrid", store)
@@ -165,7 +169,7 @@ async def _measure(cfg: Config, store: str) -> dict[str, Any]:
                 raise RuntimeError("a worker still accepts a revoked session")
         lat_ms.sort()
         return {
-            "feed": {"redis": "Redis pub/sub", "postgres": "PostgreSQL LISTEN/NOTIFY"}[store],
+            "feed": feed or {"redis": "Redis pub/sub", "postgres": "PostgreSQL LISTEN/NOTIFY"}[store],
             "samples": len(lat_ms),
             "workers": len(procs),
             "p50_ms": round(statistics.median(lat_ms), 3),

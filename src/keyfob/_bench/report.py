@@ -31,6 +31,9 @@ TARGETS: dict[str, tuple[str, float]] = {
     "http_db_redis_vs_open": (">=", 0.5),
     "http_vs_fastapi_users": (">=", 10.0),
     "revocation_p99_ms": ("<", 50.0),
+    "cluster_db_vs_raw": ("<=", 1.5),  # issue 11: the cluster group
+    "cluster_revocation_p99_ms": ("<", 50.0),
+    "cluster_revocation_p99_ms_postgres": ("<", 50.0),
     # issue 9: against the guarded floor
     "asgi_hybrid_vs_floor": ("<=", 1.3),
     "asgi_jwt_vs_floor": ("<=", 1.25),
