@@ -50,6 +50,11 @@ RATIO_KEYS = (
     "metrics_hybrid_cost",
     "metrics_jwt_cost",
     "metrics_db_sqlite_cost",
+    # issue 11: the cluster group
+    "cluster_db_vs_raw",
+    "cluster_hybrid_vs_raw",
+    "cluster_revocation_p99_ms",
+    "cluster_revocation_p99_ms_postgres",
 )
 
 
@@ -107,6 +112,51 @@ def test_only_runs_just_the_selected_group(tmp_path: Path, capsys: pytest.Captur
     assert doc["meta"]["groups"] == ["asgi"]
     assert doc["cases"].get("keyfob_jwt") is None  # a micro case: not run
     assert doc["ratio_reasons"]["flask_jwt_vs_anchor"] == "the flask group was not selected"
+
+
+CLUSTER_CASES = ("cluster_keyfob_hybrid", "cluster_keyfob_db", "cluster_raw_redis")
+CLUSTER_RATIOS = ("cluster_db_vs_raw", "cluster_hybrid_vs_raw", "cluster_revocation_p99_ms")
+
+
+def test_cluster_group_measures_on_a_cluster_it_starts_and_stops(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import socket
+
+    from tests.conftest import require_redis_cluster
+
+    require_redis_cluster()
+    assert main(["--smoke", "--json", "--no-plots", "--only", "cluster", "--out", str(tmp_path)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert not doc["meta"].get("failed_groups"), doc["meta"].get("failed_groups")
+    sec = doc["cluster"]
+    assert sec["available"] is True and sec["masters"] == 3, sec
+    for name in CLUSTER_CASES:
+        assert doc["cases"][name]["median_us"] is not None, doc["cases"][name]
+    for key in CLUSTER_RATIOS:
+        assert isinstance(doc["ratios"][key], int | float), (key, doc["ratio_reasons"].get(key))
+    assert sec["propagation"]["redis_cluster"]["timeouts"] == 0, sec["propagation"]
+    # the bench's own servers are gone when it returns
+    for seed in sec["url"].removeprefix("redis+cluster://").split(","):
+        host, port = seed.rsplit(":", 1)
+        with socket.socket() as s, pytest.raises(OSError):
+            s.connect((host, int(port)))
+
+
+def test_cluster_group_without_redis_server_says_why_and_reports_no_numbers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from keyfob._bench import _redis_cluster
+
+    monkeypatch.setattr(_redis_cluster, "REDIS_SERVER", str(tmp_path / "no-redis-server"))
+    assert main(["--smoke", "--json", "--no-plots", "--only", "cluster", "--out", str(tmp_path)]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["cluster"]["available"] is False
+    assert "no-redis-server not found" in doc["cluster"]["reason"]
+    for name in CLUSTER_CASES:
+        assert doc["cases"][name]["median_us"] is None and "not found" in doc["cases"][name]["reason"]
+    for key in (*CLUSTER_RATIOS, "cluster_revocation_p99_ms_postgres"):
+        assert doc["ratios"][key] is None and "not found" in doc["ratio_reasons"][key], key
 
 
 WRK_OUTPUT = """Running 4s test @ http://127.0.0.1:40123/p
