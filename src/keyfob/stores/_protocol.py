@@ -169,7 +169,9 @@ class SessionStore(Protocol):
         Returns False, changing nothing, if ``old_hash`` is missing or already retired.
         ``keep_old=False`` deletes the old row (``rotate``); ``keep_old=True`` keeps it with
         ``retired_at=now`` (hybrid refresh rotation, for reuse detection). Two concurrent calls
-        with the same ``old_hash`` can never both return True.
+        with the same ``old_hash`` can never both return True. ``new.token_hash`` may equal
+        ``old_hash`` (with ``keep_old=False``): the row is rewritten in place, which is how
+        ``keyfob.django``'s session engine saves changed session data under the same key.
         """
         ...
 

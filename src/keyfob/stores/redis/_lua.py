@@ -146,7 +146,7 @@ REPLACE = (
     + r"""
 local f = redis.call('HMGET', KEYS[1], 'i', 'r')
 if not f[1] or f[2] then return 0 end
-if redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
+if KEYS[2] ~= KEYS[1] and redis.call('EXISTS', KEYS[2]) == 1 then return -1 end
 if ARGV[4] == '1' then redis.call('HSET', KEYS[1], 'r', ARGV[3]) else drop(ARGV[2]) end
 return add(5)
 """

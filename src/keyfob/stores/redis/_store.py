@@ -272,8 +272,15 @@ class RedisStore:
     async def replace(self, old_hash: bytes, new: SessionRecord, *, now: float, keep_old: bool) -> bool:
         base = self.keys.user(new.user_id)
         old_hex = old_hash.hex()
+        same = new.token_hash == old_hash  # rewrite in place (keyfob.django saves session data so)
         async with self._errors():
-            if not await self._claim(new, base):
+            if same:
+                ttl = _ttl_ms(new)
+                pipe = self._r.pipeline(transaction=False)
+                pipe.pexpire(self.keys.token_pointer(old_hex), ttl, gt=True)
+                pipe.pexpire(self.keys.session_pointer(new.id), ttl, gt=True)
+                await pipe.execute()
+            elif not await self._claim(new, base):
                 return False
             ok = int(await self._replace(
                 keys=[f"{base}:s:{old_hex}", f"{base}:s:{new.token_hash.hex()}", f"{base}:a",
@@ -281,10 +288,10 @@ class RedisStore:
                 args=[base, old_hex, _f(now), "1" if keep_old else "0", *self._add_args(new)],
             ))
             if ok != 1:
-                if ok == 0:  # refused (old row missing or retired): the pointer we claimed leads nowhere
+                if ok == 0 and not same:  # refused (old row missing or retired): our new pointer leads nowhere
                     await self._r.delete(self.keys.token_pointer(new.token_hash.hex()))
                 return False
-            await self._index(new, base, dropped=() if keep_old else (old_hex,))
+            await self._index(new, base, dropped=() if keep_old or same else (old_hex,))
         return True
 
     async def delete(self, session_id: str) -> int:

@@ -1,0 +1,43 @@
+"""The device a request comes from, for the session rows the engine writes (IP, user agent).
+
+Django builds ``SessionStore(session_key)`` without the request, so the ``keyfob.django`` app
+records each request's device in a context variable when the request starts (the
+``request_started`` signal carries the WSGI environ or the ASGI scope); ``KeyfobMiddleware``
+sets it too. asgiref carries context variables into and out of its worker threads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from contextvars import ContextVar
+from typing import Any
+
+from .._session import RequestMeta
+
+__all__ = ["current_meta", "meta_from_environ", "meta_from_scope", "on_request_started"]
+
+current_meta: ContextVar[RequestMeta | None] = ContextVar("keyfob_django_meta", default=None)
+
+
+def meta_from_environ(environ: Mapping[str, Any]) -> RequestMeta:
+    return RequestMeta(ip=environ.get("REMOTE_ADDR") or None,
+                       user_agent=(environ.get("HTTP_USER_AGENT") or None))
+
+
+def meta_from_scope(scope: Mapping[str, Any]) -> RequestMeta:
+    client = scope.get("client")
+    ua = None
+    for name, value in scope.get("headers") or ():
+        if name == b"user-agent":
+            ua = value.decode("latin-1")
+            break
+    return RequestMeta(ip=client[0] if client else None, user_agent=ua)
+
+
+def on_request_started(sender: object, *, environ: Mapping[str, Any] | None = None,
+                       scope: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
+    """``request_started`` receiver (connected in ``KeyfobConfig.ready``)."""
+    if environ is not None:
+        current_meta.set(meta_from_environ(environ))
+    elif scope is not None:
+        current_meta.set(meta_from_scope(scope))

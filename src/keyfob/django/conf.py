@@ -1,0 +1,168 @@
+"""keyfob's Django settings: ``KEYFOB = {...}`` in settings.py, the environment as fallback.
+
+```python
+# settings.py
+INSTALLED_APPS = [..., "django.contrib.auth", "django.contrib.sessions", "keyfob.django"]
+SESSION_ENGINE = "keyfob.django.session_backend"
+KEYFOB = {"SECRET": env("KEYFOB_SECRET"), "IDLE_TIMEOUT": 3600, "MAX_SESSIONS_PER_USER": 5}
+```
+
+Each key of ``KEYFOB`` is a :class:`keyfob.Settings` field, upper- or lower-case (``STRATEGY``,
+``SECRET``, ``STORE``, ``MAX_AGE``, ``IDLE_TIMEOUT``, ``ABSOLUTE_TIMEOUT``, ``MAX_SESSIONS_PER_USER``,
+``COOKIE_NAME``…). A key that is absent falls back to its ``KEYFOB_*`` environment variable
+(``Settings.from_env``), then to a Django-derived default:
+
+* ``STORE``: the project's ``DATABASES["default"]`` (SQLite file or PostgreSQL), so keyfob's
+  tables sit next to Django's and ``manage.py migrate`` creates them;
+* ``SECRET``: ``SECRET_KEY`` when it is strong enough (64+ random characters), else an
+  ``ImproperlyConfigured`` that says to set ``KEYFOB["SECRET"]``;
+* ``MAX_AGE``: ``SESSION_COOKIE_AGE``; ``COOKIE_SECURE``: ``SESSION_COOKIE_SECURE`` when True.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import quote
+
+from django.conf import settings as django_settings
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+
+from ..engine import Keyfob
+from ..errors import ConfigError
+from ..settings import Settings
+from ._loop import home
+
+__all__ = ["get_fob", "reset", "store_url_from_databases"]
+
+_ENGINE_KEYS = ("clock", "feed", "on_token", "on_session", "on_event", "auto_migrate")
+_FIELDS = frozenset(Settings.__dataclass_fields__) | {"secret"}
+
+
+def store_url_from_databases(databases: Mapping[str, Mapping[str, Any]] | None = None) -> str:
+    """keyfob's store URL for Django's ``DATABASES["default"]`` (SQLite file or PostgreSQL)."""
+    dbs = django_settings.DATABASES if databases is None else databases
+    db = dbs.get("default") or {}
+    engine = str(db.get("ENGINE", ""))
+    name = str(db.get("NAME") or "")
+    if engine.endswith("sqlite3"):
+        if not name or name == ":memory:" or name.startswith("file:") or "mode=memory" in name:
+            raise ImproperlyConfigured(
+                "keyfob cannot share an in-memory SQLite database with Django: its store opens its "
+                "own connection. Give DATABASES['default'] a file NAME (also under TEST['NAME']), "
+                "or set KEYFOB['STORE'] (e.g. 'sqlite:////var/lib/app/keyfob.db').")
+        return "sqlite:///" + os.path.abspath(name)
+    if engine.endswith(("postgresql", "postgis")):
+        user = quote(str(db.get("USER") or ""), safe="")
+        password = quote(str(db.get("PASSWORD") or ""), safe="")
+        auth = f"{user}:{password}@" if password else (f"{user}@" if user else "")
+        host = str(db.get("HOST") or "127.0.0.1")
+        port = f":{db['PORT']}" if db.get("PORT") else ""
+        return f"postgresql://{auth}{host}{port}/{quote(name, safe='')}"
+    raise ImproperlyConfigured(
+        f"keyfob has no store for Django's {engine or 'unset'} database backend; set KEYFOB['STORE'] "
+        "to a keyfob store URL (sqlite:///…, postgresql://…, redis://…).")
+
+
+def _options() -> tuple[dict[str, Any], dict[str, Any]]:
+    """(Settings overrides, Keyfob engine keywords) from ``settings.KEYFOB``."""
+    raw = getattr(django_settings, "KEYFOB", None) or {}
+    if not isinstance(raw, Mapping):
+        raise ImproperlyConfigured("settings.KEYFOB must be a dict, e.g. KEYFOB = {'STRATEGY': 'database'}")
+    fields: dict[str, Any] = {}
+    engine: dict[str, Any] = {}
+    for key, value in raw.items():
+        name = str(key).lower()
+        if name in _ENGINE_KEYS:
+            engine[name] = value
+        elif name in _FIELDS:
+            fields[name] = value
+        else:
+            raise ImproperlyConfigured(
+                f"settings.KEYFOB has an unknown key {key!r}; the keys are keyfob.Settings fields "
+                f"({', '.join(sorted(k.upper() for k in _FIELDS))}) and {', '.join(k.upper() for k in _ENGINE_KEYS)}")
+    return fields, engine
+
+
+def build_fob() -> Keyfob:
+    """A new engine from Django's settings (``get_fob`` caches one per process)."""
+    fields, engine = _options()
+    env = os.environ
+    if "store" not in fields and not env.get("KEYFOB_STORE"):
+        fields["store"] = store_url_from_databases()
+    if "secret" not in fields and "secrets" not in fields and not (
+            env.get("KEYFOB_SECRET") or env.get("AUTH_SECRET")):
+        fields["secret"] = django_settings.SECRET_KEY
+    if "max_age" not in fields and not env.get("KEYFOB_MAX_AGE"):
+        fields["max_age"] = django_settings.SESSION_COOKIE_AGE
+        fields.setdefault("update_age", min(86400, django_settings.SESSION_COOKIE_AGE))
+    if "cookie_secure" not in fields and django_settings.SESSION_COOKIE_SECURE:
+        fields["cookie_secure"] = True
+    try:
+        return Keyfob.from_env(**fields, **engine)
+    except ConfigError as exc:
+        hint = f" ({exc.hint})" if getattr(exc, "hint", None) else ""
+        if "secret" in str(exc):
+            hint = (" — set KEYFOB = {'SECRET': ...} in settings.py (or the KEYFOB_SECRET environment "
+                    "variable) to the output of `keyfob secret`; Django's SECRET_KEY is used only when "
+                    "it has 64+ random characters")
+        raise ImproperlyConfigured(f"keyfob: {exc}{hint}") from exc
+
+
+class _State:
+    def __init__(self) -> None:
+        self.fob: Keyfob | None = None
+        self.db_name: object = None
+        self.lock = threading.Lock()
+
+
+_state = _State()
+
+
+def _db_name() -> object:
+    return (django_settings.DATABASES.get("default") or {}).get("NAME")
+
+
+def get_fob() -> Keyfob:
+    """The process's :class:`keyfob.Keyfob`, built from ``settings.KEYFOB`` on first use.
+
+    Rebuilt when ``KEYFOB`` or ``DATABASES`` change (``override_settings``, or the test runner
+    switching ``DATABASES["default"]["NAME"]`` to the test database).
+    """
+    fob = _state.fob
+    if fob is not None and _state.db_name == _db_name():
+        return fob
+    with _state.lock:
+        if _state.fob is None or _state.db_name != _db_name():
+            _discard()
+            fob = build_fob()
+            home.run(fob.start())  # schema (auto_migrate) and revocation view, on the home loop
+            _state.fob = fob
+            _state.db_name = _db_name()
+        return _state.fob
+
+
+def _discard() -> None:
+    old, _state.fob = _state.fob, None
+    if old is not None:
+        try:
+            home.run(old.close())
+        except Exception:  # closing a store whose server is gone must not stop a rebuild
+            pass
+
+
+def reset() -> None:
+    """Close and forget the cached engine (the next ``get_fob()`` builds a new one)."""
+    with _state.lock:
+        _discard()
+
+
+def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
+    if setting in ("KEYFOB", "DATABASES", "SECRET_KEY", "SESSION_COOKIE_AGE", "SESSION_COOKIE_SECURE"):
+        reset()
+
+
+setting_changed.connect(_on_setting_changed)
