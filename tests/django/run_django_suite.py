@@ -43,8 +43,9 @@ NOT_APPLICABLE_CLASSES = (
 
 
 def configure(store: str, tmp: str) -> None:
-    import django
     from django.conf import settings
+
+    import django
 
     keyfob: dict[str, Any] = {"SECRET": SECRET}
     pid = os.getpid()
@@ -59,7 +60,8 @@ def configure(store: str, tmp: str) -> None:
         SECRET_KEY="django-tests-" + "x" * 60,
         INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "django.contrib.sessions",
                         "keyfob.django", "sessions_tests"],
-        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.path.join(tmp, "db.sqlite3"),
+        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3",
+                               "NAME": os.path.join(tmp, "db.sqlite3"),
                                "TEST": {"NAME": os.path.join(tmp, "test.sqlite3")}}},
         SESSION_ENGINE="keyfob.django.session_backend",
         KEYFOB=keyfob,
@@ -203,7 +205,8 @@ def _drop(store: str, fob: Any) -> None:
 
             conn = await asyncpg.connect(fob.settings.store)
             try:
-                names = ", ".join(f"kfdj{pid}_{t}" for t in ("sessions", "user_versions", "revocations", "meta"))
+                tables = ("sessions", "user_versions", "revocations", "meta")
+                names = ", ".join(f"kfdj{pid}_{t}" for t in tables)
                 await conn.execute(f"DROP TABLE IF EXISTS {names}")
             finally:
                 await conn.close()

@@ -17,6 +17,10 @@ Each key of ``KEYFOB`` is a :class:`keyfob.Settings` field, upper- or lower-case
 * ``SECRET``: ``SECRET_KEY`` when it is strong enough (64+ random characters), else an
   ``ImproperlyConfigured`` that says to set ``KEYFOB["SECRET"]``;
 * ``MAX_AGE``: ``SESSION_COOKIE_AGE``; ``COOKIE_SECURE``: ``SESSION_COOKIE_SECURE`` when True.
+
+``STORE_OPTIONS`` (a dict) goes to the store's constructor, e.g. ``{"table_prefix": "app_"}`` on SQL
+stores or ``{"prefix": "app:"}`` on Redis; ``CLOCK``, ``ON_EVENT``, ``ON_TOKEN``, ``ON_SESSION``,
+``FEED`` and ``AUTO_MIGRATE`` go to :class:`keyfob.Keyfob`.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
 
@@ -34,11 +39,12 @@ from django.core.signals import setting_changed
 from ..engine import Keyfob
 from ..errors import ConfigError
 from ..settings import Settings
+from ..stores import open_store
 from ._loop import home
 
 __all__ = ["get_fob", "reset", "store_url_from_databases"]
 
-_ENGINE_KEYS = ("clock", "feed", "on_token", "on_session", "on_event", "auto_migrate")
+_ENGINE_KEYS = ("clock", "feed", "on_token", "on_session", "on_event", "auto_migrate", "store_options")
 _FIELDS = frozenset(Settings.__dataclass_fields__) | {"secret"}
 
 
@@ -83,7 +89,8 @@ def _options() -> tuple[dict[str, Any], dict[str, Any]]:
         else:
             raise ImproperlyConfigured(
                 f"settings.KEYFOB has an unknown key {key!r}; the keys are keyfob.Settings fields "
-                f"({', '.join(sorted(k.upper() for k in _FIELDS))}) and {', '.join(k.upper() for k in _ENGINE_KEYS)}")
+                f"({', '.join(sorted(k.upper() for k in _FIELDS))}) and "
+                f"{', '.join(k.upper() for k in _ENGINE_KEYS)}")
     return fields, engine
 
 
@@ -98,18 +105,34 @@ def build_fob() -> Keyfob:
         fields["secret"] = django_settings.SECRET_KEY
     if "max_age" not in fields and not env.get("KEYFOB_MAX_AGE"):
         fields["max_age"] = django_settings.SESSION_COOKIE_AGE
-        fields.setdefault("update_age", min(86400, django_settings.SESSION_COOKIE_AGE))
+    if "update_age" not in fields and not env.get("KEYFOB_UPDATE_AGE"):
+        max_age = fields.get("max_age") or _seconds_or_none(env.get("KEYFOB_MAX_AGE"))
+        if isinstance(max_age, timedelta):
+            max_age = max_age.total_seconds()
+        # roll at most daily, and never less often than the session lives
+        if isinstance(max_age, int | float) and not isinstance(max_age, bool):
+            fields["update_age"] = min(86400.0, max_age)
     if "cookie_secure" not in fields and django_settings.SESSION_COOKIE_SECURE:
         fields["cookie_secure"] = True
     try:
-        return Keyfob.from_env(**fields, **engine)
+        settings = Settings.from_env(**fields)
+        store_options = engine.pop("store_options", None) or {}
+        store = open_store(settings.store, **store_options) if store_options else None
+        return Keyfob(settings, store=store, **engine)
     except ConfigError as exc:
-        hint = f" ({exc.hint})" if getattr(exc, "hint", None) else ""
+        hint = ""
         if "secret" in str(exc):
             hint = (" — set KEYFOB = {'SECRET': ...} in settings.py (or the KEYFOB_SECRET environment "
                     "variable) to the output of `keyfob secret`; Django's SECRET_KEY is used only when "
                     "it has 64+ random characters")
         raise ImproperlyConfigured(f"keyfob: {exc}{hint}") from exc
+
+
+def _seconds_or_none(raw: str | None) -> float | None:
+    try:
+        return float(raw) if raw else None
+    except ValueError:
+        return None  # Settings.from_env reports the bad value
 
 
 class _State:

@@ -79,9 +79,18 @@ def _is_anonymous(rec: SessionRecord) -> bool:
 class SessionStore(SessionBase):
     """Django's ``SessionBase`` over keyfob's store (database strategy)."""
 
+    _session_key: str | None  # SessionBase's validating property (an annotation only: no attribute)
+
     def __init__(self, session_key: str | None = None) -> None:
         super().__init__(session_key)
         self._record: SessionRecord | None = None  # the row this object last read or wrote
+
+    @property
+    def keyfob_id(self) -> str | None:
+        """The stored session's public id (as ``keyfob sessions list`` and the admin show it), or None."""
+        if self._record is None and self.session_key is not None:
+            self._get_session()
+        return self._record.id if self._record is not None else None
 
     # -- storage format -------------------------------------------------------------------------
     def _stored(self, data: Mapping[str, Any]) -> dict[str, Any]:
