@@ -154,7 +154,9 @@ class MemoryStore:
     async def replace(self, old_hash: bytes, new: SessionRecord, *, now: float, keep_old: bool) -> bool:
         s = self._check()
         old = s.rows.get(old_hash)
-        if old is None or old.retired_at is not None or (new.token_hash != old_hash and new.token_hash in s.rows):
+        if old is None or old.retired_at is not None:
+            return False
+        if new.token_hash != old_hash and new.token_hash in s.rows:  # the same hash: rewrite in place
             return False
         if keep_old:
             s.rows[old_hash] = dc_replace(old, retired_at=now)
