@@ -34,7 +34,15 @@ def setup(pg: str | None, tmp: str) -> None:
 
     import django
 
-    databases = {"default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.path.join(tmp, "db.sqlite3")}}
+    databases: dict[str, dict[str, object]] = {
+        "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.path.join(tmp, "db.sqlite3")}}
+    if pg:
+        from urllib.parse import urlsplit
+
+        u = urlsplit(pg)
+        databases["pg"] = {"ENGINE": "django.db.backends.postgresql", "NAME": u.path.lstrip("/"),
+                           "USER": u.username or "", "HOST": u.hostname or "", "PORT": u.port or 5432,
+                           "CONN_MAX_AGE": None}
     settings.configure(
         SECRET_KEY="bench-" + "x" * 60, USE_TZ=True, DATABASES=databases,
         INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "django.contrib.sessions",
@@ -109,14 +117,21 @@ def main() -> None:
 
         pg_fob = Keyfob(secret=SECRET, store=open_store(args.pg, table_prefix=f"kfbb{os.getpid()}_"))
         home.run(pg_fob.start())
-        pg_key = "x" * 43
+        issued = home.run(pg_fob.create("1"))
+        pg_key = str(issued.access_token)
+        from keyfob.django._sync_read import django_connection_reader
+
+        read_on_django_connection = django_connection_reader("pg", f"kfbb{os.getpid()}_")
+        pg_hash = SessionStore()._key_hash(pg_key)
+        assert read_on_django_connection(pg_hash or b"") is not None
+        cases["keyfob sync lookup on Django's connection, PostgreSQL (psycopg)"] = (
+            lambda: read_on_django_connection(pg_hash or b""))
 
         def keyfob_pg() -> object:
             with_pg = SessionStore(pg_key)
             return home.run(pg_fob.store.get(with_pg._key_hash(pg_key)))
 
         cases["keyfob sync lookup via the home loop, PostgreSQL (asyncpg)"] = keyfob_pg
-        pg_hash = SessionStore()._key_hash(pg_key)
         cases["keyfob aload from another loop, PostgreSQL"] = (
             lambda: other_loop.run_until_complete(home.arun(pg_fob.store.get(pg_hash))))
 

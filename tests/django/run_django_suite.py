@@ -55,14 +55,24 @@ def configure(store: str, tmp: str) -> None:
     elif store == "redis":
         keyfob["STORE"] = os.environ.get("KEYFOB_TEST_REDIS_DB", "redis://127.0.0.1:6379/15")
         keyfob["STORE_OPTIONS"] = {"prefix": f"kfdj{pid}:"}
-    # sqlite: no STORE, keyfob derives it from DATABASES["default"] (the test database file)
+    # sqlite, postgresql-databases: no STORE, keyfob derives it from DATABASES["default"] (the test
+    # database Django creates: a file, or a PostgreSQL database private to this process)
+    databases: dict[str, Any] = {"default": {
+        "ENGINE": "django.db.backends.sqlite3", "NAME": os.path.join(tmp, "db.sqlite3"),
+        "TEST": {"NAME": os.path.join(tmp, "test.sqlite3")}}}
+    if store == "postgresql-databases":
+        from urllib.parse import urlsplit
+
+        u = urlsplit(os.environ.get("KEYFOB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test"))
+        databases = {"default": {
+            "ENGINE": "django.db.backends.postgresql", "NAME": u.path.lstrip("/"), "USER": u.username or "",
+            "PASSWORD": u.password or "", "HOST": u.hostname or "", "PORT": u.port or 5432,
+            "TEST": {"NAME": f"test_kfdj_{pid}"}}}
     settings.configure(
         SECRET_KEY="django-tests-" + "x" * 60,
         INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "django.contrib.sessions",
                         "keyfob.django", "sessions_tests"],
-        DATABASES={"default": {"ENGINE": "django.db.backends.sqlite3",
-                               "NAME": os.path.join(tmp, "db.sqlite3"),
-                               "TEST": {"NAME": os.path.join(tmp, "test.sqlite3")}}},
+        DATABASES=databases,
         SESSION_ENGINE="keyfob.django.session_backend",
         KEYFOB=keyfob,
         USE_TZ=False,
@@ -158,7 +168,8 @@ def build_suite() -> unittest.TestSuite:
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sources", required=True)
-    ap.add_argument("--store", default="sqlite", choices=["sqlite", "postgresql", "redis"])
+    ap.add_argument("--store", default="sqlite", 
+                    choices=["sqlite", "postgresql", "postgresql-databases", "redis"])
     ap.add_argument("--out", required=True)
     args = ap.parse_args()
     sys.path.insert(0, args.sources)
@@ -167,15 +178,17 @@ def main() -> int:
         from django.test.utils import get_runner
 
         from keyfob.django._loop import home
-        from keyfob.django.conf import get_fob, reset
+        from keyfob.django.conf import get_fob, reset, sync_get
 
         runner = get_runner(__import__("django.conf").conf.settings)(verbosity=1, interactive=False)
         runner.setup_test_environment()
         old = runner.setup_databases()
         try:
             result = runner.run_suite(build_suite())
+            reader = sync_get()
+            sync_read = None if reader is None else getattr(reader, "__qualname__", repr(reader))
         finally:
-            if args.store != "sqlite":
+            if args.store in ("postgresql", "redis"):
                 _drop(args.store, get_fob())
             reset()
             home.stop()
@@ -187,6 +200,7 @@ def main() -> int:
         "errors": [f"{t.id()}: {tb}" for t, tb in result.errors],
         "skipped": [f"{t.id()}: {why}" for t, why in result.skipped],
         "not_applicable_classes": list(NOT_APPLICABLE_CLASSES),
+        "sync_read": sync_read,
     }
     with open(args.out, "w") as f:
         json.dump(out, f, indent=1)

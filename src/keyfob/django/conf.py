@@ -41,8 +41,9 @@ from ..errors import ConfigError
 from ..settings import Settings
 from ..stores import open_store
 from ._loop import home
+from ._sync_read import SyncGet, sync_reader
 
-__all__ = ["get_fob", "reset", "store_url_from_databases"]
+__all__ = ["build_fob", "get_fob", "reset", "store_url_from_databases", "sync_get"]
 
 _ENGINE_KEYS = ("clock", "feed", "on_token", "on_session", "on_event", "auto_migrate", "store_options")
 _FIELDS = frozenset(Settings.__dataclass_fields__) | {"secret"}
@@ -96,10 +97,15 @@ def _options() -> tuple[dict[str, Any], dict[str, Any]]:
 
 def build_fob() -> Keyfob:
     """A new engine from Django's settings (``get_fob`` caches one per process)."""
+    return _build()[0]
+
+
+def _build() -> tuple[Keyfob, SyncGet | None]:
     fields, engine = _options()
     env = os.environ
+    default_db: str | None = None
     if "store" not in fields and not env.get("KEYFOB_STORE"):
-        fields["store"] = store_url_from_databases()
+        fields["store"] = default_db = store_url_from_databases()
     if "secret" not in fields and "secrets" not in fields and not (
             env.get("KEYFOB_SECRET") or env.get("AUTH_SECRET")):
         fields["secret"] = django_settings.SECRET_KEY
@@ -118,7 +124,8 @@ def build_fob() -> Keyfob:
         settings = Settings.from_env(**fields)
         store_options = engine.pop("store_options", None) or {}
         store = open_store(settings.store, **store_options) if store_options else None
-        return Keyfob(settings, store=store, **engine)
+        fob = Keyfob(settings, store=store, **engine)
+        return fob, sync_reader(fob, default_db_url=default_db, store_options=store_options)
     except ConfigError as exc:
         hint = ""
         if "secret" in str(exc):
@@ -138,6 +145,7 @@ def _seconds_or_none(raw: str | None) -> float | None:
 class _State:
     def __init__(self) -> None:
         self.fob: Keyfob | None = None
+        self.sync_get: SyncGet | None = None
         self.db_name: object = None
         self.lock = threading.Lock()
 
@@ -161,15 +169,21 @@ def get_fob() -> Keyfob:
     with _state.lock:
         if _state.fob is None or _state.db_name != _db_name():
             _discard()
-            fob = build_fob()
+            fob, reader = _build()
             home.run(fob.start())  # schema (auto_migrate) and revocation view, on the home loop
-            _state.fob = fob
+            _state.fob, _state.sync_get = fob, reader
             _state.db_name = _db_name()
         return _state.fob
 
 
+def sync_get() -> SyncGet | None:
+    """The current engine's in-thread session lookup (``_sync_read``), or None: use the home loop."""
+    get_fob()
+    return _state.sync_get
+
+
 def _discard() -> None:
-    old, _state.fob = _state.fob, None
+    old, _state.fob, _state.sync_get = _state.fob, None, None
     if old is not None:
         try:
             home.run(old.close())

@@ -44,7 +44,7 @@ from ..strategies._base import looks_like_opaque_token, new_id, new_token, token
 from ..strategies.database import add_session
 from ._loop import home
 from ._request import current_meta
-from .conf import get_fob
+from .conf import get_fob, sync_get
 
 __all__ = ["ANONYMOUS_PREFIX", "SessionStore"]
 
@@ -135,8 +135,8 @@ class SessionStore(SessionBase):
         if h is None:
             self._session_key = None
             return {}
-        get_sync = getattr(fob.store, "get_sync", None)
-        rec = get_sync(h) if get_sync is not None else home.run(fob.store.get(h))
+        get = sync_get()  # in this thread where the store allows it (see _sync_read)
+        rec = get(h) if get is not None else home.run(fob.store.get(h))
         now = fob.clock()
         rec = self._live(fob, rec, now)
         if rec is None:
@@ -154,6 +154,7 @@ class SessionStore(SessionBase):
         if h is None:
             self._session_key = None
             return {}
+        # SQLite's lookup never blocks on I/O worth a hand-off; every other store is awaited
         get_sync = getattr(fob.store, "get_sync", None)
         rec = get_sync(h) if get_sync is not None else await home.arun(fob.store.get(h))
         now = fob.clock()
