@@ -78,8 +78,9 @@ def test_sign_out_everywhere_from_the_user_page_and_the_list_action(fob: Keyfob)
     admin.post(f"/admin/auth/user/{ada.pk}/keyfob-sessions/revoke-all/", {"csrfmiddlewaretoken": csrf(page)})
     assert [who(c) for c in ada_devices] == [None, None] and who(bob_device) == "bob"
     listing = admin.get("/admin/auth/user/").content.decode()
-    response = admin.post("/admin/auth/user/", {"action": "keyfob_sign_out_everywhere",
-                                                "_selected_action": [bob.pk], "csrfmiddlewaretoken": csrf(listing)})
+    action = {"action": "keyfob_sign_out_everywhere", "_selected_action": [bob.pk],
+              "csrfmiddlewaretoken": csrf(listing)}
+    response = admin.post("/admin/auth/user/", action)
     assert response.status_code == 302
     assert who(bob_device) is None
     assert admin.get("/admin/").status_code == 200  # the admin's own session is untouched

@@ -54,13 +54,13 @@ class KeyfobSessionsAdminMixin:
 
     def get_urls(self) -> list[URLPattern]:
         opts = self.model._meta  # type: ignore[attr-defined]
-        info = (opts.app_label, opts.model_name)
+        name = f"{opts.app_label}_{opts.model_name}"
         site = self.admin_site  # type: ignore[attr-defined]
         return [
             path("<path:object_id>/keyfob-sessions/revoke/", site.admin_view(self.keyfob_revoke_view),
-                 name="%s_%s_keyfob_revoke" % info),
-            path("<path:object_id>/keyfob-sessions/revoke-all/", site.admin_view(self.keyfob_revoke_all_view),
-                 name="%s_%s_keyfob_revoke_all" % info),
+                 name=f"{name}_keyfob_revoke"),
+            path("<path:object_id>/keyfob-sessions/revoke-all/",
+                 site.admin_view(self.keyfob_revoke_all_view), name=f"{name}_keyfob_revoke_all"),
             *super().get_urls(),  # type: ignore[misc]
         ]
 
@@ -107,8 +107,8 @@ class KeyfobSessionsAdminMixin:
         sid = request.POST.get("session_id", "")
         info = home.run(fob.get_session(sid)) if sid else None
         if info is None or info.user_id != str(user.pk):  # never another user's session
-            self.message_user(request, _("That session is no longer active."),  # type: ignore[attr-defined]
-                              messages.WARNING)
+            self.message_user(  # type: ignore[attr-defined]
+                request, _("That session is no longer active."), messages.WARNING)
         else:
             home.run(fob.revoke(sid))
             self.message_user(request, _("Session revoked: %(device)s.") % {  # type: ignore[attr-defined]
