@@ -95,7 +95,8 @@ class KeyfobSessionsAdminMixin:
 
     def _back(self, user: Any) -> HttpResponseRedirect:
         opts = self.model._meta  # type: ignore[attr-defined]
-        return HttpResponseRedirect(reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[user.pk]))
+        change = f"admin:{opts.app_label}_{opts.model_name}_change"
+        return HttpResponseRedirect(reverse(change, args=[user.pk]))
 
     def keyfob_revoke_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """POST ``session_id``: revoke one of this user's sessions."""
