@@ -308,3 +308,44 @@ def test_environment_variables_fill_in_what_keyfob_leaves_out(fob: Keyfob,
     with override_settings(KEYFOB={"SECRET": settings.KEYFOB["SECRET"], "MAX_AGE": 3600, "UPDATE_AGE": 60}):
         engine = get_fob()
         assert (engine.settings.idle_timeout, engine.settings.max_age) == (900, 3600)  # KEYFOB wins
+
+
+def test_manage_py_keyfob_runs_the_cli_on_the_projects_store(fob: Keyfob,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+
+    user = make_user()
+    laptop, phone = signed_in(), signed_in()
+    call_command("keyfob", "sessions", "list", "--user", str(user.pk), "--json")
+    listed = json.loads(capsys.readouterr().out)
+    assert len(listed) == 2 and {s["user_agent"] for s in listed} == {UA}
+    call_command("keyfob", "sessions", "revoke-user", str(user.pk))
+    assert who(laptop) is None and who(phone) is None
+    call_command("keyfob", "cleanup")
+    assert "deleted" in capsys.readouterr().out
+
+
+def test_a_forked_worker_starts_its_own_loop_and_engine(fob: Keyfob) -> None:
+    """gunicorn --preload: the parent used keyfob before forking; the child must not hang on its loop."""
+    import os
+
+    parent = SessionStore()
+    parent["from"] = "parent"
+    parent.save()  # the parent's home loop and engine are running now
+    pid = os.fork()
+    if pid == 0:  # the child: a session save and load on its own loop, then report by exit status
+        code = 1
+        try:
+            import signal
+
+            signal.alarm(20)  # a hang would otherwise block the test run
+            child = SessionStore()
+            child["from"] = "child"
+            child.save()
+            code = 0 if SessionStore(child.session_key).load() == {"from": "child"} and SessionStore(
+                parent.session_key).load() == {"from": "parent"} else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert SessionStore(parent.session_key).load() == {"from": "parent"}

@@ -7,21 +7,18 @@ SESSION_ENGINE = "keyfob.django.session_backend"        # Django's sessions, on 
 KEYFOB = {"SECRET": "...", "IDLE_TIMEOUT": 3600}        # env fallbacks: KEYFOB_SECRET, ...
 ```
 
-See ``docs/quickstart/django.md``. Submodules import Django; this package imports it lazily.
+See ``docs/quickstart/django.md``.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["get_fob"]
+from ._api import current_session_id, current_user_id, list_sessions, revoke_other_sessions, revoke_session
+from .conf import get_fob
 
-
-def get_fob() -> Any:
-    """The process's :class:`keyfob.Keyfob`, built from ``settings.KEYFOB`` (see ``keyfob.django.conf``)."""
-    from .conf import get_fob as _get_fob
-
-    return _get_fob()
+__all__ = ["current_session_id", "current_user_id", "get_fob", "list_sessions", "revoke_other_sessions",
+           "revoke_session"]
 
 
 def __getattr__(name: str) -> Any:

@@ -13,6 +13,9 @@ thread) and from async code (``aload``/``asave``…, ``alogin``). So the engine 
 * an async call awaits the coroutine directly when it already runs on the home loop, and
   otherwise awaits the home loop's future (``asyncio.wrap_future``) without blocking its own
   loop: the async API never parks a worker thread, it is not ``sync_to_async`` around the sync one;
+* after ``fork`` (gunicorn ``--preload``, uWSGI) the child forgets the parent's loop and engine
+  (``os.register_at_fork``) and starts its own on first use: nothing hangs on a thread that was
+  not forked;
 * the per-request read takes a shortcut where the store offers one: SQLite's ``get_sync`` is a
   plain primary-key lookup on the store's held connection, run in the caller's thread with no
   hand-off at all (see ``session_backend``).
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import os
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
@@ -83,6 +87,10 @@ class HomeLoop:
             return await coro
         return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
 
+    def forget_after_fork(self) -> None:
+        """In a forked child: the parent's loop thread does not exist here; start afresh on next use."""
+        self._loop, self._thread, self._lock = None, None, threading.Lock()
+
     def stop(self) -> None:
         """Stop the loop thread (at interpreter exit; tests that close the engine first)."""
         with self._lock:
@@ -97,3 +105,4 @@ class HomeLoop:
 
 home = HomeLoop()
 atexit.register(home.stop)
+os.register_at_fork(after_in_child=home.forget_after_fork)

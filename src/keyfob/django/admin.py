@@ -32,18 +32,11 @@ from django.utils.translation import gettext_lazy as _
 from django.urls import URLPattern, path, reverse
 
 from .._session import SessionInfo
+from ._api import current_session_id
 from ._loop import home
 from .conf import get_fob
 
 __all__ = ["KeyfobSessionsAdminMixin"]
-
-
-def current_session_id(request: HttpRequest) -> str | None:
-    """The public id of the session making this request (middleware or session engine), if keyfob's."""
-    session = getattr(request, "keyfob_session", None)
-    if session is not None:
-        return str(session.id)
-    return getattr(getattr(request, "session", None), "keyfob_id", None)
 
 
 class KeyfobSessionsAdminMixin:

@@ -202,4 +202,10 @@ def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
         reset()
 
 
+def _forget_after_fork() -> None:
+    # the parent's engine holds the parent's connections and loop: never use (or close) them here
+    _state.fob, _state.sync_get, _state.db_name, _state.lock = None, None, None, threading.Lock()
+
+
 setting_changed.connect(_on_setting_changed)
+os.register_at_fork(after_in_child=_forget_after_fork)
