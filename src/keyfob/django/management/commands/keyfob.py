@@ -18,7 +18,7 @@ from ...conf import get_fob
 
 
 class Command(BaseCommand):
-    help = "Run the keyfob CLI (sessions list/revoke/revoke-user, cleanup, inspect...) on this project's store."
+    help = "Run the keyfob CLI (sessions list/revoke/revoke-user, cleanup...) on this project's store."
 
     def run_from_argv(self, argv: list[str]) -> None:
         from ....cli import cli
