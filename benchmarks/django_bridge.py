@@ -2,17 +2,20 @@
 
     PYTHONPATH=src python benchmarks/django_bridge.py [--pg postgresql://postgres@127.0.0.1/test]
 
-One session load (``SessionStore(key).load()``, the per-request work of Django's
-``SessionMiddleware``), measured interleaved in one process, median µs per load of N rounds:
+One session lookup (the per-request work of Django's ``SessionMiddleware``), measured interleaved in
+one process, median µs per lookup over the rounds:
 
-* keyfob, sync load, SQLite: the store's synchronous lookup in the caller's thread (no hand-off);
-* keyfob, sync load through the home loop (``run_coroutine_threadsafe``): what every store without a
-  sync lookup pays (PostgreSQL, Redis), and SQLite writes;
-* the rejected alternative: ``async_to_sync`` per call (outside ASGI it starts an event loop in a
-  new thread each time; loop-bound pools such as asyncpg's cannot even survive it);
-* keyfob, async ``aload`` from another event loop (``asyncio.wrap_future`` on the home loop), and
-  ``sync_to_async(load)`` for comparison (what "async wrapping sync" would cost);
-* Django's own ``db`` backend on the same SQLite database (Django ORM, one query).
+* keyfob's sync load on SQLite: the store's synchronous lookup in the caller's thread, no loop at all;
+* a store call on the home loop, run in the calling thread (``run_until_complete`` under a lock): what
+  writes cost, and reads on stores without a sync lookup (Redis, a PostgreSQL that is not Django's);
+* rejected: handing the call to a loop thread (``run_coroutine_threadsafe``, two thread wake-ups),
+  and ``async_to_sync`` per call (a new loop in a new thread each time outside ASGI; loop-bound pools
+  such as asyncpg's cannot survive it);
+* ``aload`` from another event loop (SQLite: the in-thread lookup; PostgreSQL: the home loop run in
+  a worker thread), and ``sync_to_async(load)`` for comparison;
+* Django's own ``db`` backend on the same SQLite database (Django ORM, one query);
+* PostgreSQL (``--pg``): the store's asyncpg lookup on the home loop, in the calling thread and from
+  another loop.
 """
 
 from __future__ import annotations
@@ -36,13 +39,6 @@ def setup(pg: str | None, tmp: str) -> None:
 
     databases: dict[str, dict[str, object]] = {
         "default": {"ENGINE": "django.db.backends.sqlite3", "NAME": os.path.join(tmp, "db.sqlite3")}}
-    if pg:
-        from urllib.parse import urlsplit
-
-        u = urlsplit(pg)
-        databases["pg"] = {"ENGINE": "django.db.backends.postgresql", "NAME": u.path.lstrip("/"),
-                           "USER": u.username or "", "HOST": u.hostname or "", "PORT": u.port or 5432,
-                           "CONN_MAX_AGE": None}
     settings.configure(
         SECRET_KEY="bench-" + "x" * 60, USE_TZ=True, DATABASES=databases,
         INSTALLED_APPS=["django.contrib.contenttypes", "django.contrib.auth", "django.contrib.sessions",
@@ -88,20 +84,23 @@ def main() -> None:
     fob = get_fob()
     cases["keyfob sync load, SQLite (sync lookup, no hand-off)"] = lambda: SessionStore(sqlite_key).load()
 
-    def via_home_loop() -> object:
-        store = SessionStore(sqlite_key)
-        h = store._key_hash(sqlite_key)
-        return home.run(fob.store.get(h))  # the lookup as every async-only store runs it
+    sqlite_hash = SessionStore()._key_hash(sqlite_key) or b""
+    cases["keyfob store call on the home loop, run in the calling thread, SQLite"] = (
+        lambda: home.run(fob.store.get(sqlite_hash)))  # what writes, and reads on async-only stores, cost
 
-    cases["keyfob sync lookup via the home loop, SQLite"] = via_home_loop
+    import threading
+
+    loop_thread = asyncio.new_event_loop()
+    threading.Thread(target=loop_thread.run_forever, daemon=True).start()
+    cases["rejected: hand-off to a loop thread (run_coroutine_threadsafe), SQLite"] = (
+        lambda: asyncio.run_coroutine_threadsafe(fob.store.get(sqlite_hash), loop_thread).result())
 
     def via_async_to_sync() -> object:
-        h = SessionStore()._key_hash(sqlite_key)
-        return async_to_sync(fob.store.get)(h)
+        return async_to_sync(fob.store.get)(sqlite_hash)
 
     cases["rejected: async_to_sync per call, SQLite"] = via_async_to_sync
     other_loop = asyncio.new_event_loop()
-    cases["keyfob aload from another loop, SQLite"] = (
+    cases["keyfob aload from another loop, SQLite (in-thread lookup)"] = (
         lambda: other_loop.run_until_complete(SessionStore(sqlite_key).aload()))
     cases["sync_to_async(load) from a loop, SQLite"] = (
         lambda: other_loop.run_until_complete(sync_to_async(SessionStore(sqlite_key).load)()))
@@ -118,21 +117,13 @@ def main() -> None:
         pg_fob = Keyfob(secret=SECRET, store=open_store(args.pg, table_prefix=f"kfbb{os.getpid()}_"))
         home.run(pg_fob.start())
         issued = home.run(pg_fob.create("1"))
-        pg_key = str(issued.access_token)
-        from keyfob.django._sync_read import django_connection_reader
-
-        read_on_django_connection = django_connection_reader("pg", f"kfbb{os.getpid()}_")
-        pg_hash = SessionStore()._key_hash(pg_key)
-        assert read_on_django_connection(pg_hash or b"") is not None
-        cases["keyfob sync lookup on Django's connection, PostgreSQL (psycopg)"] = (
-            lambda: read_on_django_connection(pg_hash or b""))
+        pg_hash = SessionStore()._key_hash(str(issued.access_token)) or b""
 
         def keyfob_pg() -> object:
-            with_pg = SessionStore(pg_key)
-            return home.run(pg_fob.store.get(with_pg._key_hash(pg_key)))
+            return home.run(pg_fob.store.get(pg_hash))
 
-        cases["keyfob sync lookup via the home loop, PostgreSQL (asyncpg)"] = keyfob_pg
-        cases["keyfob aload from another loop, PostgreSQL"] = (
+        cases["keyfob store call on the home loop in the calling thread, PostgreSQL (asyncpg)"] = keyfob_pg
+        cases["keyfob async store call from another loop (to_thread), PostgreSQL"] = (
             lambda: other_loop.run_until_complete(home.arun(pg_fob.store.get(pg_hash))))
 
 

@@ -25,9 +25,12 @@ from django.test import override_settings
 
 from keyfob import Keyfob
 from keyfob.django._loop import home
-from keyfob.django.conf import get_fob, reset
+from keyfob.django.conf import reset, started_fob
 from tests.conftest import PG_URL, SECRET, require_postgres, require_redis
-from tests.contract.conftest import REDIS_TEST_URL
+
+#: Redis db 15 is FLUSHDB'd by other suites' store fixtures at any moment: these tests use db 13, under a
+#: key prefix private to this process, and delete only their own keys.
+REDIS_DJANGO_URL = os.environ.get("KEYFOB_TEST_REDIS_DJANGO", "redis://127.0.0.1:6379/13")
 
 
 @pytest.fixture(scope="session")
@@ -50,7 +53,7 @@ def _drop_private_tables() -> None:
         if port_open("127.0.0.1", 5432):
             await drop_postgres_tables(f"kfdjt{pid}_")
         if port_open("127.0.0.1", 6379):
-            await delete_redis_keys(f"kfdjt{pid}:")
+            await delete_redis_keys(f"kfdjt{pid}:", REDIS_DJANGO_URL)
 
     reset()
     asyncio.run(drop())
@@ -76,7 +79,7 @@ def _store_keys(kind: str) -> dict[str, Any]:
         return {"STORE": PG_URL, "STORE_OPTIONS": {"table_prefix": f"kfdjt{pid}_"}}
     if kind == "redis":
         require_redis()
-        return {"STORE": REDIS_TEST_URL, "STORE_OPTIONS": {"prefix": f"kfdjt{pid}:"}}
+        return {"STORE": REDIS_DJANGO_URL, "STORE_OPTIONS": {"prefix": f"kfdjt{pid}:"}}
     return {}
 
 
@@ -87,10 +90,10 @@ def fob(_migrated: None, django_store: str) -> Iterator[Keyfob]:
 
     get_user_model().objects.all().delete()
     with override_settings(KEYFOB={"SECRET": SECRET, **_store_keys(django_store)}):
-        engine = get_fob()
+        engine = started_fob()
         home.run(engine.store.delete_expired(float("inf")))
         yield engine
-        home.run(get_fob().store.delete_expired(float("inf")))
+        home.run(started_fob().store.delete_expired(float("inf")))
     reset()
 
 

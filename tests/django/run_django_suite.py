@@ -53,7 +53,7 @@ def configure(store: str, tmp: str) -> None:
         keyfob["STORE"] = os.environ.get("KEYFOB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
         keyfob["STORE_OPTIONS"] = {"table_prefix": f"kfdj{pid}_"}
     elif store == "redis":
-        keyfob["STORE"] = os.environ.get("KEYFOB_TEST_REDIS_DB", "redis://127.0.0.1:6379/15")
+        keyfob["STORE"] = os.environ.get("KEYFOB_TEST_REDIS_DJANGO", "redis://127.0.0.1:6379/13")
         keyfob["STORE_OPTIONS"] = {"prefix": f"kfdj{pid}:"}
     # sqlite, postgresql-databases: no STORE, keyfob derives it from DATABASES["default"] (the test
     # database Django creates: a file, or a PostgreSQL database private to this process)
@@ -89,7 +89,7 @@ def build_suite() -> unittest.TestSuite:
     from sessions_tests import tests as dj
 
     from keyfob.django._loop import home
-    from keyfob.django.conf import get_fob
+    from keyfob.django.conf import astarted_fob, started_fob
     from keyfob.django.session_backend import SessionStore
 
     class _Row:
@@ -106,10 +106,10 @@ def build_suite() -> unittest.TestSuite:
         """``Session.objects`` as far as Django's tests read it, over keyfob's store."""
 
         def count(self) -> int:
-            return home.run(get_fob().store.count())
+            return home.run(started_fob().store.count())
 
         async def acount(self) -> int:
-            return await home.arun(get_fob().store.count())
+            return await home.arun((await astarted_fob()).store.count())
 
         def get(self, *, session_key: str) -> _Row:
             if not SessionStore().exists(session_key):
@@ -144,7 +144,7 @@ def build_suite() -> unittest.TestSuite:
             return _Model
 
         def setUp(self) -> None:
-            home.run(get_fob().store.delete_expired(float("inf")))  # every test starts on an empty store
+            home.run(started_fob().store.delete_expired(float("inf")))  # every test starts on an empty store
             super().setUp()
 
     @override_settings(SESSION_ENGINE=engine, USE_TZ=True)

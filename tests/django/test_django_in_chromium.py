@@ -93,7 +93,7 @@ def serve(kind: str, workdir: Path) -> Iterator[str]:
                "--access-logfile", "-", "app:application"]
     else:
         cmd = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port),
-               "--lifespan", "off", "app:asgi_application"]
+               "--lifespan", "on", "app:asgi_application"]
     log_path = workdir / f"{kind}.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -140,7 +140,8 @@ def browsers() -> Iterator[Callable[[str], webdriver.Chrome]]:
         if name not in opened:
             options = webdriver.ChromeOptions()
             options.binary_location = CHROMIUM
-            for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1024,768"):
+            for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                        "--window-size=1024,768"):
                 options.add_argument(arg)
             opened[name] = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
         driver = opened[name]

@@ -15,7 +15,7 @@ from django.test import AsyncClient, Client, override_settings
 
 from keyfob import FakeClock, Keyfob
 from keyfob.django._loop import home
-from keyfob.django.conf import get_fob
+from keyfob.django.conf import get_fob, started_fob
 from keyfob.django.session_backend import ANONYMOUS_PREFIX, SessionStore
 
 from .conftest import STORES, KeyfobSettings
@@ -210,9 +210,9 @@ def test_clearsessions_and_keyfob_cleanup_delete_expired_rows(fob: Keyfob, keyfo
         live.set_expiry(30 * 86400)
         live.save()
         clock.advance(settings.SESSION_COOKIE_AGE + 1)  # the signed-in session is past its age
-        assert home.run(get_fob().store.count()) == 2
+        assert home.run(started_fob().store.count()) == 2
         call_command("clearsessions")
-        assert home.run(get_fob().store.count()) == 1
+        assert home.run(started_fob().store.count()) == 1
         assert SessionStore(live.session_key).exists(live.session_key)
 
 

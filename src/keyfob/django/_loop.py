@@ -1,108 +1,127 @@
-"""How sync Django code reaches keyfob's async engine: one event loop thread per process.
+"""How Django reaches keyfob's async engine: one event loop per process, the *home* loop.
 
-keyfob's stores are async and their connections belong to the event loop that opened them
-(asyncpg, redis.asyncio, the revocation feed's listener task). Django calls the session engine
-from sync code (WSGI; ``SessionMiddleware`` and sync views under ASGI, in asgiref's worker
-thread) and from async code (``aload``/``asave``…, ``alogin``). So the engine lives on one
-**home loop**, a daemon thread started on first use, and:
+keyfob's stores are async and their connections belong to the loop that opened them (asyncpg,
+redis.asyncio, the revocation feed's listener task). Django calls the session engine from sync code
+(WSGI; ``SessionMiddleware`` and sync views under ASGI, in asgiref's worker thread) and from async
+code (``aload``/``asave``…, ``alogin``, async views). Every engine call runs on the home loop:
 
-* a sync call submits the coroutine to the home loop and waits for it
-  (``asyncio.run_coroutine_threadsafe(...).result()``): one thread hand-off each way, no new
-  event loop per call (``async_to_sync`` outside ASGI would start a loop per call, and a
-  loop-bound connection pool cannot survive that);
-* an async call awaits the coroutine directly when it already runs on the home loop, and
-  otherwise awaits the home loop's future (``asyncio.wrap_future``) without blocking its own
-  loop: the async API never parks a worker thread, it is not ``sync_to_async`` around the sync one;
-* after ``fork`` (gunicorn ``--preload``, uWSGI) the child forgets the parent's loop and engine
-  (``os.register_at_fork``) and starts its own on first use: nothing hangs on a thread that was
-  not forked;
-* the per-request read takes a shortcut where the store offers one: SQLite's ``get_sync`` is a
-  plain primary-key lookup on the store's held connection, run in the caller's thread with no
-  hand-off at all (see ``session_backend``).
-
-The measured cost of each path is in ``docs/quickstart/django.md`` ("How sync Django reaches the
-async store").
+* **By default the home loop is private** and nobody runs it in the background: a sync call runs it
+  *in the calling thread* (``loop.run_until_complete``), under a lock, so the threads of a process
+  take turns. Measured (``benchmarks/django_bridge.py``): ~20 µs per call on a loaded 2-core machine,
+  against ~100-200 µs for handing the call to a loop thread (``run_coroutine_threadsafe``: two thread
+  wake-ups) and ~700 µs for ``async_to_sync`` outside ASGI (a new loop in a new thread per call, which a
+  loop-bound pool cannot survive anyway). Background work — the hybrid strategy's revocation feed —
+  runs whenever a call runs the loop; each call first lets pending feed messages in.
+* **Under ASGI**, ``keyfob.django.asgi.get_asgi_application()`` makes the *server's* loop the home
+  loop: async views, ``aload``/``asave`` and the async middleware path then await the store directly
+  on it (no thread at all), and sync code in asgiref's worker threads submits to it and waits.
+* An async call on a loop that is not the home loop (Django's ``AsyncClient`` in tests, or ASGI
+  without the wrapper) runs the private loop in a worker thread (``asyncio.to_thread``) or waits
+  on the home loop's future; it never blocks the caller's loop.
+* After ``fork`` (gunicorn ``--preload``, uWSGI) the child forgets the parent's loop (and
+  ``conf`` the engine): nothing is started at import, and a forked copy is never reused.
+* The per-request read skips the loop altogether where the store has a plain lookup (SQLite's
+  ``get_sync``).
 """
 
 from __future__ import annotations
 
 import asyncio
-import atexit
 import os
 import threading
 from collections.abc import Coroutine
 from typing import Any, TypeVar
+
+from django.core.exceptions import SynchronousOnlyOperation
 
 __all__ = ["HomeLoop", "home"]
 
 T = TypeVar("T")
 
 
+async def _after_pending_work(coro: Coroutine[Any, Any, T]) -> T:
+    """A few loop iterations first, so I/O that arrived between calls (feed messages) is handled."""
+    for _ in range(3):
+        await asyncio.sleep(0)
+    return await coro
+
+
 class HomeLoop:
-    """An event loop in a daemon thread, started lazily, that owns keyfob's connections."""
+    """The event loop that owns keyfob's connections in this process (see the module docstring)."""
 
     def __init__(self) -> None:
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
+        self._private: asyncio.AbstractEventLoop | None = None
+        self._adopted: asyncio.AbstractEventLoop | None = None
         self._lock = threading.Lock()
+        #: True while the engine has background work (a revocation feed) that only runs with the loop.
+        self.pump = False
 
     @property
-    def loop(self) -> asyncio.AbstractEventLoop:
-        loop = self._loop
-        if loop is not None:
-            return loop
+    def adopted(self) -> asyncio.AbstractEventLoop | None:
+        """The server's loop, when ``adopt`` made it the home loop (ASGI), else None."""
+        loop = self._adopted
+        return loop if loop is not None and not loop.is_closed() else None
+
+    def adopt(self, loop: asyncio.AbstractEventLoop) -> bool:
+        """Make a long-lived running loop (an ASGI server's) the home loop, before any keyfob call.
+
+        False (nothing changes) when another loop is already home, or the private loop has run:
+        connections opened there cannot move to another loop.
+        """
         with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                ready = threading.Event()
+            if self._adopted is loop:
+                return True
+            if self.adopted is not None or self._private is not None:
+                return False
+            self._adopted = loop
+            return True
 
-                def serve() -> None:
-                    asyncio.set_event_loop(loop)
-                    loop.call_soon(ready.set)
-                    loop.run_forever()
-
-                self._thread = threading.Thread(target=serve, name="keyfob-django-loop", daemon=True)
-                self._thread.start()
-                ready.wait()
-                self._loop = loop
-            return self._loop
+    def _private_loop(self) -> asyncio.AbstractEventLoop:
+        loop = self._private
+        if loop is None or loop.is_closed():
+            loop = self._private = asyncio.new_event_loop()
+        return loop
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the home loop from sync code and return its result (or raise its error)."""
-        loop = self.loop
+        adopted = self.adopted
         try:
-            running = asyncio.get_running_loop()
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             running = None
-        if running is loop:
+        if running is not None and (adopted is None or running is adopted):
             coro.close()
-            raise RuntimeError("keyfob's sync Django API was called on keyfob's own event loop; "
-                               "use the async API (aload, asave, ...) there")
-        return asyncio.run_coroutine_threadsafe(coro, loop).result()
+            raise SynchronousOnlyOperation(
+                "keyfob's sync Django API was called from async code (a running event loop): use the "
+                "async API there (aload, asave, acycle_key, ...), or sync_to_async")
+        if adopted is not None:
+            return asyncio.run_coroutine_threadsafe(coro, adopted).result()
+        with self._lock:
+            loop = self._private_loop()
+            return loop.run_until_complete(_after_pending_work(coro) if self.pump else coro)
 
     async def arun(self, coro: Coroutine[Any, Any, T]) -> T:
-        """Await ``coro`` on the home loop from any event loop (directly when already on it)."""
-        loop = self.loop
-        if asyncio.get_running_loop() is loop:
+        """Await ``coro`` on the home loop from async code (directly when already on it)."""
+        running = asyncio.get_running_loop()
+        adopted = self.adopted
+        if adopted is running:
             return await coro
-        return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, loop))
+        if adopted is not None:
+            return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coro, adopted))
+        return await asyncio.to_thread(self.run, coro)
 
     def forget_after_fork(self) -> None:
-        """In a forked child: the parent's loop thread does not exist here; start afresh on next use."""
-        self._loop, self._thread, self._lock = None, None, threading.Lock()
+        """In a forked child: the parent's loops (their selectors, threads, connections) are not ours."""
+        self._private, self._adopted, self._lock = None, None, threading.Lock()
 
     def stop(self) -> None:
-        """Stop the loop thread (at interpreter exit; tests that close the engine first)."""
+        """Close the private loop (tests; the engine must be closed first)."""
         with self._lock:
-            loop, thread, self._loop, self._thread = self._loop, self._thread, None, None
-        if loop is None or thread is None:
-            return
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=5)
-        if not thread.is_alive():
+            loop, self._private = self._private, None
+            self._adopted = None
+        if loop is not None and not loop.is_closed():
             loop.close()
 
 
 home = HomeLoop()
-atexit.register(home.stop)
 os.register_at_fork(after_in_child=home.forget_after_fork)

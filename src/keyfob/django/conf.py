@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
 from urllib.parse import quote
@@ -39,12 +39,13 @@ from django.core.signals import setting_changed
 from ..engine import Keyfob
 from ..errors import ConfigError
 from ..settings import Settings
-from ..stores import open_store
+from ..stores import SessionRecord, open_store
 from ._loop import home
-from ._sync_read import SyncGet, sync_reader
 
-__all__ = ["build_fob", "get_fob", "reset", "store_url_from_databases", "sync_get"]
+__all__ = ["astarted_fob", "build_fob", "get_fob", "reset", "started_fob", "store_url_from_databases",
+           "sync_get"]
 
+SyncGet = Callable[[bytes], SessionRecord | None]
 _ENGINE_KEYS = ("clock", "feed", "on_token", "on_session", "on_event", "auto_migrate", "store_options")
 _FIELDS = frozenset(Settings.__dataclass_fields__) | {"secret"}
 
@@ -103,9 +104,8 @@ def build_fob() -> Keyfob:
 def _build() -> tuple[Keyfob, SyncGet | None]:
     fields, engine = _options()
     env = os.environ
-    default_db: str | None = None
     if "store" not in fields and not env.get("KEYFOB_STORE"):
-        fields["store"] = default_db = store_url_from_databases()
+        fields["store"] = store_url_from_databases()
     if "secret" not in fields and "secrets" not in fields and not (
             env.get("KEYFOB_SECRET") or env.get("AUTH_SECRET")):
         fields["secret"] = django_settings.SECRET_KEY
@@ -125,7 +125,8 @@ def _build() -> tuple[Keyfob, SyncGet | None]:
         store_options = engine.pop("store_options", None) or {}
         store = open_store(settings.store, **store_options) if store_options else None
         fob = Keyfob(settings, store=store, **engine)
-        return fob, sync_reader(fob, default_db_url=default_db, store_options=store_options)
+        # the per-request read without the loop, where the store has one (SQLite's primary-key lookup)
+        return fob, getattr(fob.store, "get_sync", None)
     except ConfigError as exc:
         hint = ""
         if "secret" in str(exc):
@@ -146,6 +147,7 @@ class _State:
     def __init__(self) -> None:
         self.fob: Keyfob | None = None
         self.sync_get: SyncGet | None = None
+        self.started = False
         self.db_name: object = None
         self.lock = threading.Lock()
 
@@ -170,20 +172,38 @@ def get_fob() -> Keyfob:
         if _state.fob is None or _state.db_name != _db_name():
             _discard()
             fob, reader = _build()
-            home.run(fob.start())  # schema (auto_migrate) and revocation view, on the home loop
-            _state.fob, _state.sync_get = fob, reader
+            _state.fob, _state.sync_get, _state.started = fob, reader, False
+            home.pump = fob.feed is not None
             _state.db_name = _db_name()
         return _state.fob
 
 
+def started_fob() -> Keyfob:
+    """``get_fob()``, started (schema migrated when ``auto_migrate``, revocation view running)."""
+    fob = get_fob()
+    if not _state.started:
+        home.run(fob.start())
+        _state.started = _state.fob is fob
+    return fob
+
+
+async def astarted_fob() -> Keyfob:
+    """``started_fob`` for async code."""
+    fob = get_fob()
+    if not _state.started:
+        await home.arun(fob.start())
+        _state.started = _state.fob is fob
+    return fob
+
+
 def sync_get() -> SyncGet | None:
-    """The current engine's in-thread session lookup (``_sync_read``), or None: use the home loop."""
+    """The current engine's store lookup as a plain call (SQLite), or None: use the home loop."""
     get_fob()
     return _state.sync_get
 
 
 def _discard() -> None:
-    old, _state.fob, _state.sync_get = _state.fob, None, None
+    old, _state.fob, _state.sync_get, _state.started = _state.fob, None, None, False
     if old is not None:
         try:
             home.run(old.close())
@@ -205,6 +225,7 @@ def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
 def _forget_after_fork() -> None:
     # the parent's engine holds the parent's connections and loop: never use (or close) them here
     _state.fob, _state.sync_get, _state.db_name, _state.lock = None, None, None, threading.Lock()
+    _state.started = False
 
 
 setting_changed.connect(_on_setting_changed)

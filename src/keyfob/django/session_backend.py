@@ -44,7 +44,7 @@ from ..strategies._base import looks_like_opaque_token, new_id, new_token, token
 from ..strategies.database import add_session
 from ._loop import home
 from ._request import current_meta
-from .conf import get_fob, sync_get
+from .conf import astarted_fob, started_fob, sync_get
 
 __all__ = ["ANONYMOUS_PREFIX", "SessionStore"]
 
@@ -57,7 +57,14 @@ _ENCODED = "_django_encoded"
 
 
 def _engine() -> Keyfob:
-    fob = get_fob()
+    return _checked(started_fob())
+
+
+async def _aengine() -> Keyfob:
+    return _checked(await astarted_fob())
+
+
+def _checked(fob: Keyfob) -> Keyfob:
     if fob.settings.strategy != "database":
         raise ImproperlyConfigured(
             f"SESSION_ENGINE = 'keyfob.django.session_backend' stores database-strategy sessions, but "
@@ -135,7 +142,7 @@ class SessionStore(SessionBase):
         if h is None:
             self._session_key = None
             return {}
-        get = sync_get()  # in this thread where the store allows it (see _sync_read)
+        get = sync_get()  # SQLite: a plain primary-key lookup, no loop at all
         rec = get(h) if get is not None else home.run(fob.store.get(h))
         now = fob.clock()
         rec = self._live(fob, rec, now)
@@ -149,7 +156,7 @@ class SessionStore(SessionBase):
         return self._decoded(rec)
 
     async def aload(self) -> dict[str, Any]:
-        fob = _engine()
+        fob = await _aengine()
         h = self._key_hash(self.session_key)
         if h is None:
             self._session_key = None
@@ -182,7 +189,7 @@ class SessionStore(SessionBase):
         return self._live(fob, home.run(fob.store.get(h)), fob.clock()) is not None
 
     async def aexists(self, session_key: str | None) -> bool:
-        fob = _engine()
+        fob = await _aengine()
         h = self._key_hash(session_key)
         if h is None:
             return False
@@ -220,7 +227,7 @@ class SessionStore(SessionBase):
     async def asave(self, must_create: bool = False) -> None:
         if self.session_key is None:
             return await self.acreate()
-        fob = _engine()
+        fob = await _aengine()
         data = await self._aget_session(no_load=must_create)
         age = await self.aget_expiry_age()
         self._record = await home.arun(self._write(fob, self.session_key, data, age, must_create))
@@ -320,7 +327,7 @@ class SessionStore(SessionBase):
             session_key = self.session_key
         h = self._key_hash(session_key)
         if h is not None:
-            await home.arun(self._delete(_engine(), h))
+            await home.arun(self._delete(await _aengine(), h))
         if self._record is not None and self._record.token_hash == h:
             self._record = None
 
@@ -337,5 +344,5 @@ class SessionStore(SessionBase):
 
     @classmethod
     async def aclear_expired(cls) -> None:
-        fob = _engine()
+        fob = await _aengine()
         await home.arun(fob.cleanup())
