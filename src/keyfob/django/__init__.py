@@ -14,11 +14,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._api import current_session_id, current_user_id, list_sessions, revoke_other_sessions, revoke_session
+from ._api import (
+    asign_in,
+    asign_out,
+    csrf_token,
+    current_session_id,
+    current_user_id,
+    list_sessions,
+    revoke_other_sessions,
+    revoke_session,
+    sign_in,
+    sign_out,
+)
 from .conf import get_fob
 
-__all__ = ["current_session_id", "current_user_id", "get_fob", "list_sessions", "revoke_other_sessions",
-           "revoke_session"]
+__all__ = ["asign_in", "asign_out", "csrf_token", "current_session_id", "current_user_id", "get_fob",
+           "list_sessions", "revoke_other_sessions", "revoke_session", "sign_in", "sign_out"]
 
 
 def __getattr__(name: str) -> Any:

@@ -27,6 +27,8 @@ from __future__ import annotations
 
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from collections.abc import Callable, Mapping
 from datetime import timedelta
 from typing import Any
@@ -43,7 +45,7 @@ from ..stores import SessionRecord, open_store
 from ._loop import home
 
 __all__ = ["astarted_fob", "build_fob", "get_fob", "reset", "started_fob", "store_url_from_databases",
-           "sync_get"]
+           "sync_get", "use_fob"]
 
 SyncGet = Callable[[bytes], SessionRecord | None]
 _ENGINE_KEYS = ("clock", "feed", "on_token", "on_session", "on_event", "auto_migrate", "store_options")
@@ -148,6 +150,7 @@ class _State:
         self.fob: Keyfob | None = None
         self.sync_get: SyncGet | None = None
         self.started = False
+        self.pinned = False  # use_fob(): never rebuilt from settings
         self.db_name: object = None
         self.lock = threading.Lock()
 
@@ -159,6 +162,22 @@ def _db_name() -> object:
     return (django_settings.DATABASES.get("default") or {}).get("NAME")
 
 
+@contextmanager
+def use_fob(fob: Keyfob) -> Iterator[Keyfob]:
+    """Make ``fob`` the engine ``keyfob.django`` uses, instead of one built from ``settings.KEYFOB``
+    (tests; an app that builds its own :class:`keyfob.Keyfob`). Restores the previous one after."""
+    with _state.lock:
+        saved = (_state.fob, _state.sync_get, _state.db_name, _state.started, _state.pinned)
+        _state.fob, _state.sync_get, _state.started, _state.pinned = (
+            fob, getattr(fob.store, "get_sync", None), False, True)
+        home.pump = fob.feed is not None
+    try:
+        yield fob
+    finally:
+        with _state.lock:
+            _state.fob, _state.sync_get, _state.db_name, _state.started, _state.pinned = saved
+
+
 def get_fob() -> Keyfob:
     """The process's :class:`keyfob.Keyfob`, built from ``settings.KEYFOB`` on first use.
 
@@ -166,7 +185,7 @@ def get_fob() -> Keyfob:
     switching ``DATABASES["default"]["NAME"]`` to the test database).
     """
     fob = _state.fob
-    if fob is not None and _state.db_name == _db_name():
+    if fob is not None and (_state.pinned or _state.db_name == _db_name()):
         return fob
     with _state.lock:
         if _state.fob is None or _state.db_name != _db_name():
@@ -218,7 +237,8 @@ def reset() -> None:
 
 
 def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
-    if setting in ("KEYFOB", "DATABASES", "SECRET_KEY", "SESSION_COOKIE_AGE", "SESSION_COOKIE_SECURE"):
+    if not _state.pinned and setting in ("KEYFOB", "DATABASES", "SECRET_KEY", "SESSION_COOKIE_AGE",
+                                         "SESSION_COOKIE_SECURE"):
         reset()
 
 
