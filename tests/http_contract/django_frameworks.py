@@ -24,8 +24,9 @@ MIDDLEWARE = ["keyfob.django.middleware.KeyfobMiddleware"]
 
 
 def _setup() -> None:
-    import django
     from django.conf import settings
+
+    import django
 
     if not settings.configured:
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tests.django.settings")

@@ -7,8 +7,8 @@ import json
 from typing import Any
 
 from django.http import HttpRequest, JsonResponse
-from django.urls import include, path
 
+from django.urls import include, path
 from keyfob.django import asign_in
 from keyfob.django.decorators import login_required, role_required
 from keyfob.django.urls import jwks_urlpatterns
