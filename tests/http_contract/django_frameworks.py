@@ -46,7 +46,7 @@ class _DjangoClient:
     def request(self, method: str, path: str, *, headers: Headers | None = None, json: Any = None,
                 form: dict[str, str] | None = None) -> Reply:
         joined: dict[str, str] = {}
-        for name, value in headers or []:  # repeated headers arrive joined with ", " (WSGI, and ASGI in Django)
+        for name, value in headers or []:  # repeated headers arrive joined with ", " (as in WSGI)
             joined[name] = f"{joined[name]}, {value}" if name in joined else value
         content_type = joined.pop("Content-Type", None)
         body: str | bytes = b""
