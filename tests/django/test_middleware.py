@@ -1,0 +1,271 @@
+"""KeyfobMiddleware in a Django project: Django users, Django's CSRF alongside keyfob's, decorators,
+class-based views, async views, outages. (The framework-neutral HTTP contract runs in
+tests/http_contract for django-wsgi and django-asgi.)"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.test import AsyncClient, Client, override_settings
+from django.urls import include, path
+from django.views import View
+from django.views.decorators.csrf import csrf_exempt
+
+import keyfob.django as kf
+from keyfob import Keyfob
+from keyfob.django.conf import use_fob
+from keyfob.django.decorators import (
+    FreshRequiredMixin,
+    LoginRequiredMixin,
+    RoleRequiredMixin,
+    fresh_required,
+    login_required,
+    role_required,
+)
+from keyfob.django.urls import jwks_urlpatterns
+from tests.conftest import SECRET
+
+STRATEGIES = ["jwt", "database", "hybrid"]
+KEYFOB_ONLY = ["keyfob.django.middleware.KeyfobMiddleware"]
+WITH_DJANGO = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "keyfob.django.middleware.KeyfobMiddleware",
+]
+
+
+def signin(request: HttpRequest) -> HttpResponse:
+    user = get_user_model().objects.get(username=request.POST["username"])
+    kf.sign_in(request, user, data={"role": request.POST.get("role", "user")})
+    return HttpResponse("ok")
+
+
+def whoami(request: HttpRequest) -> JsonResponse:
+    user: Any = request.user
+    return JsonResponse({"user": user.get_username() if user.is_authenticated else None,
+                         "session": getattr(request, "keyfob_session", None) is not None})
+
+
+def form(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        return HttpResponse("posted")
+    from django.middleware.csrf import get_token
+
+    return HttpResponse(f"<form><input name=csrfmiddlewaretoken value={get_token(request)}>"
+                        f"<input name=csrf_token value={kf.csrf_token(request)}></form>")
+
+
+@csrf_exempt
+def webhook(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("hooked")
+
+
+def signout(request: HttpRequest) -> HttpResponse:
+    kf.sign_out(request)
+    return HttpResponse("bye")
+
+
+async def asignin(request: HttpRequest) -> HttpResponse:
+    user = await get_user_model().objects.aget(username=request.POST["username"])
+    await kf.asign_in(request, user)
+    return HttpResponse("ok")
+
+
+@login_required
+async def adashboard(request: HttpRequest) -> JsonResponse:
+    user = await request.auser()  # type: ignore[attr-defined]
+    return JsonResponse({"user": user.get_username()})
+
+
+@login_required
+def dashboard(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("dashboard")
+
+
+@role_required("admin")
+def admin_only(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("admin")
+
+
+@fresh_required(max_age=60)
+def sensitive(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("fresh")
+
+
+class Reports(LoginRequiredMixin, View):
+    def get(self, request: HttpRequest) -> HttpResponse:
+        return HttpResponse("reports")
+
+
+class Audit(RoleRequiredMixin, View):
+    required_roles = ("auditor", "admin")
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        return HttpResponse("audit")
+
+
+class Rekey(FreshRequiredMixin, View):
+    fresh_max_age = 60
+
+    async def get(self, request: HttpRequest) -> HttpResponse:
+        return HttpResponse("rekey")
+
+
+urlpatterns = [
+    path("auth/", include("keyfob.django.urls")),
+    *jwks_urlpatterns,
+    path("signin", csrf_exempt(signin)),
+    path("signout", signout),
+    path("asignin", csrf_exempt(asignin)),
+    path("whoami", whoami),
+    path("form", form),
+    path("webhook", webhook),
+    path("dashboard", dashboard),
+    path("adashboard", adashboard),
+    path("admin-only", admin_only),
+    path("sensitive", sensitive),
+    path("reports", Reports.as_view()),
+    path("audit", Audit.as_view()),
+    path("rekey", Rekey.as_view()),
+]
+
+
+@pytest.fixture(params=STRATEGIES)
+def strategy_fob(request: pytest.FixtureRequest, tmp_path: Any, fob: Keyfob) -> Iterator[Keyfob]:
+    engine = Keyfob(strategy=request.param, secret=SECRET, store=f"sqlite:///{tmp_path / 'mw.db'}")
+    with use_fob(engine):
+        yield engine
+    from keyfob.django._loop import home
+
+    home.run(engine.close())
+
+
+def project(middleware: list[str]) -> Any:
+    return override_settings(ROOT_URLCONF=__name__, MIDDLEWARE=middleware, LOGIN_URL="/login")
+
+
+def signed_in_client(role: str = "user", **kwargs: Any) -> Client:
+    get_user_model().objects.get_or_create(username="ada")
+    client = Client(**kwargs)
+    assert client.post("/signin", {"username": "ada", "role": role}).status_code == 200
+    return client
+
+
+def test_request_user_is_the_django_user_of_the_keyfob_session(strategy_fob: Keyfob) -> None:
+    with project(KEYFOB_ONLY):
+        client = signed_in_client()
+        assert client.get("/whoami").json() == {"user": "ada", "session": True}
+        assert client.post("/signout", headers=csrf_headers(client)).status_code == 200
+        assert client.get("/whoami").json() == {"user": None, "session": False}
+
+
+def csrf_headers(client: Client) -> dict[str, str]:
+    token = client.get("/auth/csrf").json()["csrfToken"]
+    return {"X-CSRF-Token": token, "Origin": "http://testserver"}
+
+
+def test_with_djangos_csrf_middleware_django_protects_views_and_keyfob_its_routes(
+        strategy_fob: Keyfob) -> None:
+    with project(WITH_DJANGO):
+        client = signed_in_client(enforce_csrf_checks=True)
+        page = client.get("/form").content.decode()
+        django_token = re.search(r"csrfmiddlewaretoken value=([^>\s]+)>", page)
+        assert django_token
+        assert client.post("/form").status_code == 403  # Django's check: no token
+        assert client.post("/form", {"csrfmiddlewaretoken": django_token[1]}).status_code == 200
+        assert client.post("/webhook").status_code == 200  # @csrf_exempt is Django's to grant
+        forged = client.post("/auth/signout", headers={"Origin": "https://evil.example"})
+        assert forged.status_code == 403 and forged.json()["error"] == "csrf_failed"  # keyfob's route
+        assert client.get("/whoami").json()["user"] == "ada"
+        assert client.post("/auth/signout", headers=csrf_headers(client)).status_code == 200
+
+
+def test_without_djangos_csrf_middleware_keyfob_protects_every_view(strategy_fob: Keyfob) -> None:
+    with project(KEYFOB_ONLY):
+        client = signed_in_client()
+        page = client.get("/form").content.decode()
+        token = re.search(r"csrf_token value=([^>\s]+)>", page)
+        assert token
+        refused = client.post("/form")
+        assert refused.status_code == 403 and refused.json()["error"] == "csrf_failed"
+        assert client.post("/form", {"csrf_token": token[1]}).status_code == 200
+        assert client.post("/form", {"csrf_token": "forged"}).status_code == 403
+        assert client.post("/webhook").status_code == 200  # @csrf_exempt still exempts
+        cross = client.post("/form", {"csrf_token": token[1]}, headers={"Sec-Fetch-Site": "cross-site"})
+        assert cross.status_code == 403
+
+
+def test_login_required_redirects_html_and_answers_json_401_otherwise(strategy_fob: Keyfob) -> None:
+    with project(KEYFOB_ONLY):
+        anonymous = Client()
+        page = anonymous.get("/dashboard", headers={"Accept": "text/html"})
+        assert page.status_code == 302 and page["Location"] == "/login?next=/dashboard"
+        api = anonymous.get("/dashboard")
+        assert api.status_code == 401 and api.json()["error"]
+        assert anonymous.get("/reports").status_code == 401
+        client = signed_in_client()
+        assert client.get("/dashboard").content == b"dashboard"
+        assert client.get("/reports").content == b"reports"
+
+
+def test_role_and_fresh_guards_for_functions_and_class_based_views(strategy_fob: Keyfob) -> None:
+    with project(KEYFOB_ONLY):
+        user = signed_in_client("user")
+        assert user.get("/admin-only").status_code == 403
+        assert user.get("/audit").status_code == 403
+        admin = signed_in_client("admin")
+        assert admin.get("/admin-only").content == b"admin"
+        assert admin.get("/audit").content == b"audit"
+        assert admin.get("/sensitive").content == b"fresh"
+        assert admin.get("/rekey").content == b"rekey"
+
+
+def test_fresh_required_refuses_an_old_sign_in(fob: Keyfob, tmp_path: Any) -> None:
+    from keyfob import FakeClock
+
+    clock = FakeClock()
+    engine = Keyfob(strategy="hybrid", secret=SECRET, store=f"sqlite:///{tmp_path / 'f.db'}", clock=clock)
+    with use_fob(engine), project(KEYFOB_ONLY):
+        client = signed_in_client("admin")
+        clock.advance(61)
+        old = client.get("/sensitive")
+        assert old.status_code == 403 and old.json()["error"] == "reauthentication_required"
+        assert client.get("/rekey").status_code == 403
+
+
+@pytest.mark.anyio
+async def test_async_views_and_the_async_middleware_path(strategy_fob: Keyfob) -> None:
+    from asgiref.sync import sync_to_async
+
+    await sync_to_async(get_user_model().objects.get_or_create)(username="ada")
+    with project(KEYFOB_ONLY):
+        client = AsyncClient()
+        assert (await client.post("/asignin", {"username": "ada"})).status_code == 200
+        assert (await client.get("/adashboard")).json() == {"user": "ada"}
+        assert (await client.get("/rekey")).content == b"rekey"
+
+
+def test_a_store_outage_is_a_503_never_an_anonymous_pass(fob: Keyfob, tmp_path: Any) -> None:
+    up = Keyfob(strategy="database", secret=SECRET, store=f"sqlite:///{tmp_path / 'o.db'}")
+    with use_fob(up), project(KEYFOB_ONLY):
+        client = signed_in_client()
+    down = Keyfob(strategy="database", secret=SECRET, store="postgresql://postgres@127.0.0.1:1/none")
+    with use_fob(down), project(KEYFOB_ONLY):
+        response = client.get("/whoami")
+        assert response.status_code == 503 and response["Retry-After"]
+        assert response.json()["error"] == "store_unavailable"
+        assert Client().get("/whoami").status_code == 200  # no cookie: nothing to check, no outage
+
+
+def test_middleware_helpers_outside_the_middleware_say_what_to_add(fob: Keyfob) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+    from django.test import RequestFactory
+
+    with pytest.raises(ImproperlyConfigured, match="KeyfobMiddleware"):
+        kf.sign_in(RequestFactory().get("/"), "u1")
