@@ -12,11 +12,11 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import AsyncClient, Client, override_settings
-from django.urls import include, path
 from django.views import View
 from django.views.decorators.csrf import csrf_exempt
 
 import keyfob.django as kf
+from django.urls import include, path
 from keyfob import Keyfob
 from keyfob.django.conf import use_fob
 from keyfob.django.decorators import (

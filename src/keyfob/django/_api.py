@@ -73,7 +73,7 @@ def revoke_other_sessions(request: HttpRequest) -> int:
         n, reissued = home.run(started_fob().revoke_others(req.cookies, secure=req.secure))
         if reissued is not None:
             req.replaced(reissued)
-            request.keyfob_session = reissued.session  # type: ignore[attr-defined]
+            request.keyfob_session = reissued.session
         return int(n)
     user_id = current_user_id(request)
     current = current_session_id(request)
@@ -109,9 +109,9 @@ def _meta(request: HttpRequest) -> RequestMeta:
 
 def _signed_in(request: HttpRequest, req: RequestState, issued: Issued, model_user: Any) -> None:
     req.signed_in(issued)
-    request.keyfob_session = issued.session  # type: ignore[attr-defined]
+    request.keyfob_session = issued.session
     if model_user is not None:
-        request.user = model_user  # type: ignore[attr-defined]
+        request.user = model_user
 
 
 def sign_in(request: HttpRequest, user: Any, *, data: Mapping[str, Any] | None = None) -> Issued:
@@ -146,8 +146,8 @@ def _signed_out(request: HttpRequest, req: RequestState, cleared: list[Any]) -> 
 
     user = getattr(request, "user", None)
     req.signed_out(cleared)
-    request.keyfob_session = None  # type: ignore[attr-defined]
-    request.user = AnonymousUser()  # type: ignore[attr-defined]
+    request.keyfob_session = None
+    request.user = AnonymousUser()
     return user if user is not None and getattr(user, "is_authenticated", False) else None
 
 

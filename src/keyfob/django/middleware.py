@@ -108,19 +108,19 @@ def _user_loader(session: Session) -> Callable[[], Any]:
 
 
 def _attach(request: HttpRequest, req: RequestState) -> None:
-    request.keyfob = req  # type: ignore[attr-defined]
+    request.keyfob = req
     session = req.session
-    request.keyfob_session = session  # type: ignore[attr-defined]
+    request.keyfob_session = session
     if session is not None:
         load = _user_loader(session)
-        request.user = SimpleLazyObject(load)  # type: ignore[attr-defined]
+        request.user = SimpleLazyObject(load)
 
         async def auser() -> Any:
             return await sync_to_async(load)()
 
-        request.auser = auser  # type: ignore[attr-defined]
+        request.auser = auser
     elif not hasattr(request, "user"):
-        request.user = AnonymousUser()  # type: ignore[attr-defined]
+        request.user = AnonymousUser()
 
 
 def _write(req: RequestState, response: HttpResponse) -> HttpResponse:
