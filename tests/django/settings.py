@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 from tests.conftest import SECRET
 
 BASE = tempfile.mkdtemp(prefix="keyfob-django-tests-")
+atexit.register(shutil.rmtree, BASE, True)
 DEBUG = False
 SECRET_KEY = "django-test-key-" + "k" * 60
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]

@@ -349,3 +349,13 @@ def test_a_forked_worker_starts_its_own_loop_and_engine(fob: Keyfob) -> None:
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
     assert SessionStore(parent.session_key).load() == {"from": "parent"}
+
+
+def test_the_public_names_of_keyfob_django_are_pinned() -> None:
+    import keyfob.django
+
+    assert keyfob.django.__all__ == sorted(keyfob.django.__all__) == [
+        "asign_in", "asign_out", "csrf_token", "current_session_id", "current_user_id", "get_fob",
+        "list_sessions", "revoke_other_sessions", "revoke_session", "sign_in", "sign_out"]
+    for name in keyfob.django.__all__:
+        assert getattr(keyfob.django, name).__doc__, name

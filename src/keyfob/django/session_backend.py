@@ -19,9 +19,10 @@ it, past its absolute deadline or idle longer than ``idle_timeout`` (``last_seen
 most every ``update_age``, or ``idle_timeout / 4``).
 
 Sync and async: the sync methods (``load``, ``save``...) run keyfob's async store calls on the
-process's home event loop (``keyfob.django._loop``); the async ones (``aload``, ``asave``...) await
-the same coroutines, directly on that loop or through its future from any other loop. Reads on
-a store with a synchronous lookup (SQLite) take no hand-off at all.
+process's home event loop, in the calling thread (``keyfob.django._loop``); the async ones
+(``aload``, ``asave``...) await the same coroutines — directly when the home loop is the ASGI
+server's (``keyfob.django.asgi``), else through the home loop without blocking the caller's loop.
+The per-request read on SQLite is a plain primary-key lookup, with no loop at all.
 """
 
 from __future__ import annotations
@@ -161,7 +162,7 @@ class SessionStore(SessionBase):
         if h is None:
             self._session_key = None
             return {}
-        # SQLite's lookup never blocks on I/O worth a hand-off; every other store is awaited
+        # SQLite's lookup is a plain call in any thread or loop; every other store is awaited
         get_sync = getattr(fob.store, "get_sync", None)
         rec = get_sync(h) if get_sync is not None else await home.arun(fob.store.get(h))
         now = fob.clock()
