@@ -269,3 +269,15 @@ def test_middleware_helpers_outside_the_middleware_say_what_to_add(fob: Keyfob) 
 
     with pytest.raises(ImproperlyConfigured, match="KeyfobMiddleware"):
         kf.sign_in(RequestFactory().get("/"), "u1")
+
+
+def test_a_store_outage_under_the_session_engine_is_a_503_with_the_middleware(fob: Keyfob) -> None:
+    from django.conf import settings
+
+    key = "k" * 43  # a well-formed session key: the engine has to ask the store
+    down = {"SECRET": SECRET, "STORE": "postgresql://postgres@127.0.0.1:1/none"}
+    with override_settings(KEYFOB=down), project(WITH_DJANGO):
+        client = Client()
+        client.cookies[settings.SESSION_COOKIE_NAME] = key
+        response = client.get("/whoami")  # request.user reads the session: the store is down
+        assert response.status_code == 503 and response.json()["error"] == "store_unavailable"
