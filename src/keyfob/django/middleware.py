@@ -45,10 +45,10 @@ from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_asy
 from django.conf import settings as django_settings
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
+from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.utils.functional import SimpleLazyObject
-
 from django.urls import Resolver404, get_resolver
+from django.utils.functional import SimpleLazyObject
 
 from .._session import Session
 from ..engine import AuthResult
@@ -98,9 +98,10 @@ def _user_loader(session: Session) -> Callable[[], Any]:
             model = get_user_model()
             try:
                 pk = model._meta.pk.to_python(session.user_id)
-                user = model._default_manager.filter(pk=pk).first()
-            except Exception:  # a user id that is not this model's key (signed in by another app)
+            except (ValidationError, ValueError, TypeError):  # not this model's key (another app's user)
                 user = None
+            else:  # a database error is not "anonymous": it propagates (500/503)
+                user = model._default_manager.filter(pk=pk).first()
             cache.append(user if user is not None else AnonymousUser())
         return cache[0]
 
