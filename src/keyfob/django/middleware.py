@@ -47,8 +47,9 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse, JsonResponse
-from django.urls import Resolver404, get_resolver
 from django.utils.functional import SimpleLazyObject
+
+from django.urls import Resolver404, get_resolver
 
 from .._session import Session
 from ..engine import AuthResult
