@@ -281,3 +281,36 @@ def test_a_store_outage_under_the_session_engine_is_a_503_with_the_middleware(fo
         client.cookies[settings.SESSION_COOKIE_NAME] = key
         response = client.get("/whoami")  # request.user reads the session: the store is down
         assert response.status_code == 503 and response.json()["error"] == "store_unavailable"
+
+
+def test_the_admin_lists_and_revokes_keyfob_middleware_sessions(fob: Keyfob, tmp_path: Any) -> None:
+    from django.contrib import admin
+
+    engine = Keyfob(strategy="hybrid", secret=SECRET, store=f"sqlite:///{tmp_path / 'adm.db'}")
+    admin_urls = [path("admin/", admin.site.urls), *urlpatterns]
+    # the admin's own sign-in is a Django session: Django's engine (keyfob's stores database sessions only)
+    with use_fob(engine), override_settings(ROOT_URLCONF=_Urls(admin_urls), MIDDLEWARE=[
+            *WITH_DJANGO, "django.contrib.messages.middleware.MessageMiddleware"],
+            SESSION_ENGINE="django.contrib.sessions.backends.db"):
+        device = signed_in_client()
+        ada = get_user_model().objects.get(username="ada")
+        get_user_model().objects.create_superuser("root", "root@example.test", "pw-root-1")
+        staff = Client()
+        assert staff.login(username="root", password="pw-root-1")
+        page = staff.get(f"/admin/auth/user/{ada.pk}/change/").content.decode()
+        (sid,) = re.findall(r'data-session-id="([^"]+)"', page)
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+        assert token
+        staff.post(f"/admin/auth/user/{ada.pk}/keyfob-sessions/revoke/",
+                   {"session_id": sid, "csrfmiddlewaretoken": token[1]})
+        assert device.get("/whoami").json()["user"] is None  # hybrid: refused at once on this node
+    from keyfob.django._loop import home
+
+    home.run(engine.close())
+
+
+class _Urls:
+    """A URLconf object for ``override_settings(ROOT_URLCONF=...)``."""
+
+    def __init__(self, patterns: list[Any]) -> None:
+        self.urlpatterns = patterns
