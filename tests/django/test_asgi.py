@@ -11,10 +11,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 
 SCRIPT = r"""
-import asyncio, json, os
+import asyncio, json, os, sys
 os.environ["DJANGO_SETTINGS_MODULE"] = "tests.django.settings"
 import django
 django.setup()
+if sys.argv[1:] == ["middleware"]:  # KeyfobMiddleware (database strategy) instead of Django's sessions
+    from django.test.utils import override_settings
+    override_settings(MIDDLEWARE=["keyfob.django.middleware.KeyfobMiddleware"],
+                      ROOT_URLCONF="tests.django.test_middleware").enable()
 from django.core.management import call_command
 call_command("migrate", verbosity=0)
 from django.contrib.auth.models import User
@@ -60,9 +64,13 @@ async def main():
     serving = asyncio.create_task(app({"type": "lifespan"}, lifespan.get, send))
     await ready.wait()
     status, body, cookies = await call("POST", "/asignin", b"username=ada&password=pw-ada-1")
-    session = [c.split(";")[0] for c in cookies if c.startswith("sessionid=")][0]
-    status2, body2, _ = await call("GET", "/awhoami", cookie=session)
-    status3, body3, _ = await call("GET", "/whoami", cookie=session)  # a sync view, in a worker thread
+    cookie = "; ".join(c.split(";")[0] for c in cookies)
+    if sys.argv[1:] == ["middleware"]:
+        status2, body2, _ = await call("GET", "/adashboard", cookie=cookie)  # async view, async path
+        status3, body3, _ = await call("GET", "/whoami", cookie=cookie)  # a sync view, in a worker thread
+    else:
+        status2, body2, _ = await call("GET", "/awhoami", cookie=cookie)
+        status3, body3, _ = await call("GET", "/whoami", cookie=cookie)  # a sync view, in a worker thread
     adopted = home.adopted is asyncio.get_running_loop()
     await lifespan.put({"type": "lifespan.shutdown"})
     await serving
@@ -74,14 +82,26 @@ asyncio.run(main())
 """
 
 
-def test_the_asgi_application_runs_keyfob_on_the_servers_loop(tmp_path: Path) -> None:
+def run_script(tmp_path: Path, *args: str) -> dict[str, object]:
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("KEYFOB_")},
            "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
-    done = subprocess.run([sys.executable, "-c", SCRIPT], cwd=tmp_path, env=env, capture_output=True,
+    done = subprocess.run([sys.executable, "-c", SCRIPT, *args], cwd=tmp_path, env=env, capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
+    out: dict[str, object] = json.loads(done.stdout.strip().splitlines()[-1])
+    return out
 
-    out = json.loads(done.stdout.strip().splitlines()[-1])
+
+def test_keyfob_middleware_under_asgi_awaits_the_store_on_the_servers_loop(tmp_path: Path) -> None:
+    out = run_script(tmp_path, "middleware")
+    assert out == {"adopted": True, "signin": 200, "awhoami": {"user": "ada"},
+                   "whoami": {"user": "ada", "session": True},
+                   "lifespan": ["lifespan.startup.complete", "lifespan.shutdown.complete"]}
+
+
+def test_the_asgi_application_runs_keyfob_on_the_servers_loop(tmp_path: Path) -> None:
+    out = run_script(tmp_path)
+
     assert out == {"adopted": True, "signin": 200, "awhoami": {"user": "ada", "seen": 1},
                    "whoami": {"user": "ada", "seen": 2},
                    "lifespan": ["lifespan.startup.complete", "lifespan.shutdown.complete"]}
