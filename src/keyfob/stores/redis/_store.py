@@ -288,7 +288,7 @@ class RedisStore:
                 args=[base, old_hex, _f(now), "1" if keep_old else "0", *self._add_args(new)],
             ))
             if ok != 1:
-                if ok == 0 and not same:  # refused (old row missing or retired): the new pointer leads nowhere
+                if ok == 0 and not same:  # refused (old row gone or retired): drop the new pointer
                     await self._r.delete(self.keys.token_pointer(new.token_hash.hex()))
                 return False
             await self._index(new, base, dropped=() if keep_old or same else (old_hex,))
