@@ -37,9 +37,9 @@ the core decide CSRF, and writes the core's cookies and cache headers on the res
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from http.cookies import Morsel
-from typing import Any
+from typing import Any, cast
 
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings as django_settings
@@ -190,7 +190,7 @@ class KeyfobMiddleware:
         if req.cookies or req.bearer is not None:  # else nothing to check: the loop is not touched
             try:
                 started_fob()
-                result = home.run(_awaitable(core.authenticate(req)))
+                result = home.run(cast("Coroutine[Any, Any, AuthResult]", core.authenticate(req)))
             except KeyfobError as exc:  # StoreUnavailable: fail closed
                 return error_response(exc)
         refused = self._admit(request, req, result)
@@ -205,7 +205,7 @@ class KeyfobMiddleware:
         if req.cookies or req.bearer is not None:
             try:
                 await astarted_fob()
-                result = await home.arun(_awaitable(core.authenticate(req)))
+                result = await home.arun(cast("Coroutine[Any, Any, AuthResult]", core.authenticate(req)))
             except KeyfobError as exc:
                 return error_response(exc)
         refused = self._admit(request, req, result)
@@ -250,7 +250,3 @@ class KeyfobMiddleware:
         response = error_response(exception)
         req: RequestState | None = getattr(request, "keyfob", None)
         return _write(req, response) if req is not None else response
-
-
-async def _awaitable(value: Awaitable[Any]) -> Any:
-    return await value
