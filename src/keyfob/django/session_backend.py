@@ -42,7 +42,7 @@ from ..engine import Keyfob
 from ..stores import SessionRecord
 from ..strategies import _lifetimes as life
 from ..strategies._base import looks_like_opaque_token, new_id, new_token, token_hash
-from ..strategies.database import add_session
+from ..strategies._stored import add_session
 from ._loop import home
 from ._request import current_meta
 from .conf import astarted_fob, started_fob, sync_get
@@ -82,6 +82,10 @@ def _user_of(data: Mapping[str, Any]) -> str | None:
 
 def _is_anonymous(rec: SessionRecord) -> bool:
     return rec.user_id.startswith(ANONYMOUS_PREFIX)
+
+
+async def _evicted(session_id: str) -> None:
+    """An evicted session's row is gone already (``add_session`` deleted it): nothing more to do."""
 
 
 class SessionStore(SessionBase):
@@ -133,7 +137,7 @@ class SessionStore(SessionBase):
     def _live(self, fob: Keyfob, rec: SessionRecord | None, now: float) -> SessionRecord | None:
         if rec is None or rec.retired_at is not None:
             return None
-        if not life.is_alive(rec, now, fob.settings):
+        if not life.is_live(rec, now, fob.settings.idle_timeout):
             return None
         return rec
 
@@ -151,7 +155,7 @@ class SessionStore(SessionBase):
             self._record = None
             self._session_key = None
             return {}
-        if life.needs_touch(rec, now, fob.settings):
+        if life.needs_touch(rec.last_seen_at, now, fob.settings):
             rec = home.run(self._touch(fob, rec, now))
         self._record = rec
         return self._decoded(rec)
@@ -171,7 +175,7 @@ class SessionStore(SessionBase):
             self._record = None
             self._session_key = None
             return {}
-        if life.needs_touch(rec, now, fob.settings):
+        if life.needs_touch(rec.last_seen_at, now, fob.settings):
             rec = await home.arun(self._touch(fob, rec, now))
         self._record = rec
         return self._decoded(rec)
@@ -253,7 +257,7 @@ class SessionStore(SessionBase):
             await fob.store.add(rec)
             return
         # a signed-in session: the per-user limit applies (evict the least recently active, or refuse)
-        await add_session(fob.ctx, rec, now, revoke=lambda sid: fob.revoke(sid))
+        await add_session(fob.ctx, rec, now, revoke=_evicted)
         fob.ctx.emit("created", rec.id, rec.user_id, {"via": "django"})
 
     async def _write(self, fob: Keyfob, key: str, data: Mapping[str, Any], age: float,
