@@ -264,3 +264,8 @@ def flask_client(fob: Keyfob) -> Iterator[Client]:
         yield _FlaskClient(app.test_client())
     finally:
         kf.close()
+
+
+# -- Django: django.test.Client (WSGI) and AsyncClient (ASGI), in django_frameworks.py ------------------
+
+from . import django_frameworks  # noqa: E402,F401  (registers django-wsgi and django-asgi)
