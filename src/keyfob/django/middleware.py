@@ -62,7 +62,7 @@ __all__ = ["KeyfobMiddleware", "error_response"]
 
 _ANONYMOUS = AuthResult(None)
 _SAFE = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
-_DJANGO_CSRF = "django.middleware.csrf.CsrfViewMiddleware"
+_DJANGO_FORGERY_MIDDLEWARE = "django.middleware.csrf.CsrfViewMiddleware"  # Django's CSRF
 
 
 def error_response(exc: KeyfobError) -> JsonResponse:
@@ -173,7 +173,7 @@ class KeyfobMiddleware:
             markcoroutinefunction(self)
         self._core: RequestCore | None = None
         self._core_fob: Any = None
-        self.django_csrf = _DJANGO_CSRF in django_settings.MIDDLEWARE
+        self.django_csrf = _DJANGO_FORGERY_MIDDLEWARE in list(django_settings.MIDDLEWARE)
 
     def core(self) -> RequestCore:
         fob = get_fob()
