@@ -27,6 +27,7 @@ import sys
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
+
 from django.urls import path
 
 __all__ = ["application", "configure", "settings_for", "urlpatterns"]
@@ -106,8 +107,9 @@ def settings_for(conf: dict[str, Any]) -> dict[str, Any]:
 
 
 def configure(conf: dict[str, Any]) -> None:
-    import django
     from django.conf import settings
+
+    import django
 
     _MODE["keyfob_mw"] = (
         "django.contrib.sessions.middleware.SessionMiddleware" not in settings_for(conf)["MIDDLEWARE"]

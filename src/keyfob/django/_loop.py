@@ -11,10 +11,9 @@ code (``aload``/``asave``…, ``alogin``, async views). Every engine call runs o
   against ~100-200 µs for handing the call to a loop thread (``run_coroutine_threadsafe``: two thread
   wake-ups) and ~700 µs for ``async_to_sync`` outside ASGI (a new loop in a new thread per call, which a
   loop-bound pool cannot survive anyway). Background work — the revocation feed of the hybrid and
-  jwt strategies — runs whenever a call runs the loop. A call after a quiet spell (no loop run for
-  ``PUMP_AFTER`` seconds) first lets pending feed messages in; on a busy process the loop runs for
-  every request anyway, so a revocation is applied at most one request (or ``PUMP_AFTER``) late —
-  well inside the 50 ms propagation target — without paying the extra loop turns on every call.
+  jwt strategies — runs whenever a call runs the loop, and each call first lets pending feed
+  messages (and a lost feed's state) in, so a check never runs on a view that missed a revocation
+  or an outage that already reached the socket.
 * **Under ASGI**, ``keyfob.django.asgi.get_asgi_application()`` makes the *server's* loop the home
   loop: async views, ``aload``/``asave`` and the async middleware path then await the store directly
   on it (no thread at all), and sync code in asgiref's worker threads submits to it and waits.
@@ -32,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-import time
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -41,9 +39,6 @@ from django.core.exceptions import SynchronousOnlyOperation
 __all__ = ["HomeLoop", "home"]
 
 T = TypeVar("T")
-
-#: Seconds without a loop run after which a call first lets pending feed messages in.
-PUMP_AFTER = 0.005
 
 
 async def _after_pending_work(coro: Coroutine[Any, Any, T]) -> T:
@@ -62,7 +57,6 @@ class HomeLoop:
         self._lock = threading.Lock()
         #: True while the engine has background work (a revocation feed) that only runs with the loop.
         self.pump = False
-        self._last_run = 0.0
 
     @property
     def adopted(self) -> asyncio.AbstractEventLoop | None:
@@ -106,10 +100,7 @@ class HomeLoop:
             return asyncio.run_coroutine_threadsafe(coro, adopted).result()
         with self._lock:
             loop = self._private_loop()
-            now = time.monotonic()
-            quiet = now - self._last_run > PUMP_AFTER
-            self._last_run = now
-            return loop.run_until_complete(_after_pending_work(coro) if self.pump and quiet else coro)
+            return loop.run_until_complete(_after_pending_work(coro) if self.pump else coro)
 
     async def arun(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await ``coro`` on the home loop from async code (directly when already on it)."""

@@ -201,6 +201,7 @@ def started_fob() -> Keyfob:
     fob = get_fob()
     if not _state.started:
         home.run(fob.start())
+        home.pump = fob.feed is not None  # known once started (the store may hand out its feed then)
         _state.started = _state.fob is fob
     return fob
 
@@ -210,6 +211,7 @@ async def astarted_fob() -> Keyfob:
     fob = get_fob()
     if not _state.started:
         await home.arun(fob.start())
+        home.pump = fob.feed is not None
         _state.started = _state.fob is fob
     return fob
 
