@@ -87,6 +87,9 @@ def settings_for(conf: dict[str, Any]) -> dict[str, Any]:
         apps.append("keyfob.django")
         settings["KEYFOB"] = dict(conf.get("keyfob") or {})
     if backend.startswith("keyfob_") and backend != "keyfob_engine":
+        # the middleware offers a lazy request.user (get_user_model): the auth app must be installed;
+        # the view never touches request.user, so no backend pays a user query
+        apps[:0] = ["django.contrib.contenttypes", "django.contrib.auth"]
         middleware = ["keyfob.django.middleware.KeyfobMiddleware"]
     else:
         settings["SESSION_ENGINE"] = _ENGINES[backend]
