@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -14,6 +14,31 @@ if TYPE_CHECKING:  # annotations only: the value types sit below every layer tha
     from .web import SetCookie
 
 __all__ = ["AuthResult", "Event", "EventName", "Issued", "RequestMeta", "Session", "SessionInfo"]
+
+
+
+class _NoPolicy(Mapping[str, Any]):
+    """The empty, immutable policy of a plain sign-in (a shared default: no per-session allocation)."""
+
+    __slots__ = ()
+
+    def __getitem__(self, key: str) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __hash__(self) -> int:
+        return 0
+
+    def __repr__(self) -> str:
+        return "{}"
+
+
+_NO_POLICY: Mapping[str, Any] = _NoPolicy()
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +55,9 @@ class Session:
 
     ``id`` is the public session handle (safe to log and show); ``data`` is what the app
     stored at sign-in (after the ``on_session`` callback); times are epoch seconds.
+    ``authenticated_at`` is when the user last proved who they are (sign-in or ``Keyfob.elevate``;
+    a refresh, a roll or a rotation never moves it). ``policy`` holds keyfob's own per-session
+    facts (methods, level, impersonation, remember-me); read them through the properties.
     """
 
     id: str
@@ -40,6 +68,29 @@ class Session:
     authenticated_at: float
     strategy: str
     claims: Mapping[str, Any] = field(default_factory=dict, repr=False)
+    policy: Mapping[str, Any] = field(default=_NO_POLICY, repr=False)
+
+    @property
+    def amr(self) -> tuple[str, ...]:
+        """The authentication methods used (RFC 8176 names: ``pwd``, ``otp``, ``webauthn``...)."""
+        return tuple(self.policy.get("amr", ()))
+
+    @property
+    def level(self) -> int:
+        """The assurance level: 1 = one factor, 2 = two factor kinds (or a phishing-resistant key)."""
+        lvl = self.policy.get("lvl", 1)
+        return lvl if type(lvl) is int else 1
+
+    @property
+    def impersonated_by(self) -> str | None:
+        """The admin's user id when this is an impersonation session (``Keyfob.impersonate``)."""
+        imp = self.policy.get("imp")
+        return imp if isinstance(imp, str) else None
+
+    @property
+    def remembered(self) -> bool:
+        """False for a "don't remember me" sign-in (a browser-session cookie, shorter lifetimes)."""
+        return self.policy.get("rem", True) is not False
 
     @property
     def expires(self) -> datetime:
@@ -72,9 +123,11 @@ class SessionInfo:
     user_agent: str | None
     device: str
     current: bool
+    impersonated_by: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "impersonated_by": self.impersonated_by,
             "id": self.id,
             "created": iso(self.created_at),
             "last_seen": iso(self.last_seen_at),
@@ -88,7 +141,8 @@ class SessionInfo:
 
 EventName = Literal[
     "created", "rolled", "rotated", "refreshed", "revoked", "expired", "reuse_detected",
-    "user_version_bumped", "signed_out",
+    "user_version_bumped", "signed_out", "updated", "elevated", "impersonation_started",
+    "impersonation_stopped", "binding_mismatch", "served_from_view",
 ]
 
 
@@ -122,7 +176,8 @@ class Issued:
 
     ``access_token`` / ``refresh_token`` are also given raw for non-browser clients
     (Authorization: Bearer, refresh token in a request body). Never log them. ``refresh_token``
-    None means: leave the refresh cookie as it is. ``cookie_max_age`` is the cookies' lifetime.
+    None means: leave the refresh cookie as it is. ``cookie_max_age`` is the cookies' lifetime;
+    ``persistent`` False makes them browser-session cookies (no Max-Age: a "don't remember me" sign-in).
     """
 
     session: Session
@@ -131,3 +186,4 @@ class Issued:
     refresh_token: str | None = field(default=None, repr=False)
     expires_in: float = 0
     cookie_max_age: float = 0
+    persistent: bool = True

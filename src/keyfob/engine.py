@@ -18,7 +18,14 @@ from typing import Any
 from ._clock import Clock, system_clock
 from ._devices import device_label
 from ._session import AuthResult, Event, EventName, Issued, RequestMeta, Session, SessionInfo
-from .errors import InvalidToken, KeyfobError, SessionError, StoreUnavailable
+from .errors import (
+    ImpersonationRefused,
+    InvalidToken,
+    KeyfobError,
+    SessionError,
+    StepUpRequired,
+    StoreUnavailable,
+)
 from .settings import Settings
 from .stores import RevocationFeed, SessionRecord, SessionStore, open_feed, open_store
 from .strategies import (
@@ -31,6 +38,7 @@ from .strategies import (
     polls_revocations,
 )
 from .strategies._base import present
+from .strategies._policy import POLICY_KEY, RouteCheck, fingerprint, level_for, policy_of
 from .tokens import KeyRing, jwks_document
 from .web import SetCookie
 
@@ -39,6 +47,10 @@ __all__ = ["AuthResult", "Issued", "Keyfob"]
 log = logging.getLogger("keyfob")
 _UNSET: Any = object()
 _NO_SESSION = AuthResult(None)
+#: Browsers cap a cookie's Max-Age at 400 days (RFC 6265bis); keyfob never asks for more.
+MAX_COOKIE_AGE = 400 * 86400
+#: Roles whose sessions ``impersonate`` refuses to take over without ``allow_admin=True``.
+ADMIN_ROLES = frozenset({"admin", "superuser", "owner"})
 
 
 class Keyfob:
@@ -61,6 +73,7 @@ class Keyfob:
         on_token: Callable[[dict[str, Any], str], dict[str, Any]] | None = None,
         on_session: Callable[[dict[str, Any], Mapping[str, Any]], dict[str, Any]] | None = None,
         on_event: Callable[[Event], None] | None = None,
+        on_update: Callable[[Session, Mapping[str, Any]], Mapping[str, Any] | None] | None = None,
         auto_migrate: bool = True,
         **options: Any,
     ) -> None:
@@ -85,6 +98,7 @@ class Keyfob:
                 feed = PollingFeed(self.store, clock=self.clock)
         self.feed = feed
         self._listeners: list[Callable[[Event], None]] = [on_event] if on_event else []
+        self.on_update = on_update
         self.auto_migrate = auto_migrate
         self.view = RevocationView(self.store, feed, self.clock)
         self.ctx = Context(settings=settings, store=self.store, view=self.view, clock=self.clock,
@@ -102,7 +116,7 @@ class Keyfob:
         """Build from ``KEYFOB_SECRET`` (comma list, newest first), ``KEYFOB_STRATEGY``, ``KEYFOB_STORE``...
         """
         engine_kw = {k: overrides.pop(k) for k in ("clock", "store", "feed", "on_token", "on_session",
-                                                   "on_event", "auto_migrate") if k in overrides}
+                                                   "on_event", "on_update", "auto_migrate") if k in overrides}
         if isinstance(engine_kw.get("store"), str):
             overrides["store"] = engine_kw.pop("store")
         return cls(Settings.from_env(environ, **overrides), **engine_kw)
@@ -167,7 +181,8 @@ class Keyfob:
     # -- cookies ----------------------------------------------------------------------------------------
     def _with_cookies(self, strategy: Strategy, out: Issued, existing: Mapping[str, str]) -> Issued:
         """``out`` with the Set-Cookie values that carry its tokens."""
-        specs, max_age = strategy.cookies, int(out.cookie_max_age)
+        specs = strategy.cookies
+        max_age = min(int(out.cookie_max_age), MAX_COOKIE_AGE) if out.persistent else None
         cookies: list[SetCookie] = []
         if out.access_token is not None:
             cookies += specs.session.write(out.access_token, max_age=max_age, existing=existing)
@@ -188,30 +203,69 @@ class Keyfob:
         *,
         secure: bool | None = None,
         cookies: Mapping[str, str] | None = None,
+        remember: bool = True,
+        amr: Sequence[str] = (),
+        level: int | None = None,
     ) -> Issued:
         """Sign a user in: a new session (always a new id — no fixation) and the cookies to set.
 
         ``cookies`` are the request's cookies: a session already there is revoked (fresh id on
-        sign-in) and stale cookie chunks are cleared.
+        sign-in) and stale cookie chunks are cleared. ``remember=False`` ("don't remember me") gives
+        browser-session cookies (no Max-Age) and the ``browser_idle_timeout`` /
+        ``browser_absolute_timeout`` lifetimes. ``amr`` names the methods the user just proved
+        (``["pwd"]``, ``["pwd", "otp"]``; RFC 8176); ``level`` overrides the level they imply. With
+        ``bind`` set, the session is bound to ``meta``'s IP prefix and user-agent family.
         """
         if not isinstance(user_id, str) or not user_id:
             raise ValueError("user_id must be a non-empty string")
+        _check_data(data)
         await self.start()
         strategy, existing = self._for(secure), cookies or {}
         if existing:
             await self._sign_out_quietly(strategy, existing)
-        out = await strategy.create(user_id, dict(data or {}), meta or RequestMeta(), now=self.clock())
+        meta = meta or RequestMeta()
+        policy = self._new_policy(meta, remember=remember, amr=amr, level=level)
+        out = await strategy.create(user_id, dict(data or {}), meta, now=self.clock(), policy=policy)
         return self._with_cookies(strategy, out, existing)
 
-    async def authenticate(self, cookies: Mapping[str, str], *, secure: bool | None = None) -> AuthResult:
+    def _new_policy(self, meta: RequestMeta, *, remember: bool, amr: Sequence[str],
+                    level: int | None) -> dict[str, Any] | None:
+        policy: dict[str, Any] = {}
+        if amr:
+            if isinstance(amr, str):
+                raise TypeError("amr is a list of method names, e.g. ['pwd']")
+            policy["amr"] = list(dict.fromkeys(amr))
+        if amr or level is not None:
+            policy["lvl"] = level if level is not None else level_for(amr)
+        if not remember:
+            policy["rem"] = False
+        if self.settings.bind is not None and (meta.ip or meta.user_agent):
+            policy["bnd"] = fingerprint(meta)
+        return policy or None
+
+    async def authenticate(self, cookies: Mapping[str, str], *, secure: bool | None = None,
+                           max_staleness: float | None = None, outage_grace: float = 0,
+                           meta: RequestMeta | None = None) -> AuthResult:
         """The session the cookies carry, or None with a reason. Never raises for bad input.
 
         Raises only ``StoreUnavailable`` (fail closed → 503). ``result.cookies`` must be sent
         back (rolling renewal, transparent refresh, or clearing a dead session).
+
+        ``max_staleness`` is how old the answer may be, in seconds: ``None`` (the default) accepts the
+        revocation view (its propagation delay is measured by ``keyfob bench``); ``0`` makes the store
+        confirm this request under every strategy (a payment route); ``N`` accepts the view only if
+        its bound is known and within N (without a feed it is not: the store answers).
+        ``outage_grace`` (seconds, default 0: fail closed) lets this route be answered from the view
+        for the first N seconds of a store outage, with a ``served_from_view`` event; the database
+        strategy has no view of sessions, so there it stays a 503. ``meta`` is the request's device,
+        compared with the session's binding (``bind``) at each store check.
         """
         if not cookies:  # no cookie at all: nothing to read or clear
             return _NO_SESSION
         strategy = self._for(secure)
+        check = None
+        if max_staleness is not None or outage_grace or (meta is not None and self.settings.bind is not None):
+            check = _route_check(max_staleness, outage_grace, meta)
         try:
             token, refresh = strategy.cookies.read(cookies)
         except InvalidToken as exc:
@@ -219,18 +273,23 @@ class Keyfob:
                               reason=exc.code, error=exc)
         if token is None and refresh is None:
             return _NO_SESSION
-        return await self._authenticate(strategy, token, refresh, cookies)
+        return await self._authenticate(strategy, token, refresh, cookies, check)
 
-    async def authenticate_token(self, token: str) -> AuthResult:
-        """Authenticate a bearer token (API clients): the session token / access token itself."""
-        return await self._authenticate(self._for(True), token, None, {})
+    async def authenticate_token(self, token: str, *, max_staleness: float | None = None,
+                                 outage_grace: float = 0, meta: RequestMeta | None = None) -> AuthResult:
+        """Authenticate a bearer token (API clients): the session token / access token itself.
+        ``max_staleness``, ``outage_grace`` and ``meta`` as for :meth:`authenticate`."""
+        check = None
+        if max_staleness is not None or outage_grace or (meta is not None and self.settings.bind is not None):
+            check = _route_check(max_staleness, outage_grace, meta)
+        return await self._authenticate(self._for(True), token, None, {}, check)
 
     async def _authenticate(self, strategy: Strategy, token: str | None, refresh: str | None,
-                            cookies: Mapping[str, str]) -> AuthResult:
+                            cookies: Mapping[str, str], check: RouteCheck | None = None) -> AuthResult:
         if not self._started:
             await self.start()
         try:
-            out = await strategy.authenticate(token, refresh, now=self.clock())
+            out = await strategy.authenticate(token, refresh, now=self.clock(), check=check)
         except StoreUnavailable:
             raise
         except SessionError as exc:
@@ -355,9 +414,12 @@ class Keyfob:
 
     @staticmethod
     def _info(rec: SessionRecord, *, current: bool) -> SessionInfo:
+        pol = policy_of(rec.data)
+        imp = pol.get("imp") if pol is not None else None
         return SessionInfo(id=rec.id, user_id=rec.user_id, created_at=rec.created_at,
                            last_seen_at=rec.last_seen_at, expires_at=rec.expires_at, ip=rec.ip,
-                           user_agent=rec.user_agent, device=device_label(rec.user_agent), current=current)
+                           user_agent=rec.user_agent, device=device_label(rec.user_agent), current=current,
+                           impersonated_by=imp if isinstance(imp, str) else None)
 
     async def get_session(self, session_id: str) -> SessionInfo | None:
         """One live stored session by public id (for admin tools and ``DELETE /auth/sessions/{id}``)."""
@@ -379,11 +441,160 @@ class Keyfob:
             await asyncio.sleep(0)
 
     def is_fresh(self, session: Session, max_age: float | None = None) -> bool:
-        """Did the user prove who they are within ``max_age`` (default ``settings.fresh_age``)?"""
+        """Did the user prove who they are within ``max_age`` (default ``settings.fresh_age``)?
+
+        Only a sign-in and :meth:`elevate` count: a refresh, a roll or a rotation never makes a
+        session fresh; a soft binding mismatch makes it stale until the next ``elevate``.
+        """
         limit = max_age if max_age is not None else self.settings.fresh_age
         if limit is None:
             return True
-        return self.clock() - session.authenticated_at <= limit
+        return session.authenticated_at > 0 and self.clock() - session.authenticated_at <= limit
+
+    def step_up(self, session: Session, *, fresh: float | None = None,
+                level: int | None = None) -> StepUpRequired | None:
+        """What this session lacks for a route that needs a proof within ``fresh`` seconds and/or
+        assurance ``level``: a :class:`StepUpRequired` (answer 403 with its ``to_json()``), or None."""
+        if fresh is not None and not self.is_fresh(session, fresh):
+            return StepUpRequired(reason="fresh", max_age=fresh,
+                                  authenticated_at=session.authenticated_at or None)
+        if level is not None and session.level < level:
+            return StepUpRequired(reason="level", level=level, current_level=session.level)
+        return None
+
+    async def elevate(self, session: Session, method: str, *, cookies: Mapping[str, str],
+                      level: int | None = None, meta: RequestMeta | None = None,
+                      secure: bool | None = None) -> Issued:
+        """The user just proved who they are again with ``method`` (``"pwd"``, ``"otp"``, ``"webauthn"``...):
+        record it and the time, raise the level, and issue a new token (ASVS 7.2.4: a new token on
+        re-authentication; the old one stops working). ``cookies`` are the request's; send back
+        ``issued.cookies``. With ``bind`` set, the session is re-bound to ``meta``'s device.
+        """
+        if not isinstance(method, str) or not method:
+            raise ValueError("method must be a method name such as 'pwd', 'otp' or 'webauthn'")
+        await self.start()
+        strategy, now = self._for(secure), self.clock()
+        amr = list(dict.fromkeys([*session.amr, method]))
+        lvl = max(session.level, level if level is not None else level_for(amr))
+        policy: dict[str, Any] = {"amr": amr, "lvl": lvl, "auth": now}
+        if self.settings.bind is not None and meta is not None and (meta.ip or meta.user_agent):
+            policy["bnd"] = fingerprint(meta)
+        token, refresh = strategy.cookies.read(cookies)
+        out = await strategy.rotate(token, refresh, now=now, data=None, policy=policy)
+        if out.session.user_id != session.user_id:
+            raise InvalidToken("the cookies carry another user's session", hint="sign in again")
+        self._emit("elevated", out.session.id, session.user_id,
+                   {"method": method, "level": lvl, "previous": session.id})
+        return self._with_cookies(strategy, out, cookies)
+
+    # -- live updates ------------------------------------------------------------------------------------
+    async def update_session(self, session_id: str, data: Mapping[str, Any]) -> bool:
+        """Merge ``data`` into one session's data, so its next request sees it — no sign-out.
+
+        database: the next request reads the row. hybrid: the session's access tokens refresh at
+        their next use on every node (the revocation feed carries the change). jwt: the next request
+        re-issues the cookie with the change on every node with a feed (Redis, PostgreSQL, memory);
+        a process without one sees it only if the change was made there (see docs/SESSION_POLICY.md).
+        Returns False if no such live session is stored (jwt: always True, sessions are not stored).
+        """
+        _check_data(data)
+        await self.start()
+        return bool(await self.strategy.update(None, session_id, dict(data), now=self.clock()))
+
+    async def update_user_sessions(self, user_id: str, data: Mapping[str, Any]) -> int:
+        """:meth:`update_session` for every session of a user (a role change). How many (-1 under jwt:
+        its sessions cannot be counted, and every one of them gets the change)."""
+        _check_data(data)
+        await self.start()
+        return await self.strategy.update_user(user_id, dict(data), now=self.clock())
+
+    async def update_current(self, cookies: Mapping[str, str], requested: Mapping[str, Any], *,
+                             secure: bool | None = None) -> Issued:
+        """The client's own update request (``POST /auth/session``, Auth.js's ``update()``): the
+        ``on_update(session, requested)`` callback decides what may change (it returns the patch, or
+        None to refuse); the patch is applied as :meth:`update_session` and the current cookies are
+        re-issued where the strategy needs it.
+
+        Raises ``InvalidToken`` without a session, ``ConfigError`` without an ``on_update`` callback,
+        ``PermissionError`` when the callback refuses.
+        """
+        from .errors import ConfigError
+
+        if self.on_update is None:
+            raise ConfigError("client session updates need a server callback",
+                              hint="pass Keyfob(on_update=lambda session, requested: {...allowed keys...})")
+        result = await self.authenticate(cookies, secure=secure)
+        if result.session is None:
+            raise InvalidToken("no current session", hint="sign in first")
+        patch = self.on_update(result.session, requested)
+        if patch is None:
+            raise PermissionError("the on_update callback refused this change")
+        _check_data(patch)
+        strategy = self._for(secure)
+        out = await strategy.update(result.session, result.session.id, dict(patch), now=self.clock())
+        if isinstance(out, Issued):
+            return self._with_cookies(strategy, out, cookies)
+        after = await self.authenticate(cookies, secure=secure)
+        session = after.session or result.session
+        return Issued(session=session, cookies=[*result.cookies, *after.cookies],
+                      expires_in=max(0.0, session.expires_at - self.clock()))
+
+    # -- impersonation -----------------------------------------------------------------------------------
+    async def impersonate(self, admin: Session, user_id: str, *, ttl: float = 3600,
+                          data: Mapping[str, Any] | None = None, cookies: Mapping[str, str] | None = None,
+                          allow_admin: bool = False, meta: RequestMeta | None = None,
+                          secure: bool | None = None) -> Issued:
+        """Act as ``user_id`` for at most ``ttl`` seconds: a new session for that user carrying
+        ``impersonated_by`` (the admin's user id), listed in the user's devices, ended by
+        :meth:`stop_impersonating`, which gives the admin their own session back. ``data`` is the
+        user's session data; a target whose role is an admin role needs ``allow_admin=True``.
+        The app decides who may impersonate (``require_role``); keyfob refuses nesting.
+        """
+        if admin.impersonated_by is not None:
+            raise ImpersonationRefused("this session is already an impersonation",
+                                       hint="stop it first (Keyfob.stop_impersonating)")
+        if not isinstance(user_id, str) or not user_id:
+            raise ValueError("user_id must be a non-empty string")
+        if user_id == admin.user_id:
+            raise ImpersonationRefused("an admin cannot impersonate themselves", hint="pick another user")
+        _check_data(data)
+        if (data or {}).get("role") in ADMIN_ROLES and not allow_admin:
+            raise ImpersonationRefused(f"user {user_id} is an admin: impersonating an admin needs explicit "
+                                       "permission", hint="pass allow_admin=True if your policy allows it")
+        if not (isinstance(ttl, int | float) and 0 < ttl):
+            raise ValueError("ttl must be a positive number of seconds")
+        await self.start()
+        strategy, now, existing = self._for(secure), self.clock(), cookies or {}
+        policy: dict[str, Any] = {"imp": admin.user_id, "imp_sid": admin.id, "until": now + ttl,
+                                  "amr": ["imp"], "lvl": 1}
+        if admin.claims:  # jwt: no row to return to, so the impersonation token keeps the admin's claims
+            policy["imp_claims"] = {k: v for k, v in admin.claims.items() if k not in ("iat", "exp", "jti")}
+        out = await strategy.create(user_id, dict(data or {}), meta or RequestMeta(), now=now, policy=policy)
+        self._emit("impersonation_started", out.session.id, user_id,
+                   {"admin": admin.user_id, "admin_session": admin.id, "ttl": ttl})
+        return self._with_cookies(strategy, out, existing)
+
+    async def stop_impersonating(self, cookies: Mapping[str, str], *,
+                                 secure: bool | None = None) -> Issued | None:
+        """End the current impersonation and hand back the admin's own session (new cookies for it),
+        or None when the admin's session has ended meanwhile (they sign in again). Raises
+        ``InvalidToken`` when the current session is not an impersonation."""
+        result = await self.authenticate(cookies, secure=secure)
+        session = result.session
+        if session is None or session.impersonated_by is None:
+            raise InvalidToken("the current session is not an impersonation", hint="nothing to stop")
+        strategy, now = self._for(secure), self.clock()
+        await strategy.revoke(session.id, now=now)
+        admin_sid = str(session.policy.get("imp_sid", ""))
+        claims = session.policy.get("imp_claims")
+        back = await strategy.resume(admin_sid, now=now, claims=claims if isinstance(claims, dict) else None)
+        self._emit("impersonation_stopped", session.id, session.user_id,
+                   {"admin": session.impersonated_by, "admin_session": admin_sid,
+                    "resumed": back is not None})
+        if back is None:
+            return None
+        out = self._with_cookies(strategy, back, cookies)
+        return out
 
     def jwks(self) -> dict[str, Any]:
         """The public keys that verify hybrid access tokens (empty unless ``jwks=True``: HS256 is secret)."""
@@ -416,10 +627,11 @@ class Keyfob:
         plain_authenticate, plain_token = self.authenticate, self.authenticate_token
         plain_refresh = self.refresh
 
-        async def authenticate(cookies: Mapping[str, str], *, secure: bool | None = None) -> AuthResult:
+        async def authenticate(cookies: Mapping[str, str], *, secure: bool | None = None,
+                               **route: Any) -> AuthResult:
             start = perf_counter()
             try:
-                result = await plain_authenticate(cookies, secure=secure)
+                result = await plain_authenticate(cookies, secure=secure, **route)
             except KeyfobError as exc:
                 observer("authenticate", exc.code, perf_counter() - start)
                 raise
@@ -427,10 +639,10 @@ class Keyfob:
             observer("authenticate", code, perf_counter() - start)
             return result
 
-        async def authenticate_token(token: str) -> AuthResult:
+        async def authenticate_token(token: str, **route: Any) -> AuthResult:
             start = perf_counter()
             try:
-                result = await plain_token(token)
+                result = await plain_token(token, **route)
             except KeyfobError as exc:
                 observer("authenticate", exc.code, perf_counter() - start)
                 raise
@@ -452,3 +664,15 @@ class Keyfob:
         self.authenticate = authenticate  # type: ignore[method-assign]
         self.authenticate_token = authenticate_token  # type: ignore[method-assign]
         self.refresh = refresh  # type: ignore[method-assign]
+
+def _route_check(max_staleness: float | None, outage_grace: float, meta: RequestMeta | None) -> RouteCheck:
+    if max_staleness is not None and (isinstance(max_staleness, bool) or max_staleness < 0):
+        raise ValueError("max_staleness is seconds (0 = the store confirms), or None for the revocation view")
+    if isinstance(outage_grace, bool) or outage_grace < 0:
+        raise ValueError("outage_grace is seconds of store outage the route accepts (0 = fail closed)")
+    return RouteCheck(max_staleness=max_staleness, outage_grace=float(outage_grace), meta=meta)
+
+
+def _check_data(data: Mapping[str, Any] | None) -> None:
+    if data and POLICY_KEY in data:
+        raise ValueError(f"{POLICY_KEY!r} is keyfob's own key in session data; use another name")

@@ -9,6 +9,8 @@ KeyfobError
 │   ├── SessionRevoked
 │   └── TokenReuseDetected .family_id  (a retired refresh token was presented again)
 ├── CSRFError              → 403
+├── StepUpRequired         → 403; .reason ("fresh" | "level"), .max_age, .level: re-authenticate, then retry
+├── ImpersonationRefused   → 403; nested impersonation, or an admin target without the explicit permission
 └── StoreUnavailable       → 503; .__cause__ is the driver error (fail closed)
 ```
 
@@ -24,11 +26,13 @@ from typing import ClassVar, Literal
 __all__ = [
     "CSRFError",
     "ConfigError",
+    "ImpersonationRefused",
     "InvalidToken",
     "KeyfobError",
     "SessionError",
     "SessionExpired",
     "SessionRevoked",
+    "StepUpRequired",
     "StoreUnavailable",
     "TokenReuseDetected",
 ]
@@ -116,6 +120,52 @@ class CSRFError(KeyfobError):
     code = "csrf_failed"
     status_code = 403
     default_hint = "send the token from GET /auth/csrf in the X-CSRF-Token header or csrf_token form field"
+
+
+class StepUpRequired(KeyfobError):
+    """The route needs a more recent or a stronger proof of identity than this session has (answer 403).
+
+    ``reason`` is ``"fresh"`` (the last proof is older than ``max_age`` seconds) or ``"level"`` (the
+    session's assurance level is below ``level``). :meth:`to_json` is the machine-readable body.
+    """
+
+    code = "step_up_required"
+    status_code = 403
+
+    def __init__(self, *, reason: Literal["fresh", "level"], max_age: float | None = None,
+                 level: int | None = None, current_level: int = 1,
+                 authenticated_at: float | None = None) -> None:
+        self.reason = reason
+        self.max_age = max_age
+        self.level = level
+        self.current_level = current_level
+        self.authenticated_at = authenticated_at
+        if reason == "fresh":
+            message = f"this action needs a sign-in from the last {max_age:g} seconds"
+            hint = "re-enter your password (or another method), then retry: Keyfob.elevate(session, method)"
+        else:
+            message = f"this action needs assurance level {level} (the session has {current_level})"
+            hint = "verify with a second factor (otp, webauthn), then retry: Keyfob.elevate(session, method)"
+        super().__init__(message, hint=hint)
+
+    def to_json(self) -> dict[str, object]:
+        """``{"error": "step_up_required", "reason": ..., "max_age"|"level": ..., "hint": ...}``."""
+        out: dict[str, object] = {"error": self.code, "reason": self.reason, "hint": self.hint}
+        if self.reason == "fresh":
+            out["max_age"] = self.max_age
+            out["authenticated_at"] = self.authenticated_at
+        else:
+            out["level"] = self.level
+            out["current_level"] = self.current_level
+        return out
+
+
+class ImpersonationRefused(KeyfobError):
+    """This impersonation is not allowed (answer 403)."""
+
+    code = "impersonation_refused"
+    status_code = 403
+    default_hint = "stop the current impersonation first, or pass allow_admin=True to impersonate an admin"
 
 
 class StoreUnavailable(KeyfobError):

@@ -70,6 +70,11 @@ class Settings:
     access_ttl: float = 600
     refresh_grace: float = 10
     fresh_age: float | None = None
+    # A "don't remember me" sign-in (remember=False): a browser-session cookie with its own lifetimes.
+    browser_idle_timeout: float | None = 12 * 3600
+    browser_absolute_timeout: float | None = 86400
+    # Device binding: None (off), "soft" (a changed device makes the session not fresh) or "strict" (revoked).
+    bind: Literal["soft", "strict"] | None = None
     clock_skew: float = 30
     max_sessions_per_user: int | None = None
     session_limit_policy: Literal["evict", "refuse"] = "evict"
@@ -112,7 +117,8 @@ class Settings:
         set_(self, "secrets", secrets)
         for name in ("max_age", "update_age", "access_ttl", "refresh_grace", "clock_skew"):
             set_(self, name, _seconds(name, getattr(self, name)))
-        for name in ("idle_timeout", "absolute_timeout", "fresh_age"):
+        for name in ("idle_timeout", "absolute_timeout", "fresh_age", "browser_idle_timeout",
+                     "browser_absolute_timeout"):
             set_(self, name, _seconds(name, getattr(self, name), allow_none=True))
         if self.update_age > self.max_age:
             raise ConfigError(
@@ -121,6 +127,9 @@ class Settings:
             )
         if self.access_ttl > self.max_age:
             raise ConfigError("access_ttl is longer than max_age", hint="access tokens should live minutes")
+        if self.bind not in (None, "soft", "strict"):
+            raise ConfigError(f"bind must be None, 'soft' or 'strict', got {self.bind!r}",
+                              hint="'soft' asks for re-authentication on a new device, 'strict' signs it out")
         if self.max_sessions_per_user is not None and self.max_sessions_per_user < 1:
             raise ConfigError("max_sessions_per_user must be at least 1 (or None for no limit)")
         if self.session_limit_policy not in ("evict", "refuse"):
@@ -139,6 +148,20 @@ class Settings:
                 hint="use e.g. sqlite:///keyfob.db, postgresql://host/db, redis://localhost:6379/0, memory://",
             )
         set_(self, "allowed_origins", tuple(o.rstrip("/") for o in self.allowed_origins))
+
+    @property
+    def browser_session(self) -> Settings:
+        """The lifetimes of a "don't remember me" session: ``browser_idle_timeout`` and
+        ``browser_absolute_timeout`` in place of ``idle_timeout`` and ``absolute_timeout``."""
+        cached: Settings | None = self.__dict__.get("_browser_session")
+        if cached is None:
+            absolute = self.browser_absolute_timeout
+            max_age = self.max_age if absolute is None else min(self.max_age, absolute)
+            cached = replace(self, idle_timeout=self.browser_idle_timeout, absolute_timeout=absolute,
+                             max_age=max_age, update_age=min(self.update_age, max_age),
+                             access_ttl=min(self.access_ttl, max_age))
+            object.__setattr__(self, "_browser_session", cached)
+        return cached
 
     def with_changes(self, **changes: Any) -> Settings:
         """A copy with some fields changed (validated again)."""

@@ -780,7 +780,8 @@ async def test_list_sessions_reports_ip_device_times_and_the_current_flag(
     assert [i.current for i in infos.values()].count(True) == 1 and ios.current
     assert all(i.user_id == "u1" for i in infos.values())
     body = ios.to_json()
-    assert set(body) == {"id", "created", "last_seen", "expires", "ip", "user_agent", "device", "current"}
+    assert set(body) == {"id", "created", "last_seen", "expires", "ip", "user_agent", "device", "current",
+                         "impersonated_by"}
     assert body["created"].endswith("Z") and body["current"] is True
     for jar in (windows, script, bare):
         assert await alive(fob, jar)
@@ -797,7 +798,8 @@ async def test_device_management_routes_over_http(make_fob: MakeFob) -> None:
         assert len(listed) == 2 and [s["current"] for s in listed].count(True) == 1
         mine = next(s for s in listed if s["current"])
         assert mine["device"] == "Firefox on macOS" and mine["user_agent"] == UA_FIREFOX_MACOS
-        assert set(mine) == {"id", "created", "last_seen", "expires", "ip", "user_agent", "device", "current"}
+        assert set(mine) == {"id", "created", "last_seen", "expires", "ip", "user_agent", "device", "current",
+                             "impersonated_by"}
         assert (await client.delete(f"/auth/sessions/{foreign.session.id}")).status_code == 404
         assert (await client.delete("/auth/sessions/no-such-id")).status_code == 404
         assert (await client.delete(f"/auth/sessions/{phone.session.id}")).status_code == 200

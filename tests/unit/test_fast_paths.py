@@ -33,9 +33,9 @@ def test_fast_constructor_is_used_and_builds_the_real_class(cls: type[Any]) -> N
 
 def test_session_positional_order_is_pinned() -> None:
     # strategies build Session positionally: (id, user_id, data, created_at, expires_at, authenticated_at,
-    # strategy, claims) — a reordering of the dataclass must fail here, not silently swap values.
+    # strategy, claims, policy) — a reordering of the dataclass must fail here, not silently swap values.
     assert [f.name for f in dataclasses.fields(Session)] == [
-        "id", "user_id", "data", "created_at", "expires_at", "authenticated_at", "strategy", "claims",
+        "id", "user_id", "data", "created_at", "expires_at", "authenticated_at", "strategy", "claims", "policy",
     ]
 
 

@@ -146,6 +146,13 @@ class SessionStore(Protocol):
     Every store also has a ``namespace: str`` attribute (outside the structural check): the
     prefix in use (``?prefix=`` on Redis, ``?table_prefix=`` on SQL; ``""`` for the default),
     shown by ``keyfob doctor``.
+
+    They also offer ``set_data`` (``Keyfob.update_session``; without it that call is a ConfigError)::
+
+        async def set_data(self, token_hash: bytes, data: Mapping[str, Any]) -> bool:
+
+    Replace the ``data`` of the live row with this hash, touching nothing else; False (changing
+    nothing) when the row is missing or retired.
     """
 
     async def get(self, token_hash: bytes) -> SessionRecord | None:

@@ -151,6 +151,14 @@ class MemoryStore:
         if row is not None and row.retired_at is None:
             s.rows[token_hash] = dc_replace(row, last_seen_at=seen, expires_at=expires)
 
+    async def set_data(self, token_hash: bytes, data: Mapping[str, Any]) -> bool:
+        s = self._check()
+        row = s.rows.get(token_hash)
+        if row is None or row.retired_at is not None:
+            return False
+        s.rows[token_hash] = dc_replace(row, data=dict(data))
+        return True
+
     async def replace(self, old_hash: bytes, new: SessionRecord, *, now: float, keep_old: bool) -> bool:
         s = self._check()
         old = s.rows.get(old_hash)

@@ -14,13 +14,14 @@ from ..errors import InvalidToken
 from ..stores import SessionRecord
 from ..tokens import JWSVerifier, KeyRing
 from ._base import new_id
+from ._policy import POLICY_KEY, app_data, policy_of
 
 __all__ = ["ACCESS_TYP", "RESERVED_CLAIMS", "access_claims", "access_identity", "access_verifier",
            "session_from_claims"]
 
 # Claims keyfob manages; app data cannot overwrite them.
 RESERVED_CLAIMS = frozenset(
-    {"sub", "iat", "exp", "nbf", "jti", "sid", "ver", "auth_time", "ct", "iss", "aud"}
+    {"sub", "iat", "exp", "nbf", "jti", "sid", "ver", "auth_time", "ct", "iss", "aud", "_kf", "upd"}
 )
 
 ACCESS_TYP = "at+jwt"  # RFC 9068: an access token is never accepted where another token is expected
@@ -47,15 +48,24 @@ def access_identity(claims: Mapping[str, Any]) -> tuple[str, str, int]:
     return sid, sub, ver
 
 
-def access_claims(rec: SessionRecord, ver: int, *, audience: str, now: float, ttl: float) -> dict[str, Any]:
-    """The claims of a new access token for session ``rec``: app data, then keyfob's own claims."""
+def access_claims(rec: SessionRecord, ver: int, *, audience: str, now: float, ttl: float,
+                  updated: float | None = None) -> dict[str, Any]:
+    """The claims of a new access token for session ``rec``: app data, then keyfob's own claims
+    (its policy under ``_kf``; ``upd``, the last update marker the token reflects)."""
     ttl = min(ttl, max(1.0, rec.expires_at - now))
-    return {
+    auth = rec.authenticated_at or rec.created_at
+    pol = policy_of(rec.data)
+    claims = {
         **{k: v for k, v in rec.data.items() if k not in RESERVED_CLAIMS},
         "sub": rec.user_id, "sid": rec.id, "ver": ver, "aud": audience,
         "iat": int(now), "exp": int(now + ttl), "jti": new_id(),
-        "auth_time": int(rec.authenticated_at or rec.created_at), "ct": int(rec.created_at),
+        "auth_time": int(pol.get("auth", auth) if pol is not None else auth), "ct": int(rec.created_at),
     }
+    if pol is not None:
+        claims[POLICY_KEY] = pol
+    if updated is not None:
+        claims["upd"] = updated
+    return claims
 
 
 def session_from_claims(claims: Mapping[str, Any], strategy: str,
@@ -66,6 +76,23 @@ def session_from_claims(claims: Mapping[str, Any], strategy: str,
     if on_session is not None:
         data = on_session(data, claims)
     created = claims.get("ct", claims.get("iat", 0))
+    pol = claims.get(POLICY_KEY)
+    if isinstance(pol, dict):
+        return Session(str(claims.get("sid") or claims.get("jti") or ""), str(claims["sub"]), data,
+                       float(created), float(claims["exp"]), float(claims.get("auth_time", created)),
+                       strategy, claims, pol)
     return Session(str(claims.get("sid") or claims.get("jti") or ""), str(claims["sub"]), data,
                    float(created), float(claims["exp"]), float(claims.get("auth_time", created)), strategy,
                    claims)
+
+
+def stored_data(claims: Mapping[str, Any]) -> dict[str, Any]:
+    """What a row would hold for these claims: the app data, and the policy under ``_kf``."""
+    data = {k: v for k, v in claims.items() if k not in RESERVED_CLAIMS}
+    pol = claims.get(POLICY_KEY)
+    if isinstance(pol, dict):
+        data[POLICY_KEY] = pol
+    return data
+
+
+__all__ += ["app_data", "stored_data"]

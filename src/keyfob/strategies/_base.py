@@ -22,6 +22,7 @@ from ..errors import InvalidToken
 from ..settings import Settings
 from ..stores import SessionRecord, SessionStore
 from ..web import CookieSpec, SetCookie
+from ._policy import POLICY_KEY, RouteCheck, app_data
 from ._revocation import RevocationView
 
 TokenCallback = Callable[[dict[str, Any], str], dict[str, Any]]
@@ -116,14 +117,23 @@ def cookie_specs(s: Settings, secure: bool, *, uses_refresh: bool) -> CookieSpec
 
 def issued(session: Session, token: str, now: float, *, lifetime: float,
            refresh: str | None = None) -> Issued:
-    """An :class:`Issued` without cookies yet: the engine writes them from the tokens."""
+    """An :class:`Issued` without cookies yet: the engine writes them from the tokens.
+    A "don't remember me" session gets browser-session cookies (``persistent=False``)."""
     return Issued(session=session, cookies=[], access_token=token, refresh_token=refresh,
-                  expires_in=max(0.0, session.expires_at - now), cookie_max_age=lifetime)
+                  expires_in=max(0.0, session.expires_at - now), cookie_max_age=lifetime,
+                  persistent=session.remembered)
 
 
 def session_from_record(rec: SessionRecord, strategy: str, expires_at: float | None = None) -> Session:
     auth = rec.authenticated_at
-    return Session(rec.id, rec.user_id, rec.data, rec.created_at,
+    data = rec.data
+    if POLICY_KEY in data:  # keyfob's own facts about the session ride in the row's data
+        pol = data[POLICY_KEY]
+        auth = pol.get("auth", auth if auth is not None else rec.created_at)
+        return Session(rec.id, rec.user_id, app_data(data), rec.created_at,
+                       rec.expires_at if expires_at is None else expires_at,
+                       float(auth), strategy, {}, pol)
+    return Session(rec.id, rec.user_id, data, rec.created_at,
                    rec.expires_at if expires_at is None else expires_at,
                    auth if auth is not None else rec.created_at, strategy)
 
@@ -149,16 +159,35 @@ class Strategy(Protocol):
     cookies: CookieSpecs
 
     async def create(self, user_id: str, data: Mapping[str, Any], meta: RequestMeta, *,
-                     now: float) -> Issued: ...
-
-    async def authenticate(self, token: str | None, refresh: str | None, *, now: float) -> Session | Issued:
-        """The session (``Issued`` when cookies must be rewritten), or raise a ``SessionError``."""
+                     now: float, policy: Mapping[str, Any] | None = None) -> Issued:
+        """A new session; ``policy`` is keyfob's own facts about it (see ``strategies._policy``)."""
         ...
 
-    async def refresh(self, refresh: str, *, now: float) -> Issued: ...
+    async def authenticate(self, token: str | None, refresh: str | None, *, now: float,
+                           check: RouteCheck | None = None) -> Session | Issued:
+        """The session (``Issued`` when cookies must be rewritten), or raise a ``SessionError``.
+        ``check`` is what the route demands beyond the default (None on the default route)."""
+        ...
+
+    async def refresh(self, refresh: str, *, now: float, check: RouteCheck | None = None) -> Issued: ...
+
+    async def update(self, session: Session | None, session_id: str, patch: Mapping[str, Any] | None, *,
+                     now: float, policy: Mapping[str, Any] | None = None) -> Issued | bool:
+        """Change a session's app data (``patch`` merged in) and/or its policy, so its next request
+        sees it. With the current ``session`` given, may hand back re-issued tokens (``Issued``)."""
+        ...
+
+    async def update_user(self, user_id: str, patch: Mapping[str, Any], *, now: float) -> int:
+        """``update`` for every session of a user; how many (-1 = all, uncountable: jwt)."""
+        ...
 
     async def rotate(self, token: str | None, refresh: str | None, *, now: float,
-                     data: Mapping[str, Any] | None) -> Issued: ...
+                     data: Mapping[str, Any] | None, policy: Mapping[str, Any] | None = None) -> Issued: ...
+
+    async def resume(self, session_id: str, *, now: float, claims: Mapping[str, Any] | None) -> Issued | None:
+        """New tokens for an existing live session this browser no longer holds (None if it is gone);
+        ``claims`` are its token claims where there is no row (jwt)."""
+        ...
 
     async def sign_out(self, token: str | None, refresh: str | None, *, now: float) -> str | None: ...
 

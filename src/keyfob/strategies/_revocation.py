@@ -19,7 +19,8 @@ from typing import Any
 
 from .._clock import Clock
 from ..errors import SessionRevoked, StoreUnavailable
-from ..stores import RevocationFeed, SessionStore
+from ..stores import RevocationFeed, SessionRecord, SessionStore
+from ._policy import RouteCheck
 
 log = logging.getLogger("keyfob.revocation")
 
@@ -35,6 +36,16 @@ class RevocationView:
         self.clock = clock
         self.revoked: dict[str, float] = {}
         self.min_version: dict[str, int] = {}
+        # Live session updates (Keyfob.update_session): session id → the update's marker (an
+        # ``until`` time, stored as the revocation-list entry "u:<sid>"); tokens older than it re-read.
+        self.updated: dict[str, float] = {}
+        # jwt only: the data of those updates (jwt sessions have no row to re-read), by "s:<sid>" or
+        # "u:<user>", as (marker, data patch); carried by the feed's "data" events.
+        self.data_updates: dict[str, tuple[float, dict[str, Any]]] = {}
+        # How stale a live view may be: 0 for a push feed (measured by `keyfob bench`), the polling
+        # interval for a polling feed; None without a feed (only this process's own revocations).
+        self.bound: float | None = None if feed is None else float(getattr(feed, "interval", 0.0))
+        self.outage_since: float | None = None
         # Without a feed (SQLite, single process) this node's own revocations are the whole truth.
         self.live = feed is None
         self._started = False
@@ -83,8 +94,7 @@ class RevocationView:
             revoked = dict(await self.store.revocations(now))
             versions = dict(await self.store.user_versions())
             for sid, until in revoked.items():
-                if self.revoked.get(sid, 0.0) < until:
-                    self.revoked[sid] = until
+                self._add(sid, until)
             for user, ver in versions.items():
                 if self.min_version.get(user, 0) < ver:
                     self.min_version[user] = ver
@@ -95,8 +105,14 @@ class RevocationView:
         if kind == "sid":
             sid, until = event.get("sid"), event.get("until")
             if isinstance(sid, str) and isinstance(until, int | float) and not isinstance(until, bool):
-                if self.revoked.get(sid, 0.0) < until:
-                    self.revoked[sid] = float(until)
+                self._add(sid, float(until))
+        elif kind == "data":
+            key, until, data = event.get("key"), event.get("until"), event.get("data")
+            if (isinstance(key, str) and isinstance(until, int | float) and not isinstance(until, bool)
+                    and isinstance(data, dict)):
+                old = self.data_updates.get(key)
+                if old is None or old[0] < until:
+                    self.data_updates[key] = (float(until), data)
         elif kind == "ver":
             user, ver = event.get("user"), event.get("ver")
             if isinstance(user, str) and type(ver) is int and self.min_version.get(user, 0) < ver:
@@ -106,13 +122,23 @@ class RevocationView:
             self.propagation_observer(self.clock() - sent_at)
         self._maybe_prune()
 
+    def _add(self, sid: str, until: float) -> None:
+        if sid.startswith("u:"):  # an update marker, not a revocation
+            sid = sid[2:]
+            if self.updated.get(sid, 0.0) < until:
+                self.updated[sid] = until
+        elif self.revoked.get(sid, 0.0) < until:
+            self.revoked[sid] = until
+
     def _maybe_prune(self) -> None:
         now = self.clock()
-        if now - self._last_prune < 60 or len(self.revoked) < 1024:
+        if now - self._last_prune < 60 or len(self.revoked) + len(self.updated) < 1024:
             return
         self._last_prune = now
         for sid in [s for s, until in self.revoked.items() if until <= now]:
             del self.revoked[sid]
+        for sid in [s for s, until in self.updated.items() if until <= now]:
+            del self.updated[sid]
 
     def check_live(self, sid: str, user_id: str, ver: int) -> bool:
         """Fast path. True = revoked. Only meaningful while ``live``."""
@@ -135,6 +161,56 @@ class RevocationView:
             raise SessionRevoked()
         if ver < await self.store.get_user_version(user_id):
             raise SessionRevoked()
+
+    async def checked(self, sid: str, user_id: str, ver: int, *, rows: bool, check: RouteCheck,
+                      now: float) -> tuple[SessionRecord | None, float | None]:
+        """The revocation check a route asked for: ``(row, outage)``.
+
+        The store answers when ``check.confirm`` (``max_staleness=0``), when the view is not live, or
+        when the view's staleness bound is unknown (no feed) or above ``check.max_staleness``; the
+        row is returned when ``rows`` (hybrid). Otherwise the view answers, as on the default route.
+        On a store outage the view answers only if ``check.outage_grace`` covers the outage so far;
+        ``outage`` is then its length (seconds), else None. Raises SessionRevoked or StoreUnavailable.
+        """
+        limit, bound = check.max_staleness, self.bound
+        if self.live and not check.confirm and (limit is None or (bound is not None and bound <= limit)):
+            self.check_view(sid, user_id, ver)
+            return None, None
+        try:
+            rec = await self.store.get_by_id(sid) if rows else None
+            if rows and rec is None:
+                raise SessionRevoked()
+            if not rows and sid in await self.store.revocations(now):
+                raise SessionRevoked()
+            if ver < await self.store.get_user_version(user_id):
+                raise SessionRevoked()
+        except StoreUnavailable:
+            since = self.outage_since = now if self.outage_since is None else self.outage_since
+            if check.outage_grace <= 0 or now - since > check.outage_grace:
+                raise
+            self.check_view(sid, user_id, ver)
+            return None, now - since
+        self.outage_since = None
+        return rec, None
+
+    def check_view(self, sid: str, user_id: str, ver: int) -> None:
+        """Raise SessionRevoked if the view (as it stands, live or not) knows the session revoked."""
+        if sid in self.revoked or ver < self.min_version.get(user_id, 0):
+            raise SessionRevoked()
+
+    async def mark_updated(self, sid: str, *, until: float) -> None:
+        """Tell every node that session ``sid`` changed: tokens minted before now re-read it."""
+        await self.revoke("u:" + sid, until=max(until, self.updated.get(sid, 0.0) + 0.001))
+
+    async def publish_data(self, key: str, data: dict[str, Any], *, until: float) -> None:
+        """jwt: a data patch for session "s:<sid>" or user "u:<user>", applied here and sent to every node."""
+        old = self.data_updates.get(key)
+        if old is not None:
+            until = max(until, old[0] + 0.001)
+        event = {"t": "data", "key": key, "until": until, "data": data}
+        self.apply(event)
+        if self.feed is not None:
+            await self.feed.publish(event)
 
     async def revoke(self, sid: str, *, until: float) -> None:
         """Record a revocation in the store, apply it here at once, and tell every other node."""

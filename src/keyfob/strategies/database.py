@@ -1,7 +1,10 @@
 """The ``database`` strategy: an opaque 256-bit token in the cookie, its SHA-256 in the store.
 
 ``authenticate`` is the whole decision, top to bottom (Lucia's ``validateSessionToken``):
-parse (shape) → verify (lookup by hash; a revoked token says so) → lifetimes → roll.
+parse (shape) → verify (lookup by hash; a revoked token says so) → lifetimes → binding → roll.
+Every request is a store check, so ``max_staleness`` is always met (0: the store confirmed this
+request) and a live update (``update_session``) shows at the next request. A store outage is a
+503 even with ``outage_grace``: an opaque token carries nothing to answer from.
 """
 
 from __future__ import annotations
@@ -24,7 +27,16 @@ from ._base import (
     session_from_record,
     token_hash,
 )
-from ._stored import SessionLimitReached, StoredSessions, add_session, new_record, shape
+from ._policy import POLICY_KEY, RouteCheck, policy_of
+from ._stored import (
+    SessionLimitReached,
+    StoredSessions,
+    add_session,
+    check_binding,
+    lifetimes_for,
+    new_record,
+    shape,
+)
 
 __all__ = ["DatabaseStrategy", "SessionLimitReached"]
 
@@ -41,14 +53,20 @@ class DatabaseStrategy(StoredSessions):
         # Auth.js compatibility mode stores raw tokens (as Auth.js does); otherwise only the hash.
         self.raw_tokens = bool(getattr(ctx.store, "stores_raw_tokens", False))
 
-    async def authenticate(self, token: str | None, refresh: str | None, *, now: float) -> Session | Issued:
+    async def authenticate(self, token: str | None, refresh: str | None, *, now: float,
+                           check: RouteCheck | None = None) -> Session | Issued:
         if token is None:
             raise InvalidToken()
         rec = await self._live_record(token, now)  # 1-3. shape, lookup, lifetimes
-        # 4. roll, at most once per update_age
-        if not lifetimes.needs_touch(rec.last_seen_at, now, self.settings):
+        pol = policy_of(rec.data)
+        s = self.settings if pol is None else lifetimes_for(self.settings, pol)
+        # 4. binding (opt-in): the device must match at every store check, which here is every request
+        if pol is not None and check is not None and check.meta is not None:
+            rec = await check_binding(self.ctx, rec, pol, check.meta, lambda sid: self.revoke(sid, now=now))
+        # 5. roll, at most once per update_age
+        if not lifetimes.needs_touch(rec.last_seen_at, now, s):
             return session_from_record(rec, self.name)
-        expires = lifetimes.new_expiry(now, rec.absolute_expires_at, self.settings)
+        expires = lifetimes.new_expiry(now, rec.absolute_expires_at, s)
         await self.ctx.store.touch(rec.token_hash, seen=now, expires=expires)
         self.ctx.emit("rolled", rec.id, rec.user_id, {})
         return issued(session_from_record(rec, self.name, expires), token, now, lifetime=expires - now)
@@ -64,9 +82,9 @@ class DatabaseStrategy(StoredSessions):
             if _tombstone(key) in self.ctx.view.revoked:
                 raise SessionRevoked()
             raise InvalidToken()
-        # 3. deadlines (absolute, idle, rolling max_age)
+        # 3. deadlines (absolute, idle, rolling max_age; a "don't remember me" session has its own)
         try:
-            lifetimes.check_alive(rec, now, self.settings)
+            lifetimes.check_alive(rec, now, lifetimes_for(self.settings, policy_of(rec.data)))
         except SessionExpired:
             self.ctx.emit("expired", rec.id, rec.user_id, {})
             raise
@@ -80,9 +98,10 @@ class DatabaseStrategy(StoredSessions):
     def _key(self, token: str) -> bytes:
         return token.encode() if self.raw_tokens else token_hash(token)
 
-    async def create(self, user_id: str, data: Mapping[str, Any], meta: RequestMeta, *, now: float) -> Issued:
+    async def create(self, user_id: str, data: Mapping[str, Any], meta: RequestMeta, *, now: float,
+                     policy: Mapping[str, Any] | None = None) -> Issued:
         token = new_token()
-        rec = new_record(self.ctx, self._key(token), user_id, data, meta, now)
+        rec = new_record(self.ctx, self._key(token), user_id, data, meta, now, policy)
         await add_session(self.ctx, rec, now, revoke=lambda sid: self.forget(sid, now))
         if self.raw_tokens:  # an Auth.js table may assign its own id (serial, uuid): hand back the row's
             stored = await self.ctx.store.get(rec.token_hash)
@@ -91,25 +110,44 @@ class DatabaseStrategy(StoredSessions):
         self.ctx.emit("created", rec.id, user_id, {})
         return issued(session_from_record(rec, self.name), token, now, lifetime=rec.expires_at - now)
 
-    async def refresh(self, refresh: str, *, now: float) -> Issued:
+    async def refresh(self, refresh: str, *, now: float, check: RouteCheck | None = None) -> Issued:
         raise InvalidToken("the database strategy has no refresh tokens", hint="use strategy='hybrid'")
 
     async def rotate(self, token: str | None, refresh: str | None, *, now: float,
-                     data: Mapping[str, Any] | None) -> Issued:
-        """New token for the same session; the old token is dead (privilege change)."""
+                     data: Mapping[str, Any] | None, policy: Mapping[str, Any] | None = None) -> Issued:
+        """New token for the same session; the old token is dead (privilege change, ``Keyfob.elevate``:
+        ``policy`` changes keyfob's facts about the session)."""
         if token is None:
             raise InvalidToken("no session to rotate", hint="sign in first")
         old = await self._live_record(token, now)
         fresh = new_token()
+        pol = policy_of(old.data)
+        stored = dict(old.data) if data is None else shape(self.ctx, old.user_id, data)
+        if policy:
+            pol = {**(pol or {}), **policy}
+        if pol is not None:
+            stored[POLICY_KEY] = pol
         new = dataclasses.replace(
             old, token_hash=self._key(fresh), last_seen_at=now,
-            expires_at=lifetimes.new_expiry(now, old.absolute_expires_at, self.settings),
-            data=old.data if data is None else shape(self.ctx, old.user_id, data),
+            expires_at=lifetimes.new_expiry(now, old.absolute_expires_at, lifetimes_for(self.settings, pol)),
+            data=stored,
         )
         if not await self.ctx.store.replace(old.token_hash, new, now=now, keep_old=False):
             raise InvalidToken("the session was rotated or revoked concurrently")
         self.ctx.emit("rotated", new.id, new.user_id, {})
         return issued(session_from_record(new, self.name), fresh, now, lifetime=new.expires_at - now)
+
+    async def resume(self, session_id: str, *, now: float, claims: Mapping[str, Any] | None) -> Issued | None:
+        """A new token for a live session this browser no longer holds (the admin's, when an
+        impersonation stops); None if it is gone."""
+        rec = await self.ctx.store.get_by_id(session_id)
+        if rec is None:
+            return None
+        token = new_token()
+        new = dataclasses.replace(rec, token_hash=self._key(token), last_seen_at=now)
+        if not await self.ctx.store.replace(rec.token_hash, new, now=now, keep_old=False):
+            return None
+        return issued(session_from_record(new, self.name), token, now, lifetime=new.expires_at - now)
 
     async def revoke(self, session_id: str, *, now: float) -> bool:
         rec = await self.ctx.store.get_by_id(session_id)

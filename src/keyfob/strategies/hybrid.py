@@ -22,9 +22,17 @@ from ..errors import InvalidToken, SessionExpired, SessionRevoked, TokenReuseDet
 from ..stores import SessionRecord
 from ..tokens import JWSSigner, KeyRing, TokenExpired
 from . import _lifetimes as lifetimes
-from ._access import ACCESS_TYP, access_claims, access_identity, access_verifier, session_from_claims
+from ._access import (
+    ACCESS_TYP,
+    access_claims,
+    access_identity,
+    access_verifier,
+    session_from_claims,
+    stored_data,
+)
 from ._base import Context, CookieSpecs, issued, looks_like_opaque_token, new_id, new_token, token_hash
-from ._stored import StoredSessions, add_session, new_record, shape
+from ._policy import POLICY_KEY, RouteCheck, policy_of
+from ._stored import StoredSessions, add_session, check_binding, lifetimes_for, new_record, shape
 
 __all__ = ["ACCESS_TYP", "HybridStrategy", "access_identity", "access_verifier"]  # the last three: ._access
 
@@ -42,7 +50,8 @@ class HybridStrategy(StoredSessions):
         self.verifier = access_verifier(ring, audience=audience)
         self.refresh_margin = min(60.0, s.access_ttl / 5)  # refresh in the same request once less is left
 
-    async def authenticate(self, token: str | None, refresh: str | None, *, now: float) -> Session | Issued:
+    async def authenticate(self, token: str | None, refresh: str | None, *, now: float,
+                           check: RouteCheck | None = None) -> Session | Issued:
         # 1. parse + verify the access token; an expired (or, with a refresh token, bad) one is refreshed
         claims: dict[str, Any] | None = None
         try:
@@ -54,29 +63,58 @@ class HybridStrategy(StoredSessions):
             if refresh is None:
                 raise
         if claims is not None:
-            # 2. revocation: two dict lookups while the feed is live, the store otherwise
             sid, sub, ver = access_identity(claims)
             view = self.ctx.view
-            if not view.live:
-                await view.check(sid, sub, ver, session_must_exist=True)
-            elif view.check_live(sid, sub, ver):  # the feed is up: two dict lookups, no await
-                raise SessionRevoked()
-            # 3. roll: refresh in the same request once the access token is about to expire
+            if check is None:
+                # 2. revocation: two dict lookups while the feed is live, the store otherwise
+                if not view.live:
+                    await view.check(sid, sub, ver, session_must_exist=True)
+                elif view.check_live(sid, sub, ver):  # the feed is up: two dict lookups, no await
+                    raise SessionRevoked()
+                # 3. a live update since this token was minted: refresh to re-read the row
+                if view.updated and claims.get("upd", 0.0) < view.updated.get(sid, 0.0):
+                    if refresh is None:
+                        raise SessionExpired("the session changed; refresh it", reason="access")
+                    return await self.refresh(refresh, now=now)
+            else:
+                # 2'. what the route asked for: the store confirms (max_staleness), or the view bridges
+                # an outage the route accepts (outage_grace)
+                rec, outage = await view.checked(sid, sub, ver, rows=True, check=check, now=now)
+                if outage is not None:
+                    self.ctx.emit("served_from_view", sid, sub, {"outage_seconds": outage})
+                elif rec is not None:
+                    # 3'. the row is the truth: binding, then a new access token if the row changed
+                    pol = policy_of(rec.data)
+                    if pol is not None and check.meta is not None:
+                        rec = await check_binding(self.ctx, rec, pol, check.meta,
+                                                  lambda sid: self.revoke(sid, now=now))
+                    if stored_data(claims) != rec.data:
+                        return await self._issue(rec, now, None)
+                elif view.updated and claims.get("upd", 0.0) < view.updated.get(sid, 0.0):
+                    if refresh is None:
+                        raise SessionExpired("the session changed; refresh it", reason="access")
+                    return await self.refresh(refresh, now=now, check=check)
+            # 4. roll: refresh in the same request once the access token is about to expire
             if refresh is None or claims["exp"] - now > self.refresh_margin:
                 return self._session(claims)
         if refresh is None:
             raise InvalidToken()
-        return await self.refresh(refresh, now=now)
+        return await self.refresh(refresh, now=now, check=check)
 
-    async def refresh(self, refresh: str, *, now: float) -> Issued:
+    async def refresh(self, refresh: str, *, now: float, check: RouteCheck | None = None) -> Issued:
         """Rotate the refresh token and mint a new access token (RFC 9700 rotation + reuse detection)."""
         rec = await self._row(refresh, now)
+        pol = policy_of(rec.data)
+        s = self.settings if pol is None else lifetimes_for(self.settings, pol)
         if rec.retired_at is None:
-            lifetimes.check_alive(rec, now, self.settings)
+            lifetimes.check_alive(rec, now, s)
+            if pol is not None and check is not None and check.meta is not None:  # binding: a store check
+                rec = await check_binding(self.ctx, rec, pol, check.meta,
+                                          lambda sid: self.revoke(sid, now=now))
             new_refresh = new_token()
             new = dataclasses.replace(
                 rec, token_hash=token_hash(new_refresh), last_seen_at=now, retired_at=None,
-                expires_at=lifetimes.new_expiry(now, rec.absolute_expires_at, self.settings),
+                expires_at=lifetimes.new_expiry(now, rec.absolute_expires_at, s),
                 generation=rec.generation + 1)
             if await self.ctx.store.replace(rec.token_hash, new, now=now, keep_old=True):
                 self.ctx.emit("refreshed", new.id, new.user_id, {"generation": new.generation})
@@ -86,7 +124,7 @@ class HybridStrategy(StoredSessions):
         live = await self.ctx.store.get_by_id(rec.id)
         if live is None:
             raise SessionRevoked()
-        lifetimes.check_alive(live, now, self.settings)
+        lifetimes.check_alive(live, now, s)
         return await self._issue(live, now, None)
 
     async def _row(self, refresh: str, now: float) -> SessionRecord:
@@ -104,17 +142,24 @@ class HybridStrategy(StoredSessions):
         return rec
 
     async def rotate(self, token: str | None, refresh: str | None, *, now: float,
-                     data: Mapping[str, Any] | None) -> Issued:
-        """New session id and tokens for the same sign-in (privilege change); the old ones die."""
+                     data: Mapping[str, Any] | None, policy: Mapping[str, Any] | None = None) -> Issued:
+        """New session id and tokens for the same sign-in (privilege change, ``Keyfob.elevate``:
+        ``policy`` changes keyfob's facts about the session); the old ones die."""
         if refresh is None:
             raise InvalidToken("no session to rotate", hint="sign in first")
         old = await self._row(refresh, now)
         if old.retired_at is not None:
             raise InvalidToken("the session was refreshed concurrently", hint="retry with the new cookies")
-        lifetimes.check_alive(old, now, self.settings)
-        stored = old.data if data is None else shape(self.ctx, old.user_id, data)
+        pol = policy_of(old.data)
+        s = lifetimes_for(self.settings, pol)
+        lifetimes.check_alive(old, now, s)
+        stored = dict(old.data) if data is None else shape(self.ctx, old.user_id, data)
+        if policy:
+            pol = {**(pol or {}), **policy}
+        if pol is not None:
+            stored[POLICY_KEY] = pol
         fresh = new_token()
-        expires = lifetimes.new_expiry(now, old.absolute_expires_at, self.settings)
+        expires = lifetimes.new_expiry(now, old.absolute_expires_at, s)
         new = dataclasses.replace(old, token_hash=token_hash(fresh), id=new_id(), last_seen_at=now,
                                   generation=0, data=stored, expires_at=expires)
         await self.ctx.store.add(new)
@@ -122,12 +167,33 @@ class HybridStrategy(StoredSessions):
         self.ctx.emit("rotated", new.id, new.user_id, {"previous": old.id})
         return await self._issue(new, now, fresh)
 
-    async def create(self, user_id: str, data: Mapping[str, Any], meta: RequestMeta, *, now: float) -> Issued:
+    async def create(self, user_id: str, data: Mapping[str, Any], meta: RequestMeta, *, now: float,
+                     policy: Mapping[str, Any] | None = None) -> Issued:
         refresh = new_token()
-        rec = new_record(self.ctx, token_hash(refresh), user_id, data, meta, now)
+        rec = new_record(self.ctx, token_hash(refresh), user_id, data, meta, now, policy)
         await add_session(self.ctx, rec, now, revoke=lambda sid: self.forget(sid, now))
         self.ctx.emit("created", rec.id, user_id, {})
         return await self._issue(rec, now, refresh)
+
+    async def resume(self, session_id: str, *, now: float, claims: Mapping[str, Any] | None) -> Issued | None:
+        """New tokens for a live session this browser no longer holds (the admin's, when an
+        impersonation stops); None if it is gone."""
+        rec = await self.ctx.store.get_by_id(session_id)
+        if rec is None:
+            return None
+        refresh = new_token()
+        new = dataclasses.replace(rec, token_hash=token_hash(refresh), last_seen_at=now)
+        if not await self.ctx.store.replace(rec.token_hash, new, now=now, keep_old=False):
+            return None
+        return await self._issue(new, now, refresh)
+
+    async def announce(self, session_id: str, now: float) -> None:
+        """Every node's access tokens of this session minted before now refresh at their next use."""
+        s = self.settings
+        await self.ctx.view.mark_updated(session_id, until=now + s.access_ttl + s.clock_skew)
+
+    async def reissued(self, rec: SessionRecord, now: float) -> Issued | bool:
+        return await self._issue(rec, now, None)
 
     async def revoke(self, session_id: str, *, now: float) -> bool:
         deleted = await self.ctx.store.delete(session_id)
@@ -159,7 +225,8 @@ class HybridStrategy(StoredSessions):
         view = self.ctx.view
         ver = view.min_version.get(rec.user_id, 0) if view.live else await self.ctx.store.get_user_version(
             rec.user_id)
-        claims = access_claims(rec, ver, audience=self.audience, now=now, ttl=self.settings.access_ttl)
+        claims = access_claims(rec, ver, audience=self.audience, now=now, ttl=self.settings.access_ttl,
+                               updated=view.updated.get(rec.id))
         access = self.signer.sign(claims, typ=ACCESS_TYP)
         # The cookies outlive the access JWT (until the session's end): see authenticate.
         return issued(self._session(claims), access, now, lifetime=rec.expires_at - now, refresh=refresh)

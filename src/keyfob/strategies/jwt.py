@@ -3,7 +3,13 @@
 No store read per request. Revocation: a per-user token version (``ver``) and a list of
 revoked session ids, both mirrored in memory by the revocation view; otherwise bounded by
 ``max_age``. Rolling: re-issued when older than ``update_age`` (Auth.js semantics).
-``authenticate`` is the whole decision: parse + verify → lifetimes → revocation → roll.
+``authenticate`` is the whole decision: parse + verify → lifetimes → revocation → binding →
+live update → roll.
+
+What jwt cannot promise, said plainly: there is no session row, so ``max_staleness=0`` confirms
+the *revocation list and the user's version* in the store (not the data in the cookie); a live
+update (``update_session``) travels on the revocation feed, so it reaches the next request on
+every node that has one, and only this process without one.
 """
 
 from __future__ import annotations
@@ -13,15 +19,32 @@ from typing import Any
 
 from .._session import Issued, RequestMeta, Session
 from ..errors import ConfigError, InvalidToken, SessionExpired, SessionRevoked
+from ..settings import Settings
 from ..tokens import JWECodec, TokenExpired
 from . import _lifetimes as lifetimes
 from ._access import RESERVED_CLAIMS, session_from_claims
 from ._base import Context, CookieSpecs, issued, new_id
+from ._policy import POLICY_KEY, RouteCheck, fingerprint
+from ._stored import lifetimes_for
 
 __all__ = ["RESERVED_CLAIMS", "JWTStrategy"]
 
 def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _apply(claims: Mapping[str, Any], patch: Mapping[str, Any]) -> dict[str, Any]:
+    """``claims`` with ``patch`` merged in; the policy dict merges key by key (``auth`` → ``auth_time``)."""
+    out = dict(claims)
+    for k, v in patch.items():
+        if k == POLICY_KEY:
+            pol = {**(out.get(POLICY_KEY) or {}), **v}
+            if "auth" in pol:
+                out["auth_time"] = int(pol.pop("auth"))
+            out[POLICY_KEY] = pol
+        elif k not in RESERVED_CLAIMS:
+            out[k] = v
+    return out
 
 
 class JWTStrategy:
@@ -35,16 +58,66 @@ class JWTStrategy:
         self.cookies = cookies
         self.codec = JWECodec(self.settings.secrets, cookies.session.name)  # the cookie name is the salt
 
-    async def authenticate(self, token: str | None, refresh: str | None, *, now: float) -> Session | Issued:
-        claims = await self._verified(token, now)
-        if now - claims["iat"] < lifetimes.touch_interval(self.settings):
+    async def authenticate(self, token: str | None, refresh: str | None, *, now: float,
+                           check: RouteCheck | None = None) -> Session | Issued:
+        claims = await self._verified(token, now, check)
+        pol = claims.get(POLICY_KEY)
+        # 4. binding (opt-in): the token carries the device it is bound to
+        if pol is not None and check is not None and check.meta is not None:
+            rebound = await self._bound(claims, pol, check, now)
+            if rebound is not None:
+                return rebound
+        # 5. a live update for this session or its user since the token was minted: re-issue with it
+        if self.ctx.view.data_updates:
+            patched = self._patched(claims, now)
+            if patched is not None:
+                return patched
+        if now - claims["iat"] < lifetimes.touch_interval(self._lifetimes(claims)):
             return self._session(claims)
-        # 5. roll when older than update_age (Auth.js re-issues the cookie)
+        # 6. roll when older than update_age (Auth.js re-issues the cookie)
         rolled = self._issue(claims, {k: v for k, v in claims.items() if k not in ("iat", "exp", "jti")}, now)
         self.ctx.emit("rolled", rolled.session.id, rolled.session.user_id, {})
         return rolled
 
-    async def _verified(self, token: str | None, now: float) -> dict[str, Any]:
+    def _lifetimes(self, claims: Mapping[str, Any]) -> Settings:
+        pol = claims.get(POLICY_KEY)
+        return self.settings if pol is None else lifetimes_for(self.settings, pol)
+
+    async def _bound(self, claims: dict[str, Any], pol: Mapping[str, Any], check: RouteCheck,
+                     now: float) -> Issued | None:
+        """Binding under jwt: soft → re-issued not fresh (``auth_time`` 0), strict → revoked."""
+        mode, bound = self.settings.bind, pol.get("bnd")
+        if mode is None or bound is None or check.meta is None or bound == fingerprint(check.meta):
+            return None
+        sid, sub = str(claims.get("sid")), str(claims["sub"])
+        if mode == "strict":
+            await self.revoke(sid, now=now)
+            self.ctx.emit("binding_mismatch", sid, sub, {"mode": mode})
+            self.ctx.emit("revoked", sid, sub, {"reason": "binding"})
+            raise SessionRevoked("the session was used from another device or network", hint="sign in again")
+        if claims.get("auth_time") == 0:
+            return None
+        self.ctx.emit("binding_mismatch", sid, sub, {"mode": mode})
+        return self._issue(claims, {**{k: v for k, v in claims.items() if k not in ("iat", "exp", "jti")},
+                                    "auth_time": 0}, now)
+
+    def _patched(self, claims: dict[str, Any], now: float) -> Issued | None:
+        """The token re-issued with the updates (``update_session``) it has not seen yet, or None."""
+        view, seen = self.ctx.view, claims.get("upd", 0.0)
+        pending = [u for key in ("s:" + str(claims.get("sid")), "u:" + str(claims["sub"]))
+                   if (u := view.data_updates.get(key)) is not None and u[0] > seen]
+        if not pending:
+            return None
+        base = {k: v for k, v in claims.items() if k not in ("iat", "exp", "jti")}
+        for until, patch in sorted(pending, key=lambda u: u[0]):
+            base = _apply(base, patch)
+            base["upd"] = until
+        out = self._issue(claims, base, now)
+        self.ctx.emit("updated", out.session.id, out.session.user_id, {"keys": sorted(pending[0][1])})
+        return out
+
+    async def _verified(self, token: str | None, now: float,
+                        check: RouteCheck | None = None) -> dict[str, Any]:
         s = self.settings
         if token is None:
             raise InvalidToken()
@@ -61,16 +134,36 @@ class JWTStrategy:
         if not _number(iat) or not _number(created):
             raise InvalidToken()
         claims["iat"] = iat
-        # 2. lifetimes: absolute (from the sign-in), idle (since the last roll), max_age (exp + skew)
-        lifetimes.check_deadlines(now, s, expires_at=float(claims["exp"]) + s.clock_skew, last_seen_at=iat,
-                                  absolute_expires_at=lifetimes.absolute_deadline(created, s))
-        # 3. revocation: two dict lookups while the feed is live, the store otherwise
-        view = self.ctx.view
-        if isinstance(sid, str) and not view.live:
-            await view.check(sid, sub, ver, session_must_exist=False)
-        elif isinstance(sid, str) and view.check_live(sid, sub, ver):  # feed up: dict lookups, no await
-            raise SessionRevoked()
+        # 2. lifetimes: absolute (from the sign-in), idle (since the last roll), max_age (exp + skew);
+        # a "don't remember me" session has its own pair, an impersonation its own end
+        end = float(claims["exp"]) + s.clock_skew
+        if POLICY_KEY not in claims:
+            lifetimes.check_deadlines(now, s, expires_at=end, last_seen_at=iat,
+                                      absolute_expires_at=lifetimes.absolute_deadline(created, s))
+        else:
+            lifetimes.check_deadlines(now, self._lifetimes(claims), expires_at=end, last_seen_at=iat,
+                                      absolute_expires_at=self._absolute(claims, created))
+        # 3. revocation: two dict lookups while the feed is live, the store otherwise (or when the route
+        # asks: max_staleness; the view bridges an outage the route accepts: outage_grace)
+        if isinstance(sid, str):
+            view = self.ctx.view
+            if check is not None:
+                _, outage = await view.checked(sid, sub, ver, rows=False, check=check, now=now)
+                if outage is not None:
+                    self.ctx.emit("served_from_view", sid, sub, {"outage_seconds": outage})
+            elif not view.live:
+                await view.check(sid, sub, ver, session_must_exist=False)
+            elif view.check_live(sid, sub, ver):  # feed up: dict lookups, no await
+                raise SessionRevoked()
         return claims
+
+    def _absolute(self, claims: Mapping[str, Any], created: float) -> float | None:
+        absolute = lifetimes.absolute_deadline(created, self._lifetimes(claims))
+        pol = claims.get(POLICY_KEY)
+        until = pol.get("until") if pol is not None else None
+        if isinstance(until, int | float):
+            return float(until) if absolute is None else min(absolute, float(until))
+        return absolute
 
     def _session(self, claims: Mapping[str, Any]) -> Session:
         return session_from_claims(claims, self.name, self.ctx.on_session)
@@ -78,47 +171,98 @@ class JWTStrategy:
     def _issue(self, base: Mapping[str, Any], claims: dict[str, Any], now: float) -> Issued:
         """A new cookie for ``claims``; its lifetime is max_age, capped by the absolute deadline."""
         created = float(base.get("ct", now))
-        absolute = lifetimes.absolute_deadline(created, self.settings)
-        max_age = self.settings.max_age if absolute is None else max(1.0, min(self.settings.max_age,
-                                                                              absolute - now))
+        life = self._lifetimes(claims)
+        absolute = self._absolute(claims, created)
+        max_age = life.max_age if absolute is None else max(1.0, min(life.max_age, absolute - now))
         token = self.codec.encode(claims, max_age=max_age, now=now)
         return issued(self._session({**claims, "iat": int(now), "exp": int(now + max_age)}), token, now,
                       lifetime=max_age)
 
     def _claims(self, user_id: str, data: Mapping[str, Any], *, ver: int, auth_time: float,
-                created: float) -> dict[str, Any]:
+                created: float, policy: Mapping[str, Any] | None = None) -> dict[str, Any]:
         claims: dict[str, Any] = {k: v for k, v in data.items() if k not in RESERVED_CLAIMS}
         if self.ctx.on_token is not None:
             claims = {k: v for k, v in self.ctx.on_token(claims, user_id).items() if k not in RESERVED_CLAIMS}
         claims.update(sub=user_id, sid=new_id(), ver=ver, auth_time=int(auth_time), ct=int(created))
+        if policy:
+            claims = _apply(claims, {POLICY_KEY: policy})
         return claims
 
-    async def create(self, user_id: str, data: Mapping[str, Any], meta: RequestMeta, *, now: float) -> Issued:
+    async def create(self, user_id: str, data: Mapping[str, Any], meta: RequestMeta, *, now: float,
+                     policy: Mapping[str, Any] | None = None) -> Issued:
         ver = await self.ctx.store.get_user_version(user_id)
-        out = self._issue({"ct": now}, self._claims(user_id, data, ver=ver, auth_time=now, created=now), now)
+        claims = self._claims(user_id, data, ver=ver, auth_time=now, created=now, policy=policy)
+        out = self._issue({"ct": now}, claims, now)
         self.ctx.emit("created", out.session.id, user_id, {})
         return out
 
-    async def refresh(self, refresh: str, *, now: float) -> Issued:
+    async def refresh(self, refresh: str, *, now: float, check: RouteCheck | None = None) -> Issued:
         raise InvalidToken("the jwt strategy has no refresh tokens", hint="use strategy='hybrid'")
 
     async def rotate(self, token: str | None, refresh: str | None, *, now: float,
-                     data: Mapping[str, Any] | None) -> Issued:
-        """A new session id (and the caller's ``data``, or the old data) for the same sign-in."""
+                     data: Mapping[str, Any] | None, policy: Mapping[str, Any] | None = None) -> Issued:
+        """A new session id (and the caller's ``data``, or the old data) for the same sign-in;
+        ``policy`` changes keyfob's facts about it (``Keyfob.elevate``)."""
         if token is None:
             raise InvalidToken("no session to rotate", hint="sign in first")
-        return await self._reissue(await self._verified(token, now), data, now)
+        return await self._reissue(await self._verified(token, now), data, now, policy)
 
-    async def _reissue(self, old: Mapping[str, Any], data: Mapping[str, Any] | None, now: float) -> Issued:
+    async def _reissue(self, old: Mapping[str, Any], data: Mapping[str, Any] | None, now: float,
+                       policy: Mapping[str, Any] | None = None) -> Issued:
         await self.revoke(str(old.get("sid") or old.get("jti")), now=now)
         sub = old["sub"]
         base = {k: v for k, v in old.items() if k not in RESERVED_CLAIMS} if data is None else data
         created = old.get("ct", old.get("iat", now))
         auth_time = float(old.get("auth_time", created))  # a rotation is not a new sign-in
+        pol = dict(old.get(POLICY_KEY) or {})
+        if policy:
+            pol.update(policy)
+        if "auth" in pol:  # under jwt the time of the last proof is the auth_time claim
+            auth_time = float(pol.pop("auth"))
         ver = await self.ctx.store.get_user_version(sub)
-        out = self._issue(old, self._claims(sub, base, ver=ver, auth_time=auth_time, created=created), now)
+        claims = self._claims(sub, base, ver=ver, auth_time=auth_time, created=created, policy=pol)
+        if "upd" in old:
+            claims["upd"] = old["upd"]
+        out = self._issue(old, claims, now)
         self.ctx.emit("rotated", out.session.id, sub, {})
         return out
+
+    async def resume(self, session_id: str, *, now: float, claims: Mapping[str, Any] | None) -> Issued | None:
+        """New cookies for a session this browser no longer holds (the admin's, when an impersonation
+        stops): from the claims the impersonation token kept, unless the session was revoked since."""
+        if claims is None or claims.get("sid") != session_id:
+            return None
+        try:
+            await self.ctx.view.check(session_id, str(claims["sub"]), int(claims.get("ver", 0)),
+                                      session_must_exist=False)
+        except SessionRevoked:
+            return None
+        return self._issue(claims, dict(claims), now)
+
+    async def update(self, session: Session | None, session_id: str, patch: Mapping[str, Any] | None, *,
+                     now: float, policy: Mapping[str, Any] | None = None) -> Issued | bool:
+        """Publish the patch (every node re-issues the session's cookie at its next request); for the
+        current request's own session, re-issue it now."""
+        change: dict[str, Any] = dict(patch or {})
+        if policy:
+            change[POLICY_KEY] = dict(policy)
+        await self.ctx.view.publish_data("s:" + session_id, change, until=now + self._horizon())
+        self.ctx.emit("updated", session_id, None if session is None else session.user_id,
+                      {"keys": sorted(patch or ())})
+        if session is None:
+            return True
+        marker = self.ctx.view.data_updates["s:" + session_id][0]
+        base = _apply({k: v for k, v in session.claims.items() if k not in ("iat", "exp", "jti")}, change)
+        base["upd"] = marker
+        return self._issue(session.claims, base, now)
+
+    async def update_user(self, user_id: str, patch: Mapping[str, Any], *, now: float) -> int:
+        await self.ctx.view.publish_data("u:" + user_id, dict(patch), until=now + self._horizon())
+        self.ctx.emit("updated", None, user_id, {"keys": sorted(patch)})
+        return -1
+
+    def _horizon(self) -> float:
+        return self.settings.max_age + self.settings.clock_skew
 
     async def revoke(self, session_id: str, *, now: float) -> bool:
         """Refuse this session id until its token could have expired anyway. Always True: jwt

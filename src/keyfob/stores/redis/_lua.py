@@ -27,6 +27,7 @@ __all__ = [
     "READ_CHANGES",
     "REPLACE",
     "REVOKE",
+    "SET_DATA",
     "TOUCH",
 ]
 
@@ -138,6 +139,15 @@ extend(U .. ':i:' .. f[1], ttl)
 return {f[1], tostring(endt), ttl}
 """
 )
+
+# KEYS: U:s:<hex>; ARGV: data JSON ('' = none) → 1 | 0 (missing or retired)
+SET_DATA = r"""
+local k = KEYS[1]
+local f = redis.call('HMGET', k, 'i', 'r')
+if not f[1] or f[2] then return 0 end
+if ARGV[1] == '' then redis.call('HDEL', k, 'd') else redis.call('HSET', k, 'd', ARGV[1]) end
+return 1
+"""
 
 # KEYS: U:s:<old>, U:s:<new>, U:a, U:i:<sid>; ARGV: U, old hex, now, keep_old (1/0), then add()'s
 # arguments from index 5 → 1 | 0 (old row missing or retired) | -1 (a row with the new hash exists)

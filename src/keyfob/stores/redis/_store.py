@@ -132,6 +132,7 @@ class RedisStore:
         self._r: Client = connect(self.target, socket_timeout=socket_timeout, connect_timeout=connect_timeout)
         reg = self._r.register_script
         self._add, self._add_limited, self._touch = reg(_lua.ADD), reg(_lua.ADD_LIMITED), reg(_lua.TOUCH)
+        self._set_data = reg(_lua.SET_DATA)
         self._replace, self._delete = reg(_lua.REPLACE), reg(_lua.DELETE)
         self._get_by_id = reg(_lua.GET_BY_ID)
         self._list_user, self._delete_user = reg(_lua.LIST_USER), reg(_lua.DELETE_USER)
@@ -268,6 +269,15 @@ class RedisStore:
             x, m = self._expiry_member(hex_hash, base)
             pipe.zadd(x, {m: end})
             await pipe.execute()
+
+    async def set_data(self, token_hash: bytes, data: Mapping[str, Any]) -> bool:
+        hex_hash = token_hash.hex()
+        payload = json.dumps(data, separators=(",", ":"), ensure_ascii=False) if data else ""
+        async with self._errors():
+            base = await self._r.get(self.keys.token_pointer(hex_hash))
+            if base is None:
+                return False
+            return bool(await self._set_data(keys=[f"{_s(base)}:s:{hex_hash}"], args=[payload]))
 
     async def replace(self, old_hash: bytes, new: SessionRecord, *, now: float, keep_old: bool) -> bool:
         base = self.keys.user(new.user_id)

@@ -80,6 +80,7 @@ class Statements:
             .where(t.c.token_hash == bp("h"), live)
             .values(last_seen_at=bp("seen"), expires_at=bp("exp"))
         )
+        self.set_data = q(sa.update(t).where(t.c.token_hash == bp("h"), live).values(data=bp("d")))
         self.lock_live = q(sa.select(*cols).where(t.c.token_hash == bp("h"), live).with_for_update())
         self.swap = q(
             sa.update(t)
@@ -154,6 +155,11 @@ def _loads(text: str | None) -> dict[str, Any]:
         return {}
     value = _json_loads(text)  # json.loads, minus its Python wrapper (per-request read path)
     return value if isinstance(value, dict) else {}
+
+
+def dumps(data: Mapping[str, Any]) -> str:
+    """The data column's text."""
+    return _dumps(data)
 
 
 def _dumps(data: Mapping[str, Any]) -> str:

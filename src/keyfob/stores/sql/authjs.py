@@ -177,6 +177,12 @@ class AuthjsSQLStore(SQLStore):
         sql = self._prep('UPDATE {t} SET expires = to_ts($2) WHERE "sessionToken" = $1')
         await self._driver.execute(sql, (token_hash.decode(), self._ts(expires)))
 
+    async def set_data(self, token_hash: bytes, data: Mapping[str, Any]) -> bool:
+        raise ConfigError(
+            "the Auth.js sessions table has no data column, so a session's data cannot be updated",
+            hint="keep the data in your users table (Auth.js's session callback), or use keyfob's own schema",
+        )
+
     async def replace(self, old_hash: bytes, new: SessionRecord, *, now: float, keep_old: bool) -> bool:
         if keep_old:
             raise ConfigError(

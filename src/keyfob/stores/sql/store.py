@@ -32,7 +32,7 @@ from .. import _schema
 from .._protocol import ChangePage, SessionRecord, over_limit
 from ._driver import Driver, Duplicate, Ops, Row
 from ._options import SQLOptions, parse
-from ._statements import FIELDS, Statements, params, record
+from ._statements import FIELDS, Statements, dumps, params, record
 
 if TYPE_CHECKING:
     from .feed import PostgresFeed
@@ -178,6 +178,10 @@ class SQLStore:
         await self._driver.execute(
             self._q.touch.sql, self._q.touch.bind(h=token_hash, seen=seen, exp=expires)
         )
+
+    async def set_data(self, token_hash: bytes, data: Mapping[str, Any]) -> bool:
+        q = self._q.set_data
+        return await self._driver.execute(q.sql, q.bind(h=token_hash, d=dumps(data))) == 1
 
     async def replace(self, old_hash: bytes, new: SessionRecord, *, now: float, keep_old: bool) -> bool:
         # The live row is rewritten in place (its token_hash changes), never deleted and re-inserted:
