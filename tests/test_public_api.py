@@ -8,10 +8,10 @@ import keyfob
 def test_public_names_are_pinned_and_sorted() -> None:
     assert keyfob.__all__ == sorted(keyfob.__all__)
     assert keyfob.__all__ == [
-        "AuthResult", "CSRFError", "ConfigError", "Event", "FakeClock", "ImpersonationRefused", "InvalidToken",
-        "Issued", "Keyfob", "KeyfobError", "RequestMeta", "Session", "SessionError", "SessionExpired",
-        "SessionInfo", "SessionLimitReached", "SessionRevoked", "Settings", "StepUpRequired", "StoreUnavailable",
-        "TokenReuseDetected", "Verifier",
+        "AuthResult", "CSRFError", "ConfigError", "Event", "FakeClock", "ImpersonationRefused",
+        "InvalidToken", "Issued", "Keyfob", "KeyfobError", "RequestMeta", "Session", "SessionError",
+        "SessionExpired", "SessionInfo", "SessionLimitReached", "SessionRevoked", "Settings",
+        "StepUpRequired", "StoreUnavailable", "TokenReuseDetected", "Verifier",
     ]
 
 

@@ -35,7 +35,8 @@ def test_session_positional_order_is_pinned() -> None:
     # strategies build Session positionally: (id, user_id, data, created_at, expires_at, authenticated_at,
     # strategy, claims, policy) — a reordering of the dataclass must fail here, not silently swap values.
     assert [f.name for f in dataclasses.fields(Session)] == [
-        "id", "user_id", "data", "created_at", "expires_at", "authenticated_at", "strategy", "claims", "policy",
+        "id", "user_id", "data", "created_at", "expires_at", "authenticated_at", "strategy", "claims",
+        "policy",
     ]
 
 

@@ -1,0 +1,418 @@
+"""Session policy (issue 14), the same contract under jwt, database and hybrid, on every store:
+staleness per route, live updates, remember-me, step-up, impersonation, device binding.
+
+Time is a fake clock. "Another node" is a second engine on the same store with no feed, so
+nothing reaches it but the store: that is how a revoke the view has not seen is made.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable
+from typing import Any
+
+import pytest
+
+from keyfob import (
+    Event,
+    FakeClock,
+    ImpersonationRefused,
+    Issued,
+    Keyfob,
+    RequestMeta,
+    Session,
+    StepUpRequired,
+)
+from keyfob.web import SetCookie
+from tests.conftest import PG_URL, require_postgres, require_redis
+
+from .conftest import PRIVATE_PREFIX, delete_redis_keys, drop_postgres_tables
+from .stores_for_strategies import (  # noqa: F401
+    REDIS_TEST_URL,
+    STORE_PARAMS,
+    MakeFob,
+    StoreFactory,
+    make_store_url,
+)
+
+STRATEGIES = ["jwt", "database", "hybrid"]
+SECRET = "kf-policy-secret-0123456789abcdef0123456789abcdef0123456789"
+HOUR, DAY = 3600.0, 86400.0
+LAPTOP = RequestMeta(ip="198.51.100.20", user_agent="Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0")
+SAME_NET = RequestMeta(ip="198.51.100.77", user_agent="Mozilla/5.0 (X11; Linux x86_64) Firefox/141.0")
+IPHONE_UA = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) Version/18.0 Safari/604.1"
+PHONE = RequestMeta(ip="203.0.113.9", user_agent=IPHONE_UA)
+
+pytestmark = pytest.mark.anyio
+
+
+class Jar(dict[str, str]):
+    """A browser's cookie jar, just enough of one."""
+
+    def apply(self, cookies: Iterable[SetCookie]) -> Jar:
+        for c in cookies:
+            if c.max_age is not None and c.max_age <= 0:
+                self.pop(c.name, None)
+            else:
+                self[c.name] = c.value
+        return self
+
+
+@pytest.fixture(params=STRATEGIES)
+def strategy(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+PREFIX = f"{PRIVATE_PREFIX}p_"  # this process's own tables and keys on the shared servers
+
+
+@pytest.fixture(params=STORE_PARAMS)
+async def make_fob(request: pytest.FixtureRequest, make_store_url: StoreFactory, strategy: str,
+                   clock: FakeClock) -> AsyncIterator[MakeFob]:
+    kind = request.param
+    if kind == "postgresql":
+        require_postgres()
+        await drop_postgres_tables(PREFIX)
+    elif kind == "redis":
+        require_redis()
+        await delete_redis_keys(PREFIX, REDIS_TEST_URL)
+    url = await make_store_url(kind) if kind in ("memory", "sqlite") else ""
+    made: list[Keyfob] = []
+
+    def factory(**kw: Any) -> Keyfob:
+        kw.setdefault("strategy", strategy)
+        kw.setdefault("secret", SECRET)
+        if kind == "postgresql":  # this process's own tables and channel
+            from keyfob.stores.sql import PostgresFeed, SQLStore
+
+            kw.setdefault("feed", PostgresFeed(PG_URL, channel=PREFIX))
+            fob = Keyfob(store=SQLStore(PG_URL, table_prefix=PREFIX), clock=clock, **kw)
+        elif kind == "redis":
+            from keyfob.stores.redis import RedisFeed, RedisStore
+
+            kw.setdefault("feed", RedisFeed(REDIS_TEST_URL, channel=PREFIX))
+            fob = Keyfob(store=RedisStore(REDIS_TEST_URL, prefix=PREFIX), clock=clock, **kw)
+        else:
+            fob = Keyfob(store=url, clock=clock, **kw)
+        made.append(fob)
+        return fob
+
+    try:
+        yield factory
+    finally:
+        for fob in made:
+            await fob.close()
+        if kind == "postgresql":
+            await drop_postgres_tables(PREFIX)
+        elif kind == "redis":
+            await delete_redis_keys(PREFIX, REDIS_TEST_URL)
+
+
+def events_of(fob: Keyfob) -> list[Event]:
+    seen: list[Event] = []
+    fob.on_event(seen.append)
+    return seen
+
+
+async def signed_in(fob: Keyfob, user: str = "u1", data: dict[str, Any] | None = None,
+                    **kw: Any) -> tuple[Jar, Session]:
+    issued = await fob.create(user, {"name": "Ada", "role": "admin"} if data is None else data,
+                              kw.pop("meta", LAPTOP), **kw)
+    return Jar().apply(issued.cookies), issued.session
+
+
+async def current(fob: Keyfob, jar: Jar, **kw: Any) -> Session | None:
+    result = await fob.authenticate(jar, **kw)
+    jar.apply(result.cookies)
+    return result.session
+
+
+# -- 1. staleness per route ---------------------------------------------------------------------------------
+
+
+async def test_max_staleness_zero_sees_a_revoke_the_view_has_not(make_fob: MakeFob, strategy: str) -> None:
+    node_a, node_b = make_fob(feed=None), make_fob(feed=None)
+    jar, session = await signed_in(node_a)
+    assert await current(node_a, jar) is not None
+    await node_b.revoke(session.id)  # on another node: only the store knows
+
+    default = await node_a.authenticate(jar)
+    if strategy == "database":
+        assert default.session is None  # every request is a store check
+    else:
+        assert default.session is not None  # the view's staleness: this is what None accepts
+    confirmed = await node_a.authenticate(jar, max_staleness=0)
+    assert confirmed.session is None
+    # database: the row is gone and this node saw no tombstone, so it is an unknown token
+    assert confirmed.reason == ("invalid_token" if strategy == "database" else "session_revoked")
+
+
+async def test_a_bound_without_a_feed_is_unknown_so_the_store_answers(make_fob: MakeFob) -> None:
+    node_a, node_b = make_fob(feed=None), make_fob(feed=None)
+    jar, _ = await signed_in(node_a)
+    await node_a.start()
+    assert node_a.view.bound is None  # honest: without a feed the view knows only this process
+    await node_b.revoke_user("u1")
+    assert (await node_a.authenticate(jar, max_staleness=3600)).session is None
+
+
+async def test_max_staleness_zero_keeps_a_live_session(make_fob: MakeFob) -> None:
+    fob = make_fob()
+    jar, _ = await signed_in(fob)
+    got = await current(fob, jar, max_staleness=0)
+    assert got is not None and got.user_id == "u1" and got.data["role"] == "admin"
+
+
+# -- 2. live session updates --------------------------------------------------------------------------------
+
+
+async def test_update_session_reaches_the_next_request_without_sign_out(make_fob: MakeFob) -> None:
+    fob = make_fob()
+    jar, session = await signed_in(fob)
+    seen = events_of(fob)
+    assert await fob.update_session(session.id, {"role": "viewer"})
+    after = await current(fob, jar)
+    assert after is not None and after.data["role"] == "viewer" and after.data["name"] == "Ada"
+    assert after.user_id == "u1"
+    assert any(e.name == "updated" for e in seen)
+    again = await current(fob, jar)  # the re-issued cookie carries it: no loop of re-issues
+    assert again is not None and again.data["role"] == "viewer"
+    assert (await fob.authenticate(jar)).cookies == []
+
+
+async def test_update_user_sessions_reaches_every_session_of_the_user(make_fob: MakeFob) -> None:
+    fob = make_fob()
+    laptop, _ = await signed_in(fob, "u1")
+    phone, _ = await signed_in(fob, "u1", meta=PHONE)
+    other, _ = await signed_in(fob, "u2")
+    n = await fob.update_user_sessions("u1", {"role": "viewer"})
+    assert n in (2, -1)  # -1: jwt, whose sessions cannot be counted
+    for jar in (laptop, phone):
+        got = await current(fob, jar)
+        assert got is not None and got.data["role"] == "viewer"
+    untouched = await current(fob, other)
+    assert untouched is not None and untouched.data["role"] == "admin"
+
+
+async def test_update_of_the_store_confirmed_route_is_visible_at_once(make_fob: MakeFob) -> None:
+    fob = make_fob()
+    jar, session = await signed_in(fob)
+    await fob.update_session(session.id, {"role": "viewer"})
+    got = await current(fob, jar, max_staleness=0)
+    assert got is not None and got.data["role"] == "viewer"
+
+
+async def test_client_update_passes_through_the_server_callback(make_fob: MakeFob) -> None:
+    def allow_name_only(session: Session, requested: Any) -> dict[str, Any] | None:
+        if set(requested) - {"name"}:
+            return None
+        return {"name": str(requested["name"])[:40]}
+
+    fob = make_fob(on_update=allow_name_only)
+    jar, _ = await signed_in(fob)
+    out = await fob.update_current(jar, {"name": "Grace"})
+    jar.apply(out.cookies)
+    assert out.session.data["name"] == "Grace"
+    got = await current(fob, jar)
+    assert got is not None and got.data["name"] == "Grace" and got.data["role"] == "admin"
+    with pytest.raises(PermissionError):
+        await fob.update_current(jar, {"role": "owner"})
+    got = await current(fob, jar)
+    assert got is not None and got.data["role"] == "admin"
+
+
+async def test_reserved_policy_key_is_refused_in_app_data(make_fob: MakeFob) -> None:
+    fob = make_fob()
+    _, session = await signed_in(fob)
+    with pytest.raises(ValueError, match="_kf"):
+        await fob.update_session(session.id, {"_kf": {"lvl": 2}})
+    with pytest.raises(ValueError, match="_kf"):
+        await fob.create("u9", {"_kf": {"imp": "x"}})
+
+
+# -- 3. remember-me -----------------------------------------------------------------------------------------
+
+
+def _session_cookie(fob: Keyfob, issued: Issued) -> SetCookie:
+    name = fob.profile().session.name
+    return next(c for c in issued.cookies if c.name == name)
+
+
+async def test_not_remembered_sign_in_gets_a_browser_session_cookie_and_its_idle_timeout(
+        make_fob: MakeFob, clock: FakeClock) -> None:
+    fob = make_fob()
+    issued = await fob.create("u1", {"role": "user"}, LAPTOP, remember=False)
+    assert _session_cookie(fob, issued).max_age is None  # dies with the browser
+    assert issued.session.remembered is False
+    assert all(c.max_age is None for c in issued.cookies)
+    jar = Jar().apply(issued.cookies)
+    remembered = await fob.create("u2", {"role": "user"}, LAPTOP, remember=True)
+    assert _session_cookie(fob, remembered).max_age == int(fob.settings.max_age)
+    kept = Jar().apply(remembered.cookies)
+
+    clock.advance(fob.settings.browser_idle_timeout or 0)  # 12 h idle: the browser session is over
+    assert (await fob.authenticate(jar)).session is None
+    assert await current(fob, kept) is not None  # the remembered one lives on
+
+
+async def test_not_remembered_session_stays_a_browser_session_across_rolls_until_its_absolute_end(
+        make_fob: MakeFob, clock: FakeClock) -> None:
+    fob = make_fob()
+    jar = Jar().apply((await fob.create("u1", {}, LAPTOP, remember=False)).cookies)
+    rolled: list[SetCookie] = []
+    for _ in range(11):  # active every 2 h: the idle timeout never fires
+        clock.advance(2 * HOUR)
+        result = await fob.authenticate(jar)
+        assert result.session is not None and result.session.remembered is False
+        rolled += result.cookies
+        jar.apply(result.cookies)
+    assert rolled and all(c.max_age is None for c in rolled if c.value)
+    clock.advance(2 * HOUR)  # 24 h after sign-in: browser_absolute_timeout
+    assert (await fob.authenticate(jar)).session is None
+
+
+async def test_cookie_max_age_is_capped_at_400_days(make_fob: MakeFob) -> None:
+    fob = make_fob(max_age=500 * DAY)
+    issued = await fob.create("u1", {}, LAPTOP)
+    assert _session_cookie(fob, issued).max_age == 400 * 86400
+
+
+# -- 4. assurance: fresh and level --------------------------------------------------------------------------
+
+
+async def test_fresh_and_level_answer_step_up_with_a_machine_readable_reason(
+        make_fob: MakeFob, clock: FakeClock) -> None:
+    fob = make_fob()
+    jar, session = await signed_in(fob, amr=["pwd"])
+    assert session.amr == ("pwd",) and session.level == 1
+    assert fob.step_up(session, fresh=600) is None
+    clock.advance(601)
+    got = await current(fob, jar)
+    assert got is not None
+    need = fob.step_up(got, fresh=600)
+    assert isinstance(need, StepUpRequired) and need.status_code == 403
+    assert need.to_json()["error"] == "step_up_required" and need.to_json()["reason"] == "fresh"
+    assert need.to_json()["max_age"] == 600 and "elevate" in need.hint
+    level = fob.step_up(got, level=2)
+    assert level is not None and level.to_json() | {"hint": ""} == {
+        "error": "step_up_required", "reason": "level", "level": 2, "current_level": 1, "hint": ""}
+
+
+async def test_refresh_roll_and_rotation_never_count_as_fresh(make_fob: MakeFob, clock: FakeClock) -> None:
+    fob = make_fob(update_age=HOUR, access_ttl=300)
+    jar, session = await signed_in(fob, amr=["pwd"])
+    clock.advance(2 * HOUR)  # access token expired (hybrid refreshes), cookie older than update_age (rolls)
+    result = await fob.authenticate(jar)
+    assert result.cookies  # something was re-issued
+    jar.apply(result.cookies)
+    assert result.session is not None and not fob.is_fresh(result.session, 600)
+    assert result.session.authenticated_at == pytest.approx(session.authenticated_at, abs=1)
+    rotated = await fob.rotate(jar)
+    jar.apply(rotated.cookies)
+    assert not fob.is_fresh(rotated.session, 600)
+    after = await current(fob, jar)
+    assert after is not None and fob.step_up(after, fresh=600) is not None
+
+
+async def test_elevate_records_the_method_raises_the_level_and_issues_a_new_token(
+        make_fob: MakeFob, clock: FakeClock) -> None:
+    fob = make_fob()
+    jar, _ = await signed_in(fob, amr=["pwd"])
+    old = Jar(jar)
+    clock.advance(HOUR)
+    seen = events_of(fob)
+    got = await current(fob, jar)
+    assert got is not None
+    issued = await fob.elevate(got, "otp", cookies=jar)
+    jar.apply(issued.cookies)
+    assert issued.session.amr == ("pwd", "otp") and issued.session.level == 2
+    assert [e.name for e in seen].count("elevated") == 1
+    after = await current(fob, jar)
+    assert after is not None and after.level == 2 and "otp" in after.amr
+    assert fob.step_up(after, fresh=600, level=2) is None
+    assert (await fob.authenticate(old)).session is None  # ASVS 7.2.4: the pre-elevation token is dead
+    clock.advance(601)
+    later = await current(fob, jar)
+    assert later is not None and later.level == 2 and fob.step_up(later, fresh=600) is not None
+
+
+# -- 5. impersonation ---------------------------------------------------------------------------------------
+
+
+async def test_impersonation_start_stop_and_audit(make_fob: MakeFob, strategy: str) -> None:
+    fob = make_fob()
+    seen = events_of(fob)
+    admin_jar, admin = await signed_in(fob, "admin-1", {"name": "Root", "role": "admin"})
+    issued = await fob.impersonate(admin, "u2", data={"name": "Bob", "role": "user"}, cookies=admin_jar)
+    jar = Jar(admin_jar).apply(issued.cookies)
+    acting = await current(fob, jar)
+    assert acting is not None and acting.user_id == "u2" and acting.impersonated_by == "admin-1"
+    assert acting.data["name"] == "Bob"
+    started = next(e for e in seen if e.name == "impersonation_started")
+    assert started.user_id == "u2" and started.detail["admin"] == "admin-1"
+    devices = await fob.list_sessions("u2")
+    if strategy != "jwt":  # jwt keeps no device list at all
+        assert [d.impersonated_by for d in devices] == ["admin-1"]
+        assert devices[0].to_json()["impersonated_by"] == "admin-1"
+
+    back = await fob.stop_impersonating(jar)
+    assert back is not None
+    imp_jar = Jar(jar)
+    jar.apply(back.cookies)
+    me = await current(fob, jar)
+    assert me is not None and me.user_id == "admin-1" and me.impersonated_by is None
+    assert (await fob.authenticate(imp_jar)).session is None  # the impersonation is over
+    stopped = next(e for e in seen if e.name == "impersonation_stopped")
+    assert stopped.detail["admin"] == "admin-1" and stopped.detail["resumed"] is True
+
+
+async def test_impersonation_ends_at_its_ttl(make_fob: MakeFob, clock: FakeClock) -> None:
+    fob = make_fob()
+    _, admin = await signed_in(fob, "admin-1")
+    jar = Jar().apply((await fob.impersonate(admin, "u2", ttl=600, data={"role": "user"})).cookies)
+    clock.advance(599)
+    assert await current(fob, jar) is not None
+    clock.advance(2)
+    assert (await fob.authenticate(jar)).session is None
+
+
+async def test_impersonating_an_admin_needs_explicit_permission_and_never_nests(make_fob: MakeFob) -> None:
+    fob = make_fob()
+    _, admin = await signed_in(fob, "admin-1")
+    with pytest.raises(ImpersonationRefused, match="admin"):
+        await fob.impersonate(admin, "admin-2", data={"role": "admin"})
+    allowed = await fob.impersonate(admin, "admin-2", data={"role": "admin"}, allow_admin=True)
+    assert allowed.session.impersonated_by == "admin-1"
+    with pytest.raises(ImpersonationRefused, match="already"):
+        await fob.impersonate(allowed.session, "u3", data={"role": "user"})
+
+
+# -- 6. binding ---------------------------------------------------------------------------------------------
+
+
+async def test_soft_binding_makes_a_moved_session_not_fresh(make_fob: MakeFob) -> None:
+    fob = make_fob(bind="soft")
+    seen = events_of(fob)
+    jar, _ = await signed_in(fob, amr=["pwd"])
+    same = await current(fob, jar, meta=SAME_NET, max_staleness=0)  # same /24, browser updated: no change
+    assert same is not None and fob.is_fresh(same, 600)
+    moved = await current(fob, jar, meta=PHONE, max_staleness=0)
+    assert moved is not None and not fob.is_fresh(moved, 600)
+    assert [e.name for e in seen].count("binding_mismatch") == 1
+    later = await current(fob, jar, meta=PHONE, max_staleness=0)
+    assert later is not None and not fob.is_fresh(later, 600)  # stays stale, no second event
+    assert [e.name for e in seen].count("binding_mismatch") == 1
+    issued = await fob.elevate(later, "pwd", cookies=jar, meta=PHONE)  # re-authenticated: re-bound here
+    jar.apply(issued.cookies)
+    rebound = await current(fob, jar, meta=PHONE, max_staleness=0)
+    assert rebound is not None and fob.is_fresh(rebound, 600)
+
+
+async def test_strict_binding_revokes_a_moved_session_with_an_event(make_fob: MakeFob) -> None:
+    fob = make_fob(bind="strict")
+    seen = events_of(fob)
+    jar, session = await signed_in(fob)
+    assert await current(fob, jar, meta=SAME_NET, max_staleness=0) is not None
+    moved = await fob.authenticate(jar, meta=PHONE, max_staleness=0)
+    assert moved.session is None and moved.reason == "session_revoked"
+    assert any(e.name == "binding_mismatch" and e.session_id == session.id for e in seen)
+    assert (await fob.authenticate(Jar(jar))).session is None  # revoked, from the laptop too
