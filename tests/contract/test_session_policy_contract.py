@@ -416,3 +416,114 @@ async def test_strict_binding_revokes_a_moved_session_with_an_event(make_fob: Ma
     assert moved.session is None and moved.reason == "session_revoked"
     assert any(e.name == "binding_mismatch" and e.session_id == session.id for e in seen)
     assert (await fob.authenticate(Jar(jar))).session is None  # revoked, from the laptop too
+
+
+# -- 1b. store outage: fail closed, unless the route opts in to the view for N seconds ---------------
+
+
+class OutageStore:
+    """A memory store that can be taken down: every call raises StoreUnavailable while ``down``."""
+
+    def __init__(self, url: str) -> None:
+        from keyfob.stores.memory import MemoryStore
+
+        self.inner = MemoryStore(url)
+        self.down = False
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.inner, name)
+        if not callable(attr) or name.startswith("_"):
+            return attr
+
+        async def call(*args: Any, **kw: Any) -> Any:
+            from keyfob import StoreUnavailable
+
+            if self.down:
+                raise StoreUnavailable("the test store is down")
+            return await attr(*args, **kw)
+
+        return call
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+async def test_outage_fails_closed_unless_the_route_accepts_the_view_for_n_seconds(
+        strategy: str, clock: FakeClock, tmp_path: Any) -> None:
+    from keyfob import StoreUnavailable
+    from keyfob.stores.memory import MemoryFeed
+
+    url = f"memory://outage-{tmp_path.name}"
+    store, feed = OutageStore(url), MemoryFeed(url)
+    fob = Keyfob(strategy=strategy, secret=SECRET, store=store, feed=feed, clock=clock)  # type: ignore[arg-type]
+    try:
+        seen = events_of(fob)
+        jar, _ = await signed_in(fob)
+        await feed.disconnect()  # the broker and the store go down together
+        store.down = True
+        clock.advance(1)
+        with pytest.raises(StoreUnavailable):
+            await fob.authenticate(jar, max_staleness=0)  # fail closed is the default
+        if strategy == "database":  # an opaque token: nothing to answer from, whatever the route says
+            with pytest.raises(StoreUnavailable):
+                await fob.authenticate(jar, max_staleness=0, outage_grace=30)
+            return
+        with pytest.raises(StoreUnavailable):
+            await fob.authenticate(jar)  # the view is not live: the default route checks the store
+        served = await fob.authenticate(jar, outage_grace=30)
+        assert served.session is not None and served.session.user_id == "u1"
+        used = [e for e in seen if e.name == "served_from_view"]
+        assert len(used) == 1 and used[0].detail["outage_seconds"] >= 0
+        clock.advance(31)  # past the route's grace: closed again
+        with pytest.raises(StoreUnavailable):
+            await fob.authenticate(jar, outage_grace=30)
+        store.down = False
+        await feed.reconnect()
+        assert (await fob.authenticate(jar)).session is not None
+    finally:
+        store.down = False
+        await fob.close()
+
+
+# -- 2b. live updates reach another node through the feed ---------------------------------------------------
+
+
+async def _eventually(check: Any, *, tries: int = 200) -> None:
+    import asyncio
+
+    for _ in range(tries):
+        if await check():
+            return
+        await asyncio.sleep(0.01)
+    assert await check()
+
+
+async def test_update_session_reaches_the_next_request_on_another_node(make_fob: MakeFob) -> None:
+    node_a, node_b = make_fob(), make_fob()
+    jar, session = await signed_in(node_a)
+    await node_b.start()
+    assert await current(node_b, jar) is not None
+    await node_a.update_session(session.id, {"role": "viewer"})
+
+    async def seen_on_b() -> bool:
+        got = await node_b.authenticate(Jar(jar))
+        return got.session is not None and got.session.data["role"] == "viewer"
+
+    await _eventually(seen_on_b)
+
+
+async def test_update_reaches_a_node_without_a_feed_at_its_next_roll(make_fob: MakeFob, strategy: str,
+                                                                    clock: FakeClock) -> None:
+    node_a, node_b = make_fob(feed=None), make_fob(feed=None)
+    jar, session = await signed_in(node_a)
+    await node_b.start()
+    n = await node_a.update_user_sessions("u1", {"role": "viewer"})
+    assert n in (1, -1)
+    await node_a.update_session(session.id, {"name": "Grace"})
+    before = await node_b.authenticate(Jar(jar))
+    assert before.session is not None
+    if strategy == "jwt":  # nothing reached node b: the cookie is the session until it rolls
+        assert before.session.data["role"] == "admin"
+    else:  # database reads the row; hybrid refreshes from it (the marker is in the store's list)
+        pass
+    clock.advance(node_b.settings.update_age)
+    after = await current(node_b, jar)
+    assert after is not None and after.data["role"] == "viewer" and after.data["name"] == "Grace"

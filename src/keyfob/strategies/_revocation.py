@@ -24,7 +24,15 @@ from ._policy import RouteCheck
 
 log = logging.getLogger("keyfob.revocation")
 
-__all__ = ["RevocationView"]
+__all__ = ["RevocationView", "merge_patch"]
+
+
+def merge_patch(old: Mapping[str, Any], new: Mapping[str, Any]) -> dict[str, Any]:
+    """Two data patches as one: ``new`` wins key by key; keyfob's policy dict (``_kf``) merges one level."""
+    out = {**old, **new}
+    if isinstance(old.get("_kf"), dict) and isinstance(new.get("_kf"), dict):
+        out["_kf"] = {**old["_kf"], **new["_kf"]}
+    return out
 
 
 class RevocationView:
@@ -36,12 +44,10 @@ class RevocationView:
         self.clock = clock
         self.revoked: dict[str, float] = {}
         self.min_version: dict[str, int] = {}
-        # Live session updates (Keyfob.update_session): session id → the update's marker (an
-        # ``until`` time, stored as the revocation-list entry "u:<sid>"); tokens older than it re-read.
+        # Live session updates (Keyfob.update_session): session id (jwt: or "user:<hash>") → the
+        # update's marker (an ``until`` time, stored as the revocation-list entry "u:<key>"); tokens
+        # minted before it (their ``upd`` claim is older) re-read the session.
         self.updated: dict[str, float] = {}
-        # jwt only: the data of those updates (jwt sessions have no row to re-read), by "s:<sid>" or
-        # "u:<user>", as (marker, data patch); carried by the feed's "data" events.
-        self.data_updates: dict[str, tuple[float, dict[str, Any]]] = {}
         # How stale a live view may be: 0 for a push feed (measured by `keyfob bench`), the polling
         # interval for a polling feed; None without a feed (only this process's own revocations).
         self.bound: float | None = None if feed is None else float(getattr(feed, "interval", 0.0))
@@ -106,13 +112,6 @@ class RevocationView:
             sid, until = event.get("sid"), event.get("until")
             if isinstance(sid, str) and isinstance(until, int | float) and not isinstance(until, bool):
                 self._add(sid, float(until))
-        elif kind == "data":
-            key, until, data = event.get("key"), event.get("until"), event.get("data")
-            if (isinstance(key, str) and isinstance(until, int | float) and not isinstance(until, bool)
-                    and isinstance(data, dict)):
-                old = self.data_updates.get(key)
-                if old is None or old[0] < until:
-                    self.data_updates[key] = (float(until), data)
         elif kind == "ver":
             user, ver = event.get("user"), event.get("ver")
             if isinstance(user, str) and type(ver) is int and self.min_version.get(user, 0) < ver:
@@ -201,16 +200,6 @@ class RevocationView:
     async def mark_updated(self, sid: str, *, until: float) -> None:
         """Tell every node that session ``sid`` changed: tokens minted before now re-read it."""
         await self.revoke("u:" + sid, until=max(until, self.updated.get(sid, 0.0) + 0.001))
-
-    async def publish_data(self, key: str, data: dict[str, Any], *, until: float) -> None:
-        """jwt: a data patch for session "s:<sid>" or user "u:<user>", applied here and sent to every node."""
-        old = self.data_updates.get(key)
-        if old is not None:
-            until = max(until, old[0] + 0.001)
-        event = {"t": "data", "key": key, "until": until, "data": data}
-        self.apply(event)
-        if self.feed is not None:
-            await self.feed.publish(event)
 
     async def revoke(self, sid: str, *, until: float) -> None:
         """Record a revocation in the store, apply it here at once, and tell every other node."""

@@ -14,18 +14,35 @@ every node that has one, and only this process without one.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
 from .._session import Issued, RequestMeta, Session
 from ..errors import ConfigError, InvalidToken, SessionExpired, SessionRevoked
 from ..settings import Settings
+from ..stores import SessionRecord
 from ..tokens import JWECodec, TokenExpired
 from . import _lifetimes as lifetimes
 from ._access import RESERVED_CLAIMS, session_from_claims
 from ._base import Context, CookieSpecs, issued, new_id
 from ._policy import POLICY_KEY, RouteCheck, fingerprint
+from ._revocation import merge_patch
 from ._stored import lifetimes_for
+
+#: The user id of the rows that keep jwt's pending updates (see ``JWTStrategy.update``).
+UPDATES_OWNER = "keyfob:jwt-updates"
+
+
+def _update_key(key: str) -> bytes:
+    return hashlib.sha256(b"keyfob jwt update\x00" + key.encode()).digest()
+
+
+@functools.lru_cache(maxsize=4096)
+def _user_marker(user_id: str) -> str:
+    """The revocation view's update-marker key of a user: fits the 64-character id column, never a sid."""
+    return "user:" + hashlib.sha256(user_id.encode()).hexdigest()[:32]
 
 __all__ = ["RESERVED_CLAIMS", "JWTStrategy"]
 
@@ -68,13 +85,21 @@ class JWTStrategy:
             if rebound is not None:
                 return rebound
         # 5. a live update for this session or its user since the token was minted: re-issue with it
-        if self.ctx.view.data_updates:
-            patched = self._patched(claims, now)
-            if patched is not None:
-                return patched
+        updated = self.ctx.view.updated
+        if updated:
+            seen = claims.get("upd", 0.0)
+            if updated.get(str(claims.get("sid")), 0.0) > seen or updated.get(
+                    _user_marker(claims["sub"]), 0.0) > seen:
+                patched = await self._stored_updates(claims, now)
+                if patched is not None:
+                    return patched
         if now - claims["iat"] < lifetimes.touch_interval(self._lifetimes(claims)):
             return self._session(claims)
-        # 6. roll when older than update_age (Auth.js re-issues the cookie)
+        # 6. roll when older than update_age (Auth.js re-issues the cookie), with the updates stored
+        # while this node had no feed to hear them
+        stored = await self._stored_updates(claims, now)
+        if stored is not None:
+            return stored
         rolled = self._issue(claims, {k: v for k, v in claims.items() if k not in ("iat", "exp", "jti")}, now)
         self.ctx.emit("rolled", rolled.session.id, rolled.session.user_id, {})
         return rolled
@@ -101,11 +126,19 @@ class JWTStrategy:
         return self._issue(claims, {**{k: v for k, v in claims.items() if k not in ("iat", "exp", "jti")},
                                     "auth_time": 0}, now)
 
-    def _patched(self, claims: dict[str, Any], now: float) -> Issued | None:
+    async def _stored_updates(self, claims: dict[str, Any], now: float) -> Issued | None:
+        pending: list[tuple[float, dict[str, Any]]] = []
+        for key in ("s:" + str(claims.get("sid")), "u:" + str(claims["sub"])):
+            row = await self.ctx.store.get(_update_key(key))
+            if row is not None and row.expires_at > now and isinstance(row.data.get("patch"), dict):
+                pending.append((float(row.data["until"]), row.data["patch"]))
+        return self._patched(claims, now, pending)
+
+    def _patched(self, claims: dict[str, Any], now: float,
+                 found: list[tuple[float, dict[str, Any]]]) -> Issued | None:
         """The token re-issued with the updates (``update_session``) it has not seen yet, or None."""
-        view, seen = self.ctx.view, claims.get("upd", 0.0)
-        pending = [u for key in ("s:" + str(claims.get("sid")), "u:" + str(claims["sub"]))
-                   if (u := view.data_updates.get(key)) is not None and u[0] > seen]
+        seen = claims.get("upd", 0.0)
+        pending = [u for u in found if u[0] > seen]
         if not pending:
             return None
         base = {k: v for k, v in claims.items() if k not in ("iat", "exp", "jti")}
@@ -246,23 +279,39 @@ class JWTStrategy:
         change: dict[str, Any] = dict(patch or {})
         if policy:
             change[POLICY_KEY] = dict(policy)
-        await self.ctx.view.publish_data("s:" + session_id, change, until=now + self._horizon())
+        marker = await self._publish("s:" + session_id, change, now)
         self.ctx.emit("updated", session_id, None if session is None else session.user_id,
                       {"keys": sorted(patch or ())})
         if session is None:
             return True
-        marker = self.ctx.view.data_updates["s:" + session_id][0]
         base = _apply({k: v for k, v in session.claims.items() if k not in ("iat", "exp", "jti")}, change)
         base["upd"] = marker
         return self._issue(session.claims, base, now)
 
     async def update_user(self, user_id: str, patch: Mapping[str, Any], *, now: float) -> int:
-        await self.ctx.view.publish_data("u:" + user_id, dict(patch), until=now + self._horizon())
+        await self._publish("u:" + user_id, dict(patch), now)
         self.ctx.emit("updated", None, user_id, {"keys": sorted(patch)})
         return -1
 
-    def _horizon(self) -> float:
-        return self.settings.max_age + self.settings.clock_skew
+    async def _publish(self, key: str, change: dict[str, Any], now: float) -> float:
+        """Keep the patch in the store until every token it concerns has expired, and put an update
+        marker in the revocation list: nodes whose feed brings the marker re-read the patch at their
+        next request, nodes without a feed at their next roll. Returns the marker."""
+        view = self.ctx.view
+        marker_key = key[2:] if key.startswith("s:") else _user_marker(key[2:])
+        until = max(now + self.settings.max_age + self.settings.clock_skew,
+                    view.updated.get(marker_key, 0.0) + 0.001)
+        h = _update_key(key)
+        old = await self.ctx.store.get(h)
+        if old is not None and isinstance(old.data.get("patch"), dict) and old.expires_at > now:
+            change = merge_patch(old.data["patch"], change)
+        row_id = "u:" + h.hex()[:32]
+        await self.ctx.store.delete(row_id)
+        await self.ctx.store.add(SessionRecord(
+            token_hash=h, id=row_id, user_id=UPDATES_OWNER, created_at=now, last_seen_at=now,
+            expires_at=until, data={"until": until, "patch": change}))
+        await view.mark_updated(marker_key, until=until)
+        return until
 
     async def revoke(self, session_id: str, *, now: float) -> bool:
         """Refuse this session id until its token could have expired anyway. Always True: jwt
