@@ -58,7 +58,7 @@ class DatabaseStrategy(StoredSessions):
         if token is None:
             raise InvalidToken()
         rec = await self._live_record(token, now)  # 1-3. shape, lookup, lifetimes
-        pol = policy_of(rec.data)
+        pol = rec.data.get(POLICY_KEY)
         s = self.settings if pol is None else lifetimes_for(self.settings, pol)
         # 4. binding (opt-in): the device must match at every store check, which here is every request
         if pol is not None and check is not None and check.meta is not None:
@@ -84,7 +84,9 @@ class DatabaseStrategy(StoredSessions):
             raise InvalidToken()
         # 3. deadlines (absolute, idle, rolling max_age; a "don't remember me" session has its own)
         try:
-            lifetimes.check_alive(rec, now, lifetimes_for(self.settings, policy_of(rec.data)))
+            pol = rec.data.get(POLICY_KEY)
+            life = self.settings if pol is None else lifetimes_for(self.settings, pol)
+            lifetimes.check_alive(rec, now, life)
         except SessionExpired:
             self.ctx.emit("expired", rec.id, rec.user_id, {})
             raise

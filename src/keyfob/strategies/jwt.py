@@ -93,7 +93,8 @@ class JWTStrategy:
                 patched = await self._stored_updates(claims, now)
                 if patched is not None:
                     return patched
-        if now - claims["iat"] < lifetimes.touch_interval(self._lifetimes(claims)):
+        life = self.settings if pol is None else self._lifetimes(claims)
+        if now - claims["iat"] < lifetimes.touch_interval(life):
             return self._session(claims)
         # 6. roll when older than update_age (Auth.js re-issues the cookie), with the updates stored
         # while this node had no feed to hear them
