@@ -11,7 +11,7 @@ def test_public_names_are_pinned_and_sorted() -> None:
         "AuthResult", "CSRFError", "ConfigError", "Event", "FakeClock", "ImpersonationRefused",
         "InvalidToken", "Issued", "Keyfob", "KeyfobError", "RequestMeta", "Session", "SessionError",
         "SessionExpired", "SessionInfo", "SessionLimitReached", "SessionRevoked", "Settings",
-        "StepUpRequired", "StoreUnavailable", "TokenReuseDetected", "Verifier",
+        "StepUpRequired", "StoreUnavailable", "TokenReuseDetected", "UpdateRefused", "Verifier",
     ]
 
 

@@ -24,6 +24,7 @@ from .errors import (
     StepUpRequired,
     StoreUnavailable,
     TokenReuseDetected,
+    UpdateRefused,
 )
 from .settings import Settings
 from .strategies import SessionLimitReached
@@ -52,6 +53,7 @@ __all__ = [
     "StepUpRequired",
     "StoreUnavailable",
     "TokenReuseDetected",
+    "UpdateRefused",
     "Verifier",
 ]
 

@@ -25,6 +25,7 @@ from .errors import (
     SessionError,
     StepUpRequired,
     StoreUnavailable,
+    UpdateRefused,
 )
 from .settings import Settings
 from .stores import RevocationFeed, SessionRecord, SessionStore, open_feed, open_store
@@ -515,20 +516,18 @@ class Keyfob:
         None to refuse); the patch is applied as :meth:`update_session` and the current cookies are
         re-issued where the strategy needs it.
 
-        Raises ``InvalidToken`` without a session, ``ConfigError`` without an ``on_update`` callback,
-        ``PermissionError`` when the callback refuses.
+        Raises ``InvalidToken`` without a session, ``UpdateRefused`` (403) when the callback refuses
+        or there is no ``on_update`` callback (client updates are off by default).
         """
-        from .errors import ConfigError
-
         if self.on_update is None:
-            raise ConfigError("client session updates need a server callback",
-                              hint="pass Keyfob(on_update=lambda session, requested: {...allowed keys...})")
+            raise UpdateRefused("this app does not accept session updates from clients",
+                                hint="the app enables them with Keyfob(on_update=callback)")
         result = await self.authenticate(cookies, secure=secure)
         if result.session is None:
             raise InvalidToken("no current session", hint="sign in first")
         patch = self.on_update(result.session, requested)
         if patch is None:
-            raise PermissionError("the on_update callback refused this change")
+            raise UpdateRefused("the app refused this session update")
         _check_data(patch)
         strategy = self._for(secure)
         out = await strategy.update(result.session, result.session.id, dict(patch), now=self.clock())

@@ -11,6 +11,7 @@ KeyfobError
 ├── CSRFError              → 403
 ├── StepUpRequired         → 403; .reason ("fresh" | "level"), .max_age, .level: re-authenticate, then retry
 ├── ImpersonationRefused   → 403; nested impersonation, or an admin target without the explicit permission
+├── UpdateRefused          → 403; the on_update callback refused a client's session update
 └── StoreUnavailable       → 503; .__cause__ is the driver error (fail closed)
 ```
 
@@ -35,6 +36,7 @@ __all__ = [
     "StepUpRequired",
     "StoreUnavailable",
     "TokenReuseDetected",
+    "UpdateRefused",
 ]
 
 
@@ -166,6 +168,14 @@ class ImpersonationRefused(KeyfobError):
     code = "impersonation_refused"
     status_code = 403
     default_hint = "stop the current impersonation first, or pass allow_admin=True to impersonate an admin"
+
+
+class UpdateRefused(KeyfobError):
+    """The server's ``on_update`` callback refused this session update (answer 403)."""
+
+    code = "update_refused"
+    status_code = 403
+    default_hint = "change only what the app lets clients change (its on_update callback decides)"
 
 
 class StoreUnavailable(KeyfobError):

@@ -21,6 +21,7 @@ from keyfob import (
     RequestMeta,
     Session,
     StepUpRequired,
+    UpdateRefused,
 )
 from keyfob.web import SetCookie
 from tests.conftest import PG_URL, require_postgres, require_redis
@@ -207,6 +208,9 @@ async def test_client_update_passes_through_the_server_callback(make_fob: MakeFo
             return None
         return {"name": str(requested["name"])[:40]}
 
+    with pytest.raises(UpdateRefused, match="does not accept"):
+        plain = make_fob()
+        await plain.update_current(Jar().apply((await plain.create("u1", {})).cookies), {"name": "x"})
     fob = make_fob(on_update=allow_name_only)
     jar, _ = await signed_in(fob)
     out = await fob.update_current(jar, {"name": "Grace"})
@@ -214,7 +218,7 @@ async def test_client_update_passes_through_the_server_callback(make_fob: MakeFo
     assert out.session.data["name"] == "Grace"
     got = await current(fob, jar)
     assert got is not None and got.data["name"] == "Grace" and got.data["role"] == "admin"
-    with pytest.raises(PermissionError):
+    with pytest.raises(UpdateRefused):
         await fob.update_current(jar, {"role": "owner"})
     got = await current(fob, jar)
     assert got is not None and got.data["role"] == "admin"
