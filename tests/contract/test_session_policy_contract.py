@@ -24,14 +24,12 @@ from keyfob import (
     UpdateRefused,
 )
 from keyfob.web import SetCookie
-from tests.conftest import PG_URL, require_postgres, require_redis
 
-from .conftest import PRIVATE_PREFIX, delete_redis_keys, drop_postgres_tables
 from .stores_for_strategies import (  # noqa: F401
-    REDIS_TEST_URL,
     STORE_PARAMS,
     MakeFob,
     StoreFactory,
+    keyfob_factory,
     make_store_url,
 )
 
@@ -63,49 +61,11 @@ def strategy(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-PREFIX = f"{PRIVATE_PREFIX}p_"  # this process's own tables and keys on the shared servers
-
-
 @pytest.fixture(params=STORE_PARAMS)
 async def make_fob(request: pytest.FixtureRequest, make_store_url: StoreFactory, strategy: str,
                    clock: FakeClock) -> AsyncIterator[MakeFob]:
-    kind = request.param
-    if kind == "postgresql":
-        require_postgres()
-        await drop_postgres_tables(PREFIX)
-    elif kind == "redis":
-        require_redis()
-        await delete_redis_keys(PREFIX, REDIS_TEST_URL)
-    url = await make_store_url(kind) if kind in ("memory", "sqlite") else ""
-    made: list[Keyfob] = []
-
-    def factory(**kw: Any) -> Keyfob:
-        kw.setdefault("strategy", strategy)
-        kw.setdefault("secret", SECRET)
-        if kind == "postgresql":  # this process's own tables and channel
-            from keyfob.stores.sql import PostgresFeed, SQLStore
-
-            kw.setdefault("feed", PostgresFeed(PG_URL, channel=PREFIX))
-            fob = Keyfob(store=SQLStore(PG_URL, table_prefix=PREFIX), clock=clock, **kw)
-        elif kind == "redis":
-            from keyfob.stores.redis import RedisFeed, RedisStore
-
-            kw.setdefault("feed", RedisFeed(REDIS_TEST_URL, channel=PREFIX))
-            fob = Keyfob(store=RedisStore(REDIS_TEST_URL, prefix=PREFIX), clock=clock, **kw)
-        else:
-            fob = Keyfob(store=url, clock=clock, **kw)
-        made.append(fob)
-        return fob
-
-    try:
+    async with keyfob_factory(await make_store_url(request.param), clock, strategy, SECRET) as factory:
         yield factory
-    finally:
-        for fob in made:
-            await fob.close()
-        if kind == "postgresql":
-            await drop_postgres_tables(PREFIX)
-        elif kind == "redis":
-            await delete_redis_keys(PREFIX, REDIS_TEST_URL)
 
 
 def events_of(fob: Keyfob) -> list[Event]:
