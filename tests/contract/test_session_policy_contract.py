@@ -491,3 +491,14 @@ async def test_update_reaches_a_node_without_a_feed_at_its_next_roll(make_fob: M
     clock.advance(node_b.settings.update_age)
     after = await current(node_b, jar)
     assert after is not None and after.data["role"] == "viewer" and after.data["name"] == "Grace"
+
+
+async def test_route_parameters_pass_through_an_observed_engine(make_fob: MakeFob) -> None:
+    fob = make_fob()
+    seen: list[tuple[str, str]] = []
+    fob.observe(lambda op, result, _seconds: seen.append((op, result)))  # keyfob.metrics wraps these
+    jar, _ = await signed_in(fob)
+    assert (await fob.authenticate(jar, max_staleness=0, meta=LAPTOP)).session is not None
+    token = (await fob.create("u2", {})).access_token
+    assert token is not None and (await fob.authenticate_token(token, max_staleness=0)).session is not None
+    assert seen == [("authenticate", "ok"), ("authenticate", "ok")]
