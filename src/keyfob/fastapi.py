@@ -49,6 +49,7 @@ from .errors import KeyfobError
 from .starlette import (
     AuthHandlers,
     KeyfobMiddleware,
+    _meta,
     error_response,
     get_keyfob,
     keyfob_request,
@@ -103,10 +104,17 @@ class SessionDependency(SecurityBase):
     ``fresh``: 403 ``reauthentication_required`` when the sign-in is older than that many seconds
     (``0`` means ``settings.fresh_age``). Declares the cookie and bearer schemes and the error
     responses in the OpenAPI schema (``install`` adds the responses).
+
+    Called with options it gives a new dependency (``Depends(require_session(max_staleness=0))``):
+    ``max_staleness`` (seconds; 0 = the store confirms this request), ``outage_grace`` (seconds of
+    a store outage this route may be answered from the revocation view), ``step_up_fresh`` /
+    ``level`` (403 ``step_up_required`` with what to do; see docs/SESSION_POLICY.md).
     """
 
     def __init__(self, *, required: bool = True, roles: frozenset[str] = frozenset(),
-                 fresh: float | None = None, cookie_name: str = "keyfob.session-token") -> None:
+                 fresh: float | None = None, cookie_name: str = "keyfob.session-token",
+                 max_staleness: float | None = None, outage_grace: float = 0,
+                 step_up_fresh: float | None = None, level: int | None = None) -> None:
         self.model = APIKey(**{"in": APIKeyIn.cookie}, name=cookie_name,  # type: ignore[arg-type]
                             description="The keyfob session cookie (named __Host-" + cookie_name +
                                         " over https); set by signing in")
@@ -114,17 +122,48 @@ class SessionDependency(SecurityBase):
         self.required = required
         self.roles = roles
         self.fresh = fresh
+        self.cookie_name = cookie_name
+        self.max_staleness = max_staleness
+        self.outage_grace = outage_grace
+        self.step_up_fresh = step_up_fresh
+        self.level = level
+        self._confirm = max_staleness is not None or bool(outage_grace)
         self.responses: dict[int | str, dict[str, Any]] = {}
         if required:
             self.responses[401] = UNAUTHORIZED
-        if roles or fresh is not None:
+        if roles or fresh is not None or step_up_fresh is not None or level is not None:
             self.responses[403] = FORBIDDEN
+        # FastAPI reads the dependency's signature (and awaits it) through __wrapped__, so the
+        # instance itself stays callable with options.
+        self.__wrapped__ = self._dependency
 
-    async def __call__(self, request: Request) -> Session | None:
+    def __call__(self, *args: Any, **kw: Any) -> Any:
+        """As a dependency (FastAPI passes ``request``): the session. With options only: a new
+        dependency, e.g. ``require_session(max_staleness=0)``, ``require_session(fresh=600)``,
+        ``require_session(level=2)``."""
+        if args or "request" in kw:
+            return self._dependency(*args, **kw)
+        options: dict[str, Any] = {
+            "required": self.required, "roles": self.roles, "fresh": self.fresh,
+            "cookie_name": self.cookie_name, "max_staleness": self.max_staleness,
+            "outage_grace": self.outage_grace, "step_up_fresh": self.step_up_fresh, "level": self.level}
+        if "fresh" in kw:  # require_session(fresh=N): the step-up 403, with its machine-readable reason
+            kw["step_up_fresh"] = kw.pop("fresh")
+        unknown = set(kw) - set(options)
+        if unknown:
+            raise TypeError(f"require_session() got unknown options {sorted(unknown)}: use max_staleness, "
+                            "outage_grace, fresh, level")
+        return SessionDependency(**{**options, **kw})
+
+    async def _dependency(self, request: Request) -> Session | None:
         req = keyfob_request(request)
+        if self._confirm:
+            fob = req.core.fob
+            await req.confirm(max_staleness=self.max_staleness, outage_grace=self.outage_grace,
+                              meta=_meta(request) if fob.settings.bind is not None else None)
         if not self.required:
             return req.session
-        session = req.require()
+        session = req.require(fresh=self.step_up_fresh, level=self.level)
         if self.roles and session.role not in self.roles:
             raise Forbidden(f"this needs the role {' or '.join(sorted(self.roles))}",
                             hint="sign in with an account that has it")
@@ -222,6 +261,12 @@ def auth_router(fob: Keyfob, *, prefix: str | None = None, include_in_schema: bo
                 summary="The current session (Auth.js shape), or null")
     async def get_session(request: Request) -> Response:
         return await h.session(request)
+
+    @router.post(f"{base}/session", response_model=AuthSession, dependencies=signed_in,
+                 responses={**guarded, 400: _error("The body is not a JSON object")},
+                 summary="Update the session's data (Auth.js update()); the app's on_update callback decides")
+    async def update_session(request: Request) -> Response:
+        return await h.update(request)
 
     @router.get(f"{base}/sessions", response_model=list[SessionItem], dependencies=signed_in,
                 responses=guarded, summary="The signed-in user's active sessions (devices)")

@@ -50,7 +50,7 @@ import asyncio
 import functools
 import os
 import threading
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any, ParamSpec, TypeVar, overload
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, redirect, request, url_for
@@ -80,6 +80,7 @@ __all__ = [
     "fresh_required",
     "list_sessions",
     "login_required",
+    "require_session",
     "revoke",
     "revoke_others",
     "role_required",
@@ -283,11 +284,18 @@ def csrf_token() -> str:
     return _req().csrf_token()
 
 
-def sign_in(user_id: str, data: Mapping[str, Any] | None = None) -> Issued:
-    """Create a session (fresh id) and set its cookies on the response (and a new CSRF token)."""
+def _meta() -> RequestMeta:
+    return RequestMeta(ip=request.remote_addr, user_agent=(request.user_agent.string or None))
+
+
+def sign_in(user_id: str, data: Mapping[str, Any] | None = None, *, remember: bool = True,
+            amr: Sequence[str] = ()) -> Issued:
+    """Create a session (fresh id) and set its cookies on the response (and a new CSRF token).
+    ``remember=False`` ("don't remember me"): browser-session cookies and the browser-session
+    lifetimes; ``amr``: the methods the user just proved (``["pwd"]``)."""
     req = _req()
-    meta = RequestMeta(ip=request.remote_addr, user_agent=(request.user_agent.string or None))
-    issued = _run(_fob().create, user_id, data, meta, secure=req.secure, cookies=req.cookies)
+    issued = _run(_fob().create, user_id, data, _meta(), secure=req.secure, cookies=req.cookies,
+                  remember=remember, amr=amr)
     req.signed_in(issued)
     return issued
 
@@ -408,6 +416,43 @@ def fresh_required(view: Any = None, /, *, max_age: float | None = None) -> Any:
     return decorate(view) if view is not None else decorate
 
 
+@overload
+def require_session(view: Callable[P, R], /) -> Callable[P, R | BaseResponse]: ...
+@overload
+def require_session(
+    *, max_staleness: float | None = None, outage_grace: float = 0, fresh: float | None = None,
+    level: int | None = None,
+) -> Callable[[Callable[P, R]], Callable[P, R | BaseResponse]]: ...
+
+
+def require_session(view: Any = None, /, *, max_staleness: float | None = None, outage_grace: float = 0,
+                    fresh: float | None = None, level: int | None = None) -> Any:
+    """Like :func:`login_required`, with the route's session policy: ``max_staleness=0`` (the store
+    confirms this request, every strategy), ``outage_grace`` (seconds of a store outage this view
+    may be answered from the revocation view), ``fresh`` / ``level`` (403 ``step_up_required`` with
+    what to do). Use bare (``@require_session``) or with options
+    (``@require_session(max_staleness=0, fresh=600)``). See docs/SESSION_POLICY.md."""
+    confirm = max_staleness is not None or bool(outage_grace)
+
+    def decorate(inner: Callable[P, R]) -> Callable[P, R | BaseResponse]:
+        @functools.wraps(inner)
+        def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | BaseResponse:
+            req = _req()
+            if confirm:
+                fob = _fob()
+                _run(req.confirm, max_staleness=max_staleness, outage_grace=outage_grace,
+                     meta=_meta() if fob.settings.bind is not None else None)
+            outcome = _signed_in_or_stop()
+            if isinstance(outcome, BaseResponse):
+                return outcome
+            req.require(fresh=fresh, level=level)
+            return inner(*args, **kwargs)
+
+        return wrapper
+
+    return decorate(view) if view is not None else decorate
+
+
 # -- the /auth blueprint -------------------------------------------------------------------------------
 
 def _auth_blueprint(fob: Keyfob) -> Blueprint:
@@ -445,6 +490,10 @@ def _auth_blueprint(fob: Keyfob) -> Blueprint:
     @bp.post(f"{base}/signout")
     def signout() -> Response:
         return reply(_run(routes.signout, _req()))
+
+    @bp.post(f"{base}/session")
+    def update_session() -> Response:
+        return reply(_run(routes.update, _req(), request.content_type, request.get_data()))
 
     @bp.post(f"{base}/refresh")
     def refresh() -> Response:

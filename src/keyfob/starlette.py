@@ -19,7 +19,7 @@ never raises: it is simply no session (401 where one is required). A store outag
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -51,6 +51,7 @@ __all__ = [
     "error_response",
     "get_keyfob",
     "keyfob_request",
+    "require_session",
     "sign_in",
     "sign_out",
 ]
@@ -226,14 +227,18 @@ def _meta(request: Request) -> RequestMeta:
 
 
 async def sign_in(request: Request, user_id: str, data: Mapping[str, Any] | None = None,
-                  response: Response | None = None) -> Issued:
+                  response: Response | None = None, *, remember: bool = True,
+                  amr: Sequence[str] = ()) -> Issued:
     """Create a session for ``user_id`` (fresh id: no fixation) and set its cookies.
 
     The middleware adds the cookies (and a CSRF token bound to the new session) to whatever
     response the endpoint returns; ``response`` is accepted for older code and changes nothing.
+    ``remember=False`` ("don't remember me"): browser-session cookies and the browser-session
+    lifetimes; ``amr``: the methods the user just proved (``["pwd"]``).
     """
     req = keyfob_request(request)
-    issued = await req.core.fob.create(user_id, data, _meta(request), secure=req.secure, cookies=req.cookies)
+    issued = await req.core.fob.create(user_id, data, _meta(request), secure=req.secure, cookies=req.cookies,
+                                       remember=remember, amr=amr)
     req.signed_in(issued)
     request.state.session = issued.session
     return issued
@@ -244,6 +249,24 @@ async def sign_out(request: Request, response: Response | None = None) -> None:
     req = keyfob_request(request)
     req.signed_out(await req.core.fob.sign_out(req.cookies, secure=req.secure))
     request.state.session = None
+
+
+async def require_session(request: Request, *, max_staleness: float | None = None, outage_grace: float = 0,
+                          fresh: float | None = None, level: int | None = None) -> Session:
+    """The request's session for an endpoint that demands more than the middleware's check.
+
+    ``max_staleness=0``: the store confirms this request (every strategy); ``outage_grace``: the
+    revocation view may answer for that many seconds of a store outage; ``fresh`` / ``level``: 403
+    ``step_up_required`` unless the user proved who they are that recently / that strongly. Raises
+    the keyfob error to answer (the middleware turns it into 401/403/503).
+    """
+    req = keyfob_request(request)
+    if max_staleness is not None or outage_grace:
+        fob = req.core.fob
+        await req.confirm(max_staleness=max_staleness, outage_grace=outage_grace,
+                          meta=_meta(request) if fob.settings.bind is not None else None)
+        request.state.session = req.session
+    return req.require(fresh=fresh, level=level)
 
 
 # -- routes -------------------------------------------------------------------------------------------
@@ -292,6 +315,11 @@ class AuthHandlers:
                                           await request.body())
         return _reply(reply)
 
+    async def update(self, request: Request) -> Response:
+        reply = await self.routes.update(keyfob_request(request), request.headers.get("content-type"),
+                                         await request.body())
+        return _reply(reply)
+
     async def csrf(self, request: Request) -> Response:
         return _reply(await self.routes.csrf(keyfob_request(request)))
 
@@ -318,6 +346,7 @@ def auth_routes(fob: Keyfob, *, prefix: str | None = None) -> list[BaseRoute]:
 
     return [
         Route(f"{base}/session", wrap(h.session), methods=["GET"]),
+        Route(f"{base}/session", wrap(h.update), methods=["POST"]),
         Route(f"{base}/sessions", wrap(h.sessions), methods=["GET"]),
         Route(f"{base}/sessions/revoke-others", wrap(h.revoke_others), methods=["POST"]),
         Route(f"{base}/sessions/{{sid}}", wrap(h.delete_session), methods=["DELETE"]),

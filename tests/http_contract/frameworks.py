@@ -7,6 +7,9 @@ routes plus four of the app's own:
 * ``GET /me`` (signed in) answers ``{"user": user id}``;
 * ``GET /admin`` (role ``admin``) answers ``{"ok": true}``;
 * ``POST /action`` (signed in) answers ``{"ok": true}``;
+* session policy (docs/SESSION_POLICY.md): ``GET /confirmed`` (``max_staleness=0``), ``GET /fresh``
+  (``fresh=600``) and ``GET /strong`` (``level=2``) answer ``{"user": user id}``; ``POST /login``
+  takes ``"remember": false`` and ``"amr": [...]``;
 
 and returns a :class:`Client` driving it in process over ``http://testserver`` (Starlette's and
 FastAPI's ``TestClient`` default) or ``http://localhost`` (Flask's test client default).
@@ -130,8 +133,21 @@ def starlette_client(fob: Keyfob) -> Iterator[Client]:
 
     async def login(request: Request) -> Response:
         body = await request.json()
-        issued = await sign_in(request, body["user"], {"role": body.get("role", "user"), "name": "Ada"})
+        issued = await sign_in(request, body["user"], {"role": body.get("role", "user"), "name": "Ada"},
+                               remember=body.get("remember", True), amr=body.get("amr", ()))
         return JSONResponse({"id": issued.session.id})
+
+    def policy(**options: Any) -> Callable[[Request], Any]:
+        from keyfob.starlette import require_session
+
+        async def endpoint(request: Request) -> Response:
+            try:
+                session = await require_session(request, **options)
+            except KeyfobError as exc:
+                return error_response(exc)
+            return JSONResponse({"user": session.user_id})
+
+        return endpoint
 
     def guard(role: str | None = None) -> Callable[[Any], Any]:
         def decorate(handler: Callable[[Request], Any]) -> Callable[[Request], Any]:
@@ -164,7 +180,9 @@ def starlette_client(fob: Keyfob) -> Iterator[Client]:
 
     app = Starlette(
         routes=[*auth_routes(fob), Route("/login", login, methods=["POST"]), Route("/me", me),
-                Route("/admin", admin), Route("/action", action, methods=["POST"])],
+                Route("/admin", admin), Route("/action", action, methods=["POST"]),
+                Route("/confirmed", policy(max_staleness=0)), Route("/fresh", policy(fresh=600)),
+                Route("/strong", policy(level=2))],
         middleware=[Middleware(KeyfobMiddleware, fob=fob)], lifespan=_lifespan(fob))
     with TestClient(app) as client:
         yield _HttpxClient(client)
@@ -185,11 +203,24 @@ def fastapi_client(fob: Keyfob) -> Iterator[Client]:
     @app.post("/login")
     async def login(request: Request) -> dict[str, Any]:
         body = await request.json()
-        issued = await sign_in(request, body["user"], {"role": body.get("role", "user"), "name": "Ada"})
+        issued = await sign_in(request, body["user"], {"role": body.get("role", "user"), "name": "Ada"},
+                               remember=body.get("remember", True), amr=body.get("amr", ()))
         return {"id": issued.session.id}
 
     @app.get("/me")
     async def me(session: Session = Depends(require_session)) -> dict[str, Any]:
+        return {"user": session.user_id}
+
+    @app.get("/confirmed")
+    async def confirmed(session: Session = Depends(require_session(max_staleness=0))) -> dict[str, Any]:
+        return {"user": session.user_id}
+
+    @app.get("/fresh")
+    async def fresh(session: Session = Depends(require_session(fresh=600))) -> dict[str, Any]:
+        return {"user": session.user_id}
+
+    @app.get("/strong")
+    async def strong(session: Session = Depends(require_session(level=2))) -> dict[str, Any]:
         return {"user": session.user_id}
 
     @app.get("/admin", dependencies=[Depends(require_role("admin"))])
@@ -234,7 +265,14 @@ class _FlaskClient:
 def flask_client(fob: Keyfob) -> Iterator[Client]:
     from flask import Flask, request
 
-    from keyfob.flask import KeyfobFlask, current_session, login_required, role_required, sign_in
+    from keyfob.flask import (
+        KeyfobFlask,
+        current_session,
+        login_required,
+        require_session,
+        role_required,
+        sign_in,
+    )
 
     app = Flask(__name__)
     kf = KeyfobFlask(app, fob)
@@ -242,8 +280,24 @@ def flask_client(fob: Keyfob) -> Iterator[Client]:
     @app.post("/login")
     def login() -> dict[str, Any]:
         body = request.get_json()
-        issued = sign_in(body["user"], {"role": body.get("role", "user"), "name": "Ada"})
+        issued = sign_in(body["user"], {"role": body.get("role", "user"), "name": "Ada"},
+                         remember=body.get("remember", True), amr=body.get("amr", ()))
         return {"id": issued.session.id}
+
+    @app.get("/confirmed")
+    @require_session(max_staleness=0)
+    def confirmed() -> dict[str, Any]:
+        return {"user": current_session().user_id}  # type: ignore[union-attr]
+
+    @app.get("/fresh")
+    @require_session(fresh=600)
+    def fresh() -> dict[str, Any]:
+        return {"user": current_session().user_id}  # type: ignore[union-attr]
+
+    @app.get("/strong")
+    @require_session(level=2)
+    def strong() -> dict[str, Any]:
+        return {"user": current_session().user_id}  # type: ignore[union-attr]
 
     @app.get("/me")
     @login_required

@@ -37,14 +37,14 @@ The rules, each written only here:
 from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from ..errors import CSRFError, KeyfobError, SessionError, StoreUnavailable
+from ..errors import CSRFError, KeyfobError, SessionError, StepUpRequired, StoreUnavailable
 from ._cookies import CookieSpec, SetCookie, is_local_development
 from .csrf import SAFE_METHODS, CSRFProtect
 
 if TYPE_CHECKING:
-    from .._session import Session
+    from .._session import RequestMeta, Session
     from ..engine import AuthResult, Issued, Keyfob
 
 __all__ = ["CSRF_COOKIE", "CSRF_FIELD", "CSRF_HEADER", "MAX_FORM_BYTES", "NO_STORE", "VARY_COOKIE",
@@ -84,10 +84,14 @@ class Forbidden(KeyfobError):
     status_code = 403
 
 
-def error_parts(exc: KeyfobError) -> tuple[int, dict[str, str], dict[str, str]]:
-    """``(status, {"error": code, "detail": message}, extra headers)`` for an error response."""
+def error_parts(exc: KeyfobError) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """``(status, {"error": code, "detail": message}, extra headers)`` for an error response.
+    A step-up 403 adds its machine-readable fields (``reason``, ``max_age`` or ``level``, ``hint``)."""
     headers = {"Retry-After": "1"} if isinstance(exc, StoreUnavailable) else {}
-    return exc.status_code, {"error": exc.code, "detail": str(exc)}, headers
+    body: dict[str, Any] = {"error": exc.code, "detail": str(exc)}
+    if isinstance(exc, StepUpRequired):
+        body.update(exc.to_json())
+    return exc.status_code, body, headers
 
 
 def not_signed_in(result: AuthResult | None) -> SessionError:
@@ -365,8 +369,37 @@ class RequestState:
         return out
 
     # -- convenience -------------------------------------------------------------------------------------
-    def require(self) -> Session:
-        """The session, or the 401 to raise (with the reason a cookie was refused)."""
-        if self.session is None:
+    def require(self, *, fresh: float | None = None, level: int | None = None) -> Session:
+        """The session, or the 401 to raise (with the reason a cookie was refused); with ``fresh``
+        (seconds) or ``level``, the 403 :class:`~keyfob.StepUpRequired` when the session lacks them."""
+        session = self.session
+        if session is None:
             raise not_signed_in(self.result)
-        return self.session
+        if fresh is not None or level is not None:
+            need = self.core.fob.step_up(session, fresh=fresh, level=level)
+            if need is not None:
+                raise need
+        return session
+
+    async def confirm(self, *, max_staleness: float | None = None, outage_grace: float = 0,
+                      meta: RequestMeta | None = None) -> Session | None:
+        """Authenticate again for a route that demands more than the middleware's default check:
+        ``max_staleness`` (0: the store confirms this request), ``outage_grace``, and ``meta`` (the
+        device, for binding). Its cookies replace the first check's. Returns the session or None."""
+        fob = self.core.fob
+        if self.bearer is not None:
+            result = await fob.authenticate_token(self.bearer, max_staleness=max_staleness,
+                                                  outage_grace=outage_grace, meta=meta)
+        else:
+            result = await fob.authenticate(self.cookies, secure=self.secure, max_staleness=max_staleness,
+                                            outage_grace=outage_grace, meta=meta)
+        before = self.session
+        changed = before is not None and (result.session is None or result.session.id != before.id)
+        first = self.result.cookies if self.result is not None else []
+        names = {_base(c.name) for c in result.cookies}
+        self.pending[:0] = [c for c in first if _base(c.name) not in names]  # the first check's roll stays
+        self.result = result
+        self.session = result.session
+        if changed:
+            self._rebind_csrf()
+        return result.session

@@ -78,6 +78,23 @@ class AuthRoutes:
                      "refresh_token": issued.refresh_token if in_body else None,
                      "token_type": "Bearer", "expires_in": int(self.fob.settings.access_ttl)}
 
+    async def update(self, req: RequestState, content_type: str | None, body: bytes) -> Reply:
+        """``POST session``: the client asks to change its session data (Auth.js's ``update()``:
+        ``{"data": {...}}`` or the object itself); the app's ``on_update`` callback decides."""
+        req.require()
+        try:
+            sent = json.loads(body or b"{}") if (content_type or "").startswith("application/json") else None
+        except ValueError:
+            sent = None
+        if not isinstance(sent, dict):
+            return 400, {"error": "bad_request", "detail": 'send a JSON object: {"data": {...}}'}
+        requested = sent.get("data", sent)
+        if not isinstance(requested, dict):
+            return 400, {"error": "bad_request", "detail": '"data" must be a JSON object'}
+        issued = await self.fob.update_current(req.cookies, requested, secure=req.secure)
+        req.replaced(issued)
+        return 200, issued.session.to_authjs()
+
     async def csrf(self, req: RequestState) -> Reply:
         return 200, {"csrfToken": req.csrf_token()}
 
