@@ -32,6 +32,8 @@ token: ``GET /auth/csrf`` and send ``X-CSRF-Token``; the 403 says so.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -133,9 +135,11 @@ class SessionDependency(SecurityBase):
             self.responses[401] = UNAUTHORIZED
         if roles or fresh is not None or step_up_fresh is not None or level is not None:
             self.responses[403] = FORBIDDEN
-        # FastAPI reads the dependency's signature (and awaits it) through __wrapped__, so the
-        # instance itself stays callable with options.
-        self.__wrapped__ = self._dependency
+        # FastAPI reads the dependency's parameters from this signature, and awaits __call__ (marked
+        # a coroutine function below), so the instance itself stays callable with options.
+        self.__signature__ = inspect.signature(self._dependency, eval_str=True)
+
+    __signature__: inspect.Signature
 
     def __call__(self, *args: Any, **kw: Any) -> Any:
         """As a dependency (FastAPI passes ``request``): the session. With options only: a new
@@ -154,6 +158,11 @@ class SessionDependency(SecurityBase):
             raise TypeError(f"require_session() got unknown options {sorted(unknown)}: use max_staleness, "
                             "outage_grace, fresh, level")
         return SessionDependency(**{**options, **kw})
+
+    if hasattr(inspect, "markcoroutinefunction"):  # Python 3.12+
+        inspect.markcoroutinefunction(__call__)
+    else:  # Python 3.11: the marker asyncio.iscoroutinefunction (FastAPI's check there) looks for
+        __call__._is_coroutine = asyncio.coroutines._is_coroutine  # type: ignore[attr-defined]
 
     async def _dependency(self, request: Request) -> Session | None:
         req = keyfob_request(request)
