@@ -40,7 +40,11 @@ def fob(strategy: str, db_url: str, clock: FakeClock) -> Keyfob:
                   on_update=allow_name)
 
 
-@pytest.fixture(params=sorted(FRAMEWORKS))
+# Django's adapter landed after this work; its policy parameters are not wired yet (issue 14 stays open).
+POLICY_FRAMEWORKS = ["fastapi", "flask", "starlette"]
+
+
+@pytest.fixture(params=POLICY_FRAMEWORKS)
 def client(request: pytest.FixtureRequest, fob: Keyfob) -> Iterator[Client]:
     with FRAMEWORKS[request.param](fob) as c:
         yield c
