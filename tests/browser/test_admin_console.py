@@ -14,17 +14,15 @@ from __future__ import annotations
 
 import contextlib
 import os
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests._server_process import server_process
 from tests.browser.test_demo_in_chromium import (  # noqa: F401  (browsers, laptop, phone: fixtures)
     DEMO_SECRET,
     PASSWORD,
@@ -73,31 +71,12 @@ def serve(strategy: str, workdir: Path) -> Iterator[AdminDemo]:
     env["KEYFOB_SECRET"] = DEMO_SECRET
     script = Path(__file__).with_name("_serve_demo.py")
     cmd = [sys.executable, str(script), strategy, str(port), str(data_dir), f"refresh_grace={REFRESH_GRACE}"]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + STARTUP
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"the demo exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{base}/signin", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the demo did not answer in {STARTUP} s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.05)  # polling for start-up, not an assertion
-        yield AdminDemo(strategy, base, data_dir)
+        with server_process(cmd, env=env, log_path=log_path, ready_url=f"{base}/signin", what="the demo",
+                            startup=STARTUP):
+            yield AdminDemo(strategy, base, data_dir)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
         server_log = log_path.read_text(errors="replace")
         hygiene().add_text(server_log, f"the admin console demo ({strategy}) under Chromium")
         bad = [ln for ln in server_log.splitlines() if ln.startswith(("ERROR", "CRITICAL", "Traceback"))]

@@ -19,12 +19,8 @@ import re
 import secrets
 import socket
 import sqlite3
-import subprocess
 import sys
 import threading
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -33,6 +29,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from tests._server_process import server_process
 from tests.conftest import CHROMEDRIVER, CHROMIUM, require_chromium
 from tests.security._log_hygiene import hygiene
 
@@ -94,31 +91,12 @@ def demo_server(strategy: str, workdir: Path) -> Iterator[Demo]:
     env["KEYFOB_SECRET"] = DEMO_SECRET
     cmd = [sys.executable, "-m", "keyfob", "demo", "--strategy", strategy, "--port", str(port),
            "--data-dir", str(data_dir)]
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + STARTUP
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"keyfob demo exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{base}/signin", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"keyfob demo did not answer in {STARTUP} s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.05)  # polling for start-up, not an assertion
-        yield Demo(strategy, base, data_dir)
+        with server_process(cmd, env=env, log_path=log_path, ready_url=f"{base}/signin", what="keyfob demo",
+                            startup=STARTUP):
+            yield Demo(strategy, base, data_dir)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
         server_log = log_path.read_text(errors="replace")
         hygiene().add_text(server_log, f"keyfob demo ({strategy}) under Chromium")
         bad = [ln for ln in server_log.splitlines() if ln.startswith(("ERROR", "CRITICAL", "Traceback"))]

@@ -15,14 +15,12 @@ import re
 import secrets
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from tests._server_process import server_process
 from tests.conftest import CHROMEDRIVER, CHROMIUM, require_chromium
 from tests.security._log_hygiene import hygiene
 
@@ -95,33 +93,12 @@ def serve(kind: str, workdir: Path) -> Iterator[str]:
         cmd = [sys.executable, "-m", "uvicorn", "--host", "127.0.0.1", "--port", str(port),
                "--lifespan", "on", "app:asgi_application"]
     log_path = workdir / f"{kind}.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(cmd, cwd=workdir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + STARTUP
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"{kind} exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{base}/login", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except (urllib.error.URLError, OSError):
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"{kind} did not answer in {STARTUP} s:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.05)  # polling for start-up, not an assertion
-        yield base
+        with server_process(cmd, cwd=workdir, env=env, log_path=log_path, ready_url=f"{base}/login",
+                            what=kind, startup=STARTUP):
+            yield base
     finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, 15)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, 9)
-            proc.wait()
         server_log = log_path.read_text(errors="replace")
         hygiene().add_text(server_log, f"Django quick start under {kind}")
         bad = [ln for ln in server_log.splitlines() if "Traceback" in ln or " 500 " in ln]
