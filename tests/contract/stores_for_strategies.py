@@ -10,17 +10,20 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from keyfob import FakeClock, Keyfob
+from keyfob.web import SetCookie
 from tests.conftest import PG_URL, require_postgres, require_redis
 from tests.contract.conftest import REDIS_TEST_URL, delete_redis_keys, drop_postgres_tables
 
 StoreFactory = Callable[[str], Awaitable[str]]
+STRATEGIES = ["jwt", "database", "hybrid"]
+SECRET = "kf-contract-secret-0123456789abcdef0123456789abcdef01234567"
 MakeFob = Callable[..., Keyfob]
 
 STORE_PARAMS = [
@@ -84,3 +87,28 @@ async def keyfob_factory(url: str, clock: FakeClock, strategy: str, secret: str)
     finally:
         for fob in made:
             await fob.close()
+
+
+class Jar(dict[str, str]):
+    """A browser's cookie jar, just enough of one."""
+
+    def apply(self, cookies: Iterable[SetCookie]) -> Jar:
+        for c in cookies:
+            if c.max_age is not None and c.max_age <= 0:
+                self.pop(c.name, None)
+            else:
+                self[c.name] = c.value
+        return self
+
+
+@pytest.fixture(params=STRATEGIES)
+def strategy(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture(params=STORE_PARAMS)
+async def make_fob(request: pytest.FixtureRequest, make_store_url: StoreFactory, strategy: str,
+                   clock: FakeClock) -> AsyncIterator[MakeFob]:
+    """``make_fob(**settings)``: engines of this test's strategy on this test's store (every kind)."""
+    async with keyfob_factory(await make_store_url(request.param), clock, strategy, SECRET) as factory:
+        yield factory

@@ -7,7 +7,6 @@ Written to pin behaviours a mutation run showed the older suites did not notice 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 
 import pytest
 
@@ -20,31 +19,24 @@ from keyfob import (
     TokenReuseDetected,
 )
 
-from .stores_for_strategies import (  # noqa: F401
+from .stores_for_strategies import (  # noqa: F401  (make_store_url, strategy, make_fob: fixtures)
+    SECRET,
     STORE_PARAMS,
+    STRATEGIES,
+    Jar,
     MakeFob,
     StoreFactory,
     keyfob_factory,
+    make_fob,
     make_store_url,
+    strategy,
 )
-from .test_strategy_contract import SECRET, Jar, sign_in
+from .test_strategy_contract import sign_in
 
 pytestmark = pytest.mark.anyio
 
 HOUR = 3600.0
 DAY = 86400.0
-
-
-@pytest.fixture(params=["jwt", "database", "hybrid"])
-def strategy(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture(params=STORE_PARAMS)
-async def make_fob(request: pytest.FixtureRequest, make_store_url: StoreFactory, strategy: str,
-                   clock: FakeClock) -> AsyncIterator[MakeFob]:
-    async with keyfob_factory(await make_store_url(request.param), clock, strategy, SECRET) as factory:
-        yield factory
 
 
 def stateful(fob: Keyfob) -> bool:

@@ -7,7 +7,6 @@ nothing reaches it but the store: that is how a revoke the view has not seen is 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import pytest
@@ -25,16 +24,19 @@ from keyfob import (
 )
 from keyfob.web import SetCookie
 
-from .stores_for_strategies import (  # noqa: F401
+from .stores_for_strategies import (  # noqa: F401  (make_store_url, strategy, make_fob: fixtures)
+    SECRET,
     STORE_PARAMS,
+    STRATEGIES,
+    Jar,
     MakeFob,
     StoreFactory,
     keyfob_factory,
+    make_fob,
     make_store_url,
+    strategy,
 )
 
-STRATEGIES = ["jwt", "database", "hybrid"]
-SECRET = "kf-policy-secret-0123456789abcdef0123456789abcdef0123456789"
 HOUR, DAY = 3600.0, 86400.0
 LAPTOP = RequestMeta(ip="198.51.100.20", user_agent="Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0")
 SAME_NET = RequestMeta(ip="198.51.100.77", user_agent="Mozilla/5.0 (X11; Linux x86_64) Firefox/141.0")
@@ -42,30 +44,6 @@ IPHONE_UA = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_0 like Mac OS X) Version/18.0
 PHONE = RequestMeta(ip="203.0.113.9", user_agent=IPHONE_UA)
 
 pytestmark = pytest.mark.anyio
-
-
-class Jar(dict[str, str]):
-    """A browser's cookie jar, just enough of one."""
-
-    def apply(self, cookies: Iterable[SetCookie]) -> Jar:
-        for c in cookies:
-            if c.max_age is not None and c.max_age <= 0:
-                self.pop(c.name, None)
-            else:
-                self[c.name] = c.value
-        return self
-
-
-@pytest.fixture(params=STRATEGIES)
-def strategy(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture(params=STORE_PARAMS)
-async def make_fob(request: pytest.FixtureRequest, make_store_url: StoreFactory, strategy: str,
-                   clock: FakeClock) -> AsyncIterator[MakeFob]:
-    async with keyfob_factory(await make_store_url(request.param), clock, strategy, SECRET) as factory:
-        yield factory
 
 
 def events_of(fob: Keyfob) -> list[Event]:

@@ -6,53 +6,30 @@ under CI=true when their server is missing. Time is a fake clock, never sleep.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 import pytest
 
 from keyfob import Event, FakeClock, Keyfob, RequestMeta, SessionExpired
-from keyfob.web import SetCookie
 
-from .stores_for_strategies import (  # noqa: F401
+from .stores_for_strategies import (  # noqa: F401  (make_store_url, strategy, make_fob: fixtures)
+    SECRET,
     STORE_PARAMS,
+    STRATEGIES,
+    Jar,
     MakeFob,
     StoreFactory,
     keyfob_factory,
+    make_fob,
     make_store_url,
+    strategy,
 )
 
-STRATEGIES = ["jwt", "database", "hybrid"]
-SECRET = "kf-contract-secret-0123456789abcdef0123456789abcdef01234567"
 DAY = 86400.0
 
 pytestmark = pytest.mark.anyio
 
 
-class Jar(dict[str, str]):
-    """A browser's cookie jar, just enough of one."""
-
-    def apply(self, cookies: Iterable[SetCookie]) -> Jar:
-        for c in cookies:
-            if c.max_age is not None and c.max_age <= 0:
-                self.pop(c.name, None)
-            else:
-                self[c.name] = c.value
-        return self
-
-
-
-
-@pytest.fixture(params=STRATEGIES)
-def strategy(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-@pytest.fixture(params=STORE_PARAMS)
-async def make_fob(request: pytest.FixtureRequest, make_store_url: StoreFactory, strategy: str,
-                   clock: FakeClock) -> AsyncIterator[MakeFob]:
-    async with keyfob_factory(await make_store_url(request.param), clock, strategy, SECRET) as factory:
-        yield factory
 
 
 @pytest.fixture
