@@ -1,6 +1,8 @@
-"""The demo app: sign up, sign in, see your session, manage your devices, change your password; an admin
-console (the first account is the admin) with every user's sessions and keyfob's event log; a page that
-compares the three strategies with the numbers of a ``keyfob bench`` run.
+"""The demo app: sign up, sign in ("keep me signed in" or not), see your session, manage your devices,
+change your password (after re-entering it when the sign-in is older than 10 minutes: step-up); an admin
+console (the first account is the admin) with every user's sessions, role changes that reach the user's
+next request without a sign-out, impersonation ("acting as X — stop"), and keyfob's event log; a page
+that compares the three strategies with the numbers of a ``keyfob bench`` run.
 
 Server-rendered pages (Jinja2, autoescaped), keyfob installed with ``keyfob.fastapi.install``:
 its middleware authenticates every request and checks CSRF (Origin + the double-submit token
@@ -32,15 +34,16 @@ from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, R
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .._session import Session
+from .._session import RequestMeta, Session
 from ..engine import Keyfob
+from ..errors import ImpersonationRefused, InvalidToken, StepUpRequired
 from ..fastapi import install
 from ..settings import STRATEGIES
-from ..starlette import csrf_token, keyfob_request, sign_in, sign_out
+from ..starlette import csrf_token, keyfob_request, require_session, sign_in, sign_out
 from ..strategies._lifetimes import touch_interval
 from ._compare import GUARANTEES, default_results_path, load_run
 from ._events import ADMIN_KINDS, ENGINE_KINDS, EventLog
-from ._users import MAX_PASSWORD, MIN_PASSWORD, EmailTaken, User, Users
+from ._users import MAX_PASSWORD, MIN_PASSWORD, ROLES, EmailTaken, User, Users
 
 __all__ = ["SECURITY_HEADERS", "cookie_names", "create_app"]
 
@@ -83,6 +86,17 @@ NOTICES = {
     "kicked": "The user was signed out everywhere.",
     "bumped": "The user's token version was raised: every token issued before now is refused.",
     "no-user": "There is no such user.",
+    "role": "The role was changed: the user's sessions show it at their next request, without a sign-out.",
+    "own-role": "You cannot change your own role (ask another admin).",
+    "bad-role": "That is not a role this demo knows.",
+    "confirmed": "Password confirmed: you can change your password now.",
+    "imp-self": "You cannot impersonate yourself.",
+    "imp-admin": "That user is an admin: impersonating an admin needs explicit permission. Tick the box "
+    "that says you have it, and try again.",
+    "imp-nested": "This session is already an impersonation: stop it first.",
+    "imp-stopped": "You stopped acting as the user: this is your own session again.",
+    "imp-ended": "The impersonation ended, and your own session had ended meanwhile. Sign in again.",
+    "not-imp": "This session is not an impersonation: there is nothing to stop.",
 }
 
 # how a refused session's error code maps onto the notice above
@@ -292,6 +306,13 @@ def mount_metrics(app: FastAPI, fob: Keyfob) -> None:
     app.add_route("/metrics", instrumentation.endpoint, methods=["GET"], include_in_schema=False)
 
 
+def _meta(request: Request) -> RequestMeta:
+    """The request's device, as the session list shows it (IP address and user agent)."""
+    ua = request.headers.get("user-agent")
+    return RequestMeta(ip=request.client.host if request.client else None,
+                       user_agent=ua[:512] if ua else None)
+
+
 def _field(form: FormData, name: str) -> str:
     value = form.get(name)
     return value if isinstance(value, str) else ""
@@ -309,6 +330,8 @@ def create_app(
     bench_results: str | Path | None = None,
     event_limit: int = 5000,
     metrics: bool = True,
+    step_up_age: float = 600,
+    impersonation_ttl: float = 3600,
     **settings: Any,
 ) -> FastAPI:
     """Build the demo app.
@@ -320,8 +343,10 @@ def create_app(
     ``bench_results`` is the ``keyfob bench --json`` output the compare page reads (default the source
     checkout's ``docs/benchmarks/results.json``); ``event_limit`` bounds the event log. With ``metrics``
     (and the ``metrics`` extra installed) the engine is instrumented with :mod:`keyfob.metrics` on a
-    registry of its own and ``/metrics`` serves it. Other keyword arguments are keyfob settings
-    (``refresh_grace=1``, ``access_ttl=60``...).
+    registry of its own and ``/metrics`` serves it. ``step_up_age`` (seconds, default 10 minutes) is how
+    recent the sign-in must be to change the password (older: re-enter it first);
+    ``impersonation_ttl`` bounds an admin's impersonation. Other keyword arguments are keyfob settings
+    (``refresh_grace=1``, ``access_ttl=60``...) and engine options (``clock=``).
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown strategy {strategy!r}; use one of {', '.join(STRATEGIES)}")
@@ -387,8 +412,14 @@ def create_app(
 
     # -- helpers ---------------------------------------------------------------------------------------
     def page_context(session: Session | None) -> dict[str, Any]:
+        impersonator = None
+        if session is not None and session.impersonated_by is not None:
+            admin_user = users.by_id(session.impersonated_by)
+            impersonator = admin_user.email if admin_user is not None else session.impersonated_by
         return {
             "session": session,
+            "impersonator": impersonator,
+            "acting_as": email_of(session) if session is not None else None,
             "is_admin": session is not None and session.role == "admin",
             "strategy": fob.settings.strategy,
             "users_db": USERS_FILE,
@@ -475,7 +506,9 @@ def create_app(
                 request, "signin.html", 401, email, "Wrong email or password. Check them and try again, or",
                 link=("/signup", "create an account."),
             )
-        await sign_in(request, user.id, session_data(user))
+        # "Keep me signed in" unticked: a browser-session cookie (no Max-Age), gone when the browser closes
+        await sign_in(request, user.id, session_data(user), remember=_field(form, "remember") == "on",
+                      amr=["pwd"])
         return redirect("/dashboard")
 
     @page("/signup")
@@ -505,7 +538,7 @@ def create_app(
                 request, "signup.html", 409, email, "That email is taken —",
                 link=("/signin", "sign in instead."),
             )
-        await sign_in(request, user.id, session_data(user))
+        await sign_in(request, user.id, session_data(user), amr=["pwd"])
         return redirect("/dashboard?m=welcome")
 
     @page("/dashboard")
@@ -531,7 +564,13 @@ def create_app(
             ("Session id", session.id, "public handle: safe to show and log, useless as a credential"),
             ("Signed in", _when(session.authenticated_at), "when you last proved your password"),
             ("Session created", _when(session.created_at), ""),
+            ("Remembered", "yes" if session.remembered else "no: a browser-session cookie",
+             "kept across browser restarts" if session.remembered
+             else "without Max-Age: the browser drops it when it closes"),
         ]
+        if session.impersonated_by is not None:
+            facts.append(("Impersonated by", page_context(session)["impersonator"] or "",
+                          "an admin is acting as this user (bounded; in the event log)"))
         if s.strategy == "jwt":
             iat = session.claims.get("iat")
             issued = float(iat) if isinstance(iat, int | float) else session.created_at
@@ -609,7 +648,7 @@ def create_app(
             if fob.settings.strategy == "jwt"
             else await fob.list_sessions(session.user_id, current=session.id)
         )
-        return render(request, "devices.html", devices=items)
+        return render(request, "devices.html", devices=items, emails={u.id: u.email for u in users.all()})
 
     @app.post("/devices/revoke-others", include_in_schema=False)
     async def revoke_others(request: Request) -> Response:
@@ -636,18 +675,70 @@ def create_app(
         await fob.revoke(sid)
         return redirect("/devices?m=revoked")
 
+    async def step_up(request: Request) -> Response | None:
+        """The re-authentication page when the sign-in is older than ``step_up_age`` (else None)."""
+        try:
+            await require_session(request, fresh=step_up_age)
+        except StepUpRequired:
+            return render(request, "reauth.html", status=403, email=email_of(request.state.session),
+                          minutes=_span(step_up_age))
+        return None
+
+    def not_while_impersonating(request: Request, session: Session) -> Response | None:
+        """An admin acting as a user does not change the user's password."""
+        if session.impersonated_by is None:
+            return None
+        return render(request, "forbidden.html", status=403, email=email_of(session),
+                      reason="An admin acting as a user cannot change the user's password. Stop acting as "
+                      "the user first.")
+
     @page("/password")
     async def password_page(request: Request) -> Response:
         session = need_session(request)
         if isinstance(session, Response):
             return session
+        refused = not_while_impersonating(request, session)
+        if refused is not None:
+            return refused
+        stale = await step_up(request)
+        if stale is not None:
+            return stale
         return render(request, "password.html", email=email_of(session))
+
+    @app.post("/password/confirm", include_in_schema=False)
+    async def confirm_password(request: Request) -> Response:
+        """Step-up: the user re-entered their password; ``fob.elevate`` records it (a new token)."""
+        session = need_session(request)
+        if isinstance(session, Response):
+            return session
+        refused = not_while_impersonating(request, session)
+        if refused is not None:
+            return refused
+        form = await request.form()
+        password = _field(form, "password")
+        user = users.by_id(session.user_id)
+        if (user is None or not password or len(password) > MAX_PASSWORD
+                or await users.authenticate(user.email, password) is None):
+            return render(request, "reauth.html", status=400, email=email_of(session),
+                          minutes=_span(step_up_age), error="That is not your password. Try again.")
+        req = keyfob_request(request)
+        elevated = await fob.elevate(session, "pwd", cookies=req.cookies, secure=req.secure,
+                                     meta=_meta(request))
+        req.replaced(elevated)
+        request.state.session = elevated.session
+        return redirect("/password?m=confirmed")
 
     @app.post("/password", include_in_schema=False)
     async def change_password(request: Request) -> Response:
         session = need_session(request)
         if isinstance(session, Response):
             return session
+        refused = not_while_impersonating(request, session)
+        if refused is not None:
+            return refused
+        stale = await step_up(request)
+        if stale is not None:
+            return stale
         form = await request.form()
         current, new = _field(form, "current_password"), _field(form, "new_password")
         user = users.by_id(session.user_id)
@@ -671,7 +762,7 @@ def create_app(
         # Every token of this user dies (jwt cookies and hybrid access tokens carry the version;
         # stored sessions are deleted); this browser gets a fresh session id.
         await fob.bump_user_version(user.id)
-        await sign_in(request, user.id, session_data(user))
+        await sign_in(request, user.id, session_data(user), remember=session.remembered, amr=["pwd"])
         return redirect("/dashboard?m=password")
 
     def signed_out() -> RedirectResponse:
@@ -713,7 +804,8 @@ def create_app(
             )
             rows.append((user, sessions))
         return render(request, "admin.html", rows=rows, recent=events.query(limit=15),
-                      emails={u.id: u.email for u in everyone})
+                      emails={u.id: u.email for u in everyone}, roles=ROLES, me=session.user_id,
+                      impersonation_minutes=_span(impersonation_ttl))
 
     @page("/admin/events")
     async def admin_events(request: Request) -> Response:
@@ -761,6 +853,73 @@ def create_app(
         events.admin("admin.version_bumped", actor=admin_user.id, user_id=uid, at=fob.clock(),
                      detail={"version": version})
         return redirect("/admin?m=bumped")
+
+    @app.post("/admin/users/{uid}/role", include_in_schema=False)
+    async def admin_role(request: Request, uid: str) -> Response:
+        """A role change that the user's sessions show at their next request, with no sign-out
+        (``fob.update_user_sessions``)."""
+        who = need_admin(request)
+        if isinstance(who, Response):
+            return who
+        _, admin_user = who
+        role = _field(await request.form(), "role")
+        target = users.by_id(uid)
+        if target is None:
+            return redirect("/admin?m=no-user")
+        if uid == admin_user.id:
+            return redirect("/admin?m=own-role")
+        if role not in ROLES:
+            return redirect("/admin?m=bad-role")
+        before = target.role
+        users.set_role(uid, role)
+        changed = await fob.update_user_sessions(uid, {"role": role})  # jwt: -1, every token of the user
+        events.admin("admin.role_changed", actor=admin_user.id, user_id=uid, at=fob.clock(),
+                     detail={"from": before, "to": role, "sessions": "all" if changed < 0 else changed})
+        return redirect("/admin?m=role")
+
+    @app.post("/admin/users/{uid}/impersonate", include_in_schema=False)
+    async def admin_impersonate(request: Request, uid: str) -> Response:
+        """Act as the user (``fob.impersonate``): a bounded session of theirs carrying the admin's id;
+        this browser's own admin session stays, and "stop" returns to it."""
+        who = need_admin(request)
+        if isinstance(who, Response):
+            return who
+        session, _ = who
+        form = await request.form()
+        target = users.by_id(uid)
+        if target is None:
+            return redirect("/admin?m=no-user")
+        if uid == session.user_id:
+            return redirect("/admin?m=imp-self")
+        req = keyfob_request(request)
+        try:
+            issued = await fob.impersonate(
+                session, uid, ttl=impersonation_ttl, data=session_data(target), cookies=req.cookies,
+                allow_admin=_field(form, "allow_admin") == "on", meta=_meta(request), secure=req.secure)
+        except ImpersonationRefused:
+            return redirect("/admin?m=" + ("imp-nested" if session.impersonated_by else "imp-admin"))
+        req.signed_in(issued)
+        request.state.session = issued.session
+        return redirect("/dashboard")
+
+    @app.post("/impersonation/stop", include_in_schema=False)
+    async def stop_impersonating(request: Request) -> Response:
+        """End the impersonation; the admin's own session comes back (``fob.stop_impersonating``)."""
+        session = need_session(request)
+        if isinstance(session, Response):
+            return session
+        req = keyfob_request(request)
+        try:
+            back = await fob.stop_impersonating(req.cookies, secure=req.secure)
+        except InvalidToken:
+            return redirect("/dashboard?m=not-imp")
+        if back is None:  # the admin's own session ended meanwhile
+            req.signed_out(fob.clear_cookies(req.cookies, secure=req.secure))
+            request.state.session = None
+            return redirect("/signin?m=imp-ended")
+        req.replaced(back)
+        request.state.session = back.session
+        return redirect("/admin?m=imp-stopped")
 
     return app
 

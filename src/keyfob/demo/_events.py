@@ -28,10 +28,11 @@ __all__ = ["ADMIN_KINDS", "ENGINE_KINDS", "THEFT_KINDS", "EventLog", "LoggedEven
 #: The engine's lifecycle events (``keyfob.EventName``).
 ENGINE_KINDS: tuple[str, ...] = (
     "created", "rolled", "rotated", "refreshed", "revoked", "expired", "reuse_detected",
-    "user_version_bumped", "signed_out",
+    "user_version_bumped", "signed_out", "updated", "elevated", "impersonation_started",
+    "impersonation_stopped", "binding_mismatch", "served_from_view",
 )
 #: What the demo's admin console does; each is logged like an engine event.
-ADMIN_KINDS: tuple[str, ...] = ("admin.kicked", "admin.version_bumped")
+ADMIN_KINDS: tuple[str, ...] = ("admin.kicked", "admin.version_bumped", "admin.role_changed")
 #: Events that mean a token was stolen or replayed: highlighted in the console.
 THEFT_KINDS: frozenset[str] = frozenset({"reuse_detected"})
 
@@ -90,7 +91,8 @@ class EventLog:
 
     def admin(self, kind: str, *, actor: str, user_id: str, at: float,
               detail: Mapping[str, Any] | None = None) -> None:
-        """Log an admin action (``admin.kicked``, ``admin.version_bumped``) against ``user_id``."""
+        """Log an admin action (``admin.kicked``, ``admin.version_bumped``, ``admin.role_changed``)
+        against ``user_id``."""
         if kind not in ADMIN_KINDS:
             raise ValueError(f"unknown admin event {kind!r}")
         self._add(at, kind, None, user_id, actor, detail or {})

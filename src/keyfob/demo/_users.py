@@ -18,10 +18,12 @@ from anyio import to_thread
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-__all__ = ["EmailTaken", "User", "Users"]
+__all__ = ["ROLES", "EmailTaken", "User", "Users"]
 
 MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
+#: The roles an admin can give in the console; "admin" opens the console.
+ROLES = ("user", "support", "admin")
 
 
 class EmailTaken(Exception):
@@ -35,20 +37,18 @@ class User:
     password_hash: str
     is_admin: bool = False
     created_at: float = 0.0
-
-    @property
-    def role(self) -> str:
-        return "admin" if self.is_admin else "user"
+    role: str = "user"
 
 
-_COLUMNS = "id, email, password_hash, is_admin, created_at"
+_COLUMNS = "id, email, password_hash, is_admin, created_at, role"
 
 
-def _user(row: tuple[str, str, str, int, float] | None) -> User | None:
+def _user(row: tuple[str, str, str, int, float, str | None] | None) -> User | None:
     if row is None:
         return None
-    uid, email, password_hash, is_admin, created_at = row
-    return User(uid, email, password_hash, bool(is_admin), float(created_at))
+    uid, email, password_hash, is_admin, created_at, role = row
+    return User(uid, email, password_hash, bool(is_admin), float(created_at),
+                "admin" if is_admin else (role if role in ROLES else "user"))
 
 
 def normalize_email(email: str) -> str:
@@ -71,6 +71,8 @@ class Users:
             columns = {row[1] for row in db.execute("PRAGMA table_info(users)")}
             if "is_admin" not in columns:  # a users file from before the admin console
                 db.execute("ALTER TABLE users ADD COLUMN is_admin INTEGER NOT NULL DEFAULT 0")
+            if "role" not in columns:  # a users file from before role changes
+                db.execute("ALTER TABLE users ADD COLUMN role TEXT NOT NULL DEFAULT 'user'")
             if db.execute("SELECT 1 FROM users WHERE is_admin = 1").fetchone() is None:
                 # the first user to have signed up is the admin (also for an older users file)
                 db.execute(
@@ -144,6 +146,15 @@ class Users:
             return bool(await to_thread.run_sync(self.hasher.verify, hashed, password))
         except (VerificationError, InvalidHashError):
             return False
+
+    def set_role(self, user_id: str, role: str) -> User | None:
+        """Give ``user_id`` the role ``role`` (one of :data:`ROLES`; "admin" opens the console)."""
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}; use one of {', '.join(ROLES)}")
+        with self._db() as db:
+            db.execute("UPDATE users SET role = ?, is_admin = ? WHERE id = ?",
+                       (role, int(role == "admin"), user_id))
+        return self.by_id(user_id)
 
     async def set_password(self, user_id: str, password: str) -> None:
         hashed = await to_thread.run_sync(self.hasher.hash, password)
