@@ -308,10 +308,12 @@ class Keyfob:
         return AuthResult(out.session, cookies=self._with_cookies(strategy, out, cookies).cookies)
 
     async def refresh(self, refresh_token: str | None = None, *, cookies: Mapping[str, str] | None = None,
-                      secure: bool | None = None) -> Issued:
+                      secure: bool | None = None, meta: RequestMeta | None = None) -> Issued:
         """Hybrid: rotate the refresh token (from the argument or the cookie) and mint a new access token.
 
-        Raises ``InvalidToken`` / ``SessionExpired`` / ``SessionRevoked`` / ``TokenReuseDetected``.
+        A refresh is a store check: with ``bind`` set, ``meta`` (the request's device) is compared
+        with the session's binding. Raises ``InvalidToken`` / ``SessionExpired`` / ``SessionRevoked``
+        / ``TokenReuseDetected``.
         """
         await self.start()
         strategy, existing = self._for(secure), cookies or {}
@@ -321,7 +323,8 @@ class Keyfob:
                                hint="sign in again")
         if token is None:
             raise InvalidToken("no refresh token was sent", hint="send the refresh cookie or refresh_token")
-        out = await strategy.refresh(token, now=self.clock())
+        check = RouteCheck(meta=meta) if meta is not None and self.settings.bind is not None else None
+        out = await strategy.refresh(token, now=self.clock(), check=check)
         return self._with_cookies(strategy, out, existing)
 
     async def rotate(self, cookies: Mapping[str, str], *, data: Mapping[str, Any] | None = None,
@@ -650,10 +653,10 @@ class Keyfob:
             return result
 
         async def refresh(refresh_token: str | None = None, *, cookies: Mapping[str, str] | None = None,
-                          secure: bool | None = None) -> Issued:
+                          secure: bool | None = None, meta: RequestMeta | None = None) -> Issued:
             start = perf_counter()
             try:
-                issued = await plain_refresh(refresh_token, cookies=cookies, secure=secure)
+                issued = await plain_refresh(refresh_token, cookies=cookies, secure=secure, meta=meta)
             except KeyfobError as exc:
                 observer("refresh", exc.code, perf_counter() - start)
                 raise

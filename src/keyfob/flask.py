@@ -58,7 +58,7 @@ from werkzeug.wrappers import Response as BaseResponse
 
 from ._session import RequestMeta, Session, SessionInfo
 from .engine import AuthResult, Issued, Keyfob
-from .errors import ConfigError, CSRFError, KeyfobError
+from .errors import ConfigError, CSRFError, KeyfobError, StoreUnavailable
 from .web import (
     CSRF_FIELD,
     MAX_FORM_BYTES,
@@ -215,12 +215,18 @@ class KeyfobFlask:
             view.sec_fetch_site = headers.get("Sec-Fetch-Site")
             view.csrf_header = headers.get("X-CSRF-Token")
             view.content_type = headers.get("Content-Type")
+        if core.binds:  # session binding: the device goes with every check
+            view.client_ip = request.remote_addr
+            view.user_agent = headers.get("User-Agent")
         req = core.begin(view)
         g.keyfob_request = req
         if not view.cookies and req.bearer is None:
             result = _ANONYMOUS  # nothing to check: the loop is not touched
         else:
-            result = self.loop.run(core.authenticate(req))  # type: ignore[arg-type]
+            try:
+                result = self.loop.run(core.authenticate(req))  # type: ignore[arg-type]
+            except StoreUnavailable as exc:  # a GET may reach a view with outage_grace; else 503
+                result = req.defer(exc)
         if req.admit(result):
             if (request.content_length or 0) > MAX_FORM_BYTES:
                 raise CSRFError("the form is too large to check for a CSRF token",
@@ -229,6 +235,8 @@ class KeyfobFlask:
 
     def _after(self, response: Response) -> Response:
         req: RequestState | None = g.get("keyfob_request")
+        if req is not None and req.outage is not None:  # an outage no view bridged: fail closed
+            return _error_response(req.outage)
         if req is None or not req.touches_response():
             return response
         headers = response.headers

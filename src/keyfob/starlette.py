@@ -30,7 +30,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ._session import RequestMeta, Session
 from .engine import Issued, Keyfob
-from .errors import CSRFError, KeyfobError
+from .errors import CSRFError, KeyfobError, StoreUnavailable
 from .web import (
     CSRF_FIELD,
     MAX_FORM_BYTES,
@@ -80,7 +80,7 @@ class KeyfobMiddleware:
             await self.app(scope, receive, send)
             return
         core = self.core
-        req = RequestState(core, _view(scope))  # core.begin(view), without the extra call
+        req = RequestState(core, _view(scope, core.binds))  # core.begin(view), without the extra call
         state: MutableMapping[str, Any] = scope.setdefault("state", {})
         state["keyfob"] = self.fob
         state["keyfob_request"] = req
@@ -90,7 +90,10 @@ class KeyfobMiddleware:
         state["keyfob_pending"] = req.pending
         state["keyfob_csrf"] = req
         try:
-            result = await core.authenticate(req)
+            try:
+                result = await core.authenticate(req)
+            except StoreUnavailable as exc:  # a GET may reach a route with outage_grace; else 503
+                result = req.defer(exc)
             state["keyfob_result"] = result
             state["session"] = result.session
             if req.admit(result):
@@ -101,6 +104,10 @@ class KeyfobMiddleware:
             return
 
         async def send_with_cookies(message: Message) -> None:
+            if req.outage is not None:  # a store outage no route bridged: fail closed, whatever the view said
+                if message["type"] == "http.response.start":
+                    await error_response(req.outage)(scope, receive, send)
+                return
             if message["type"] == "http.response.start" and req.touches_response():
                 headers = list(message.get("headers", ()))
                 cache_control = False
@@ -124,8 +131,9 @@ class KeyfobMiddleware:
 _ENCODED = {pair: (pair[0].encode("latin-1"), pair[1].encode("latin-1")) for pair in (NO_STORE, VARY_COOKIE)}
 
 
-def _view(scope: Scope) -> RequestView:
-    """The core's view of an ASGI request: one pass over the headers (first of each name wins)."""
+def _view(scope: Scope, device: bool = False) -> RequestView:
+    """The core's view of an ASGI request: one pass over the headers (first of each name wins).
+    ``device``: also the client address and user agent (session binding is on)."""
     cookie_raw: bytes | None = None
     auth_raw: bytes | None = None
     host_raw: bytes | None = None
@@ -164,6 +172,13 @@ def _view(scope: Scope) -> RequestView:
             elif k == b"content-type" and view.content_type is None:
                 view.content_type = v.decode("latin-1")
         view.origin_count = origins
+    if device:
+        client = scope.get("client")
+        view.client_ip = client[0] if client else None
+        for k, v in headers:
+            if k == b"user-agent":
+                view.user_agent = v.decode("latin-1")
+                break
     return view
 
 

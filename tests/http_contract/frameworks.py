@@ -8,8 +8,8 @@ routes plus four of the app's own:
 * ``GET /admin`` (role ``admin``) answers ``{"ok": true}``;
 * ``POST /action`` (signed in) answers ``{"ok": true}``;
 * session policy (docs/SESSION_POLICY.md): ``GET /confirmed`` (``max_staleness=0``), ``GET /fresh``
-  (``fresh=600``) and ``GET /strong`` (``level=2``) answer ``{"user": user id}``; ``POST /login``
-  takes ``"remember": false`` and ``"amr": [...]``;
+  (``fresh=600``), ``GET /strong`` (``level=2``) and ``GET /graced`` (``outage_grace=GRACE``; not on
+  Django yet) answer ``{"user": user id}``; ``POST /login`` takes ``"remember": false`` and ``"amr": [...]``;
 
 and returns a :class:`Client` driving it in process over ``http://testserver`` (Starlette's and
 FastAPI's ``TestClient`` default) or ``http://localhost`` (Flask's test client default).
@@ -75,6 +75,11 @@ def framework(name: str) -> Callable[[Callable[[Keyfob], AbstractContextManager[
         return factory
 
     return register
+
+
+#: ``GET /graced``'s ``outage_grace`` (seconds): answered from the revocation view for that long into
+#: a store outage (starlette, fastapi, flask; Django's adapter does not take the policy parameters yet).
+GRACE = 30.0
 
 
 def _decode(content: bytes) -> Any:
@@ -182,7 +187,7 @@ def starlette_client(fob: Keyfob) -> Iterator[Client]:
         routes=[*auth_routes(fob), Route("/login", login, methods=["POST"]), Route("/me", me),
                 Route("/admin", admin), Route("/action", action, methods=["POST"]),
                 Route("/confirmed", policy(max_staleness=0)), Route("/fresh", policy(fresh=600)),
-                Route("/strong", policy(level=2))],
+                Route("/strong", policy(level=2)), Route("/graced", policy(outage_grace=GRACE))],
         middleware=[Middleware(KeyfobMiddleware, fob=fob)], lifespan=_lifespan(fob))
     with TestClient(app) as client:
         yield _HttpxClient(client)
@@ -221,6 +226,10 @@ def fastapi_client(fob: Keyfob) -> Iterator[Client]:
 
     @app.get("/strong")
     async def strong(session: Session = Depends(require_session(level=2))) -> dict[str, Any]:
+        return {"user": session.user_id}
+
+    @app.get("/graced")
+    async def graced(session: Session = Depends(require_session(outage_grace=GRACE))) -> dict[str, Any]:
         return {"user": session.user_id}
 
     @app.get("/admin", dependencies=[Depends(require_role("admin"))])
@@ -297,6 +306,11 @@ def flask_client(fob: Keyfob) -> Iterator[Client]:
     @app.get("/strong")
     @require_session(level=2)
     def strong() -> dict[str, Any]:
+        return {"user": current_session().user_id}  # type: ignore[union-attr]
+
+    @app.get("/graced")
+    @require_session(outage_grace=GRACE)
+    def graced() -> dict[str, Any]:
         return {"user": current_session().user_id}  # type: ignore[union-attr]
 
     @app.get("/me")

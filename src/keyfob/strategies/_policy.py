@@ -86,6 +86,12 @@ class RouteCheck:
     meta: RequestMeta | None = None
 
     @property
+    def demands(self) -> bool:
+        """Whether the route asks more of the revocation check than the default (staleness or grace).
+        A check that only carries ``meta`` (binding) keeps the default, view-only, revocation check."""
+        return self.max_staleness is not None or self.outage_grace > 0
+
+    @property
     def confirm(self) -> bool:
         """Whether the store must confirm this request (``max_staleness=0``)."""
         return self.max_staleness is not None and self.max_staleness <= 0

@@ -1,6 +1,8 @@
 """The ``hybrid`` strategy: a short-lived signed access token + a rotating opaque refresh token.
 
 Per request: signature + claims + two dict lookups in the revocation view — no store read.
+Device binding (``bind``) is compared at each store check: every refresh, every route that asks
+for the store (``max_staleness``), and every request while the view is down (the store answers).
 The refresh token is a session row (hashed at rest) that rotates on every use; presenting a
 retired one after the grace window is theft (RFC 9700 §4.14.2): the whole session is revoked.
 
@@ -65,7 +67,9 @@ class HybridStrategy(StoredSessions):
         if claims is not None:
             sid, sub, ver = access_identity(claims)
             view = self.ctx.view
-            if check is None:
+            # The row is read when the route demands it, or when the view is down and the session's
+            # binding (check.meta) must be compared at this store check anyway.
+            if check is None or not (check.demands or (check.meta is not None and not view.live)):
                 # 2. revocation: two dict lookups while the feed is live, the store otherwise
                 if not view.live:
                     await view.check(sid, sub, ver, session_must_exist=True)
@@ -75,7 +79,7 @@ class HybridStrategy(StoredSessions):
                 if view.updated and claims.get("upd", 0.0) < view.updated.get(sid, 0.0):
                     if refresh is None:
                         raise SessionExpired("the session changed; refresh it", reason="access")
-                    return await self.refresh(refresh, now=now)
+                    return await self.refresh(refresh, now=now, check=check)
             else:
                 # 2'. what the route asked for: the store confirms (max_staleness), or the view bridges
                 # an outage the route accepts (outage_grace)

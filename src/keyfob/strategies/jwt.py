@@ -181,7 +181,7 @@ class JWTStrategy:
         # asks: max_staleness; the view bridges an outage the route accepts: outage_grace)
         if isinstance(sid, str):
             view = self.ctx.view
-            if check is not None:
+            if check is not None and check.demands:
                 _, outage = await view.checked(sid, sub, ver, rows=False, check=check, now=now)
                 if outage is not None:
                     self.ctx.emit("served_from_view", sid, sub, {"outage_seconds": outage})

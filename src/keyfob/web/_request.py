@@ -32,6 +32,11 @@ The rules, each written only here:
   no-store`` (unless the view set one) and ``Vary: Cookie``.
 * **Errors.** ``KeyfobError.status_code``: 401 no or invalid session, 403 CSRF or wrong role,
   503 store unavailable (with ``Retry-After``), as ``{"error": code, "detail": message}``.
+* **Store outage.** Fail closed: 503. On a safe method (GET, HEAD) the adapter defers the outage
+  (:meth:`RequestState.defer`) so that a route declaring ``outage_grace`` can still be answered
+  from the revocation view (:meth:`RequestState.confirm`); any other route answers the 503 — the
+  adapter replaces whatever the view returned (:attr:`RequestState.outage` still set at the
+  response) — and :meth:`RequestState.require` raises it at once.
 """
 
 from __future__ import annotations
@@ -39,13 +44,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from .._session import AuthResult, RequestMeta
 from ..errors import CSRFError, KeyfobError, SessionError, StepUpRequired, StoreUnavailable
 from ._cookies import CookieSpec, SetCookie, is_local_development
 from .csrf import SAFE_METHODS, CSRFProtect
 
 if TYPE_CHECKING:
-    from .._session import RequestMeta, Session
-    from ..engine import AuthResult, Issued, Keyfob
+    from .._session import Session
+    from ..engine import Issued, Keyfob
 
 __all__ = ["CSRF_COOKIE", "CSRF_FIELD", "CSRF_HEADER", "MAX_FORM_BYTES", "NO_STORE", "VARY_COOKIE",
            "Forbidden", "RequestCore", "RequestState", "RequestView", "error_parts", "not_signed_in"]
@@ -111,14 +117,15 @@ class RequestView:
     """What the core reads from a request. Header values are the first of each name, as sent;
     ``origin_count`` is how many ``Origin`` headers there were (more than one is refused)."""
 
-    __slots__ = ("authorization", "content_type", "cookies", "csrf_header", "host", "method",
-                 "origin", "origin_count", "path", "referer", "scheme", "sec_fetch_site")
+    __slots__ = ("authorization", "client_ip", "content_type", "cookies", "csrf_header", "host", "method",
+                 "origin", "origin_count", "path", "referer", "scheme", "sec_fetch_site", "user_agent")
 
     def __init__(self, *, method: str, scheme: str, host: str, path: str = "/",
                  cookies: Mapping[str, str] = _NO_COOKIES, authorization: str | None = None,
                  origin: str | None = None, origin_count: int | None = None, referer: str | None = None,
                  sec_fetch_site: str | None = None, csrf_header: str | None = None,
-                 content_type: str | None = None) -> None:
+                 content_type: str | None = None, client_ip: str | None = None,
+                 user_agent: str | None = None) -> None:
         self.method = method
         self.scheme = scheme
         self.host = host
@@ -131,6 +138,9 @@ class RequestView:
         self.sec_fetch_site = sec_fetch_site
         self.csrf_header = csrf_header
         self.content_type = content_type
+        #: The device (read by adapters only when ``settings.bind`` is set: :attr:`RequestCore.binds`).
+        self.client_ip = client_ip
+        self.user_agent = user_agent
 
 
 class _Names:
@@ -153,14 +163,19 @@ class RequestCore:
     """The per-app half of the core: settings read once, CSRF protectors for both cookie profiles.
 
     ``csrf`` overrides ``settings.csrf``; ``csrf_exempt`` lists path prefixes that skip CSRF (a
-    webhook, say: it must authenticate some other way).
+    webhook, say: it must authenticate some other way). ``binds``: ``settings.bind`` is set, so the
+    adapters fill the view's device (``client_ip``, ``user_agent``) and every check passes it: the
+    session's binding is compared at each store check (database: every request; hybrid: each refresh
+    and each request the store answers; jwt: every request).
     """
 
-    __slots__ = ("_local_cache", "cookie_secure", "csrf_enabled", "csrf_exempt", "fob", "names", "protect")
+    __slots__ = ("_local_cache", "binds", "cookie_secure", "csrf_enabled", "csrf_exempt", "fob", "names",
+                 "protect")
 
     def __init__(self, fob: Keyfob, *, csrf: bool | None = None, csrf_exempt: tuple[str, ...] = ()) -> None:
         self.fob = fob
         self.cookie_secure = fob.settings.cookie_secure
+        self.binds = fob.settings.bind is not None
         self.csrf_enabled = fob.settings.csrf if csrf is None else csrf
         self.csrf_exempt = tuple(csrf_exempt)
         self.protect: dict[bool, CSRFProtect] = {}
@@ -191,6 +206,10 @@ class RequestCore:
 
     def authenticate(self, req: RequestState) -> Awaitable[AuthResult]:
         """Step 2 (the I/O): the engine call for the chosen credential. Raises ``StoreUnavailable``."""
+        if self.binds:
+            if req.bearer is not None:
+                return self.fob.authenticate_token(req.bearer, meta=req.meta)
+            return self.fob.authenticate(req.cookies, secure=req.secure, meta=req.meta)
         if req.bearer is not None:
             return self.fob.authenticate_token(req.bearer)
         return self.fob.authenticate(req.cookies, secure=req.secure)
@@ -202,8 +221,8 @@ class RequestState:
     Frameworks keep it on their request object (``request.state.keyfob_request``, ``flask.g``).
     """
 
-    __slots__ = ("_csrf_token", "ambient", "bearer", "cookies", "core", "pending", "result", "secure",
-                 "session", "view")
+    __slots__ = ("_csrf_token", "ambient", "bearer", "cookies", "core", "outage", "pending", "result",
+                 "secure", "session", "view")
 
     def __init__(self, core: RequestCore, view: RequestView) -> None:
         self.core = core
@@ -225,6 +244,17 @@ class RequestState:
         #: of the same name.
         self.pending: list[SetCookie] = []
         self._csrf_token: str | None = None
+        #: A store outage the first check met, deferred (:meth:`defer`) until a route bridges it
+        #: (``confirm(outage_grace=N)``); still set when the response starts, it becomes the 503.
+        self.outage: StoreUnavailable | None = None
+
+    def defer(self, exc: StoreUnavailable) -> AuthResult:
+        """Step 2, when the store is down: on a safe method, keep the outage for the route to bridge
+        (``outage_grace``) and go on without a session; on any other method, raise it (503)."""
+        if self.view.method not in SAFE_METHODS:
+            raise exc
+        self.outage = exc
+        return AuthResult(None, reason=exc.code)
 
     # -- step 3: admission --------------------------------------------------------------------------
     def admit(self, result: AuthResult) -> bool:
@@ -277,6 +307,16 @@ class RequestState:
         protect.check_token(protect.cookie.read(self.cookies), submitted, binding=self.csrf_binding)
 
     # -- the view's helpers --------------------------------------------------------------------------
+    @property
+    def meta(self) -> RequestMeta | None:
+        """The request's device (IP address, user agent) as the adapter read it, or None when the
+        adapter reads none (then no binding is compared: an unknown device is not another device)."""
+        view = self.view
+        ip, ua = view.client_ip, view.user_agent
+        if ip is None and ua is None:
+            return None
+        return RequestMeta(ip=ip, user_agent=ua[:512] if ua else None)
+
     @property
     def csrf_binding(self) -> str:
         """What the CSRF token is bound to: the session id, or ``""`` before sign-in."""
@@ -374,6 +414,8 @@ class RequestState:
         (seconds) or ``level``, the 403 :class:`~keyfob.StepUpRequired` when the session lacks them."""
         session = self.session
         if session is None:
+            if self.outage is not None:
+                raise self.outage
             raise not_signed_in(self.result)
         if fresh is not None or level is not None:
             need = self.core.fob.step_up(session, fresh=fresh, level=level)
@@ -385,14 +427,18 @@ class RequestState:
                       meta: RequestMeta | None = None) -> Session | None:
         """Authenticate again for a route that demands more than the middleware's default check:
         ``max_staleness`` (0: the store confirms this request), ``outage_grace``, and ``meta`` (the
-        device, for binding). Its cookies replace the first check's. Returns the session or None."""
+        device, for binding; by default the request's own when ``settings.bind`` is set). Its cookies
+        replace the first check's. Returns the session or None."""
         fob = self.core.fob
+        if meta is None and self.core.binds:
+            meta = self.meta
         if self.bearer is not None:
             result = await fob.authenticate_token(self.bearer, max_staleness=max_staleness,
                                                   outage_grace=outage_grace, meta=meta)
         else:
             result = await fob.authenticate(self.cookies, secure=self.secure, max_staleness=max_staleness,
                                             outage_grace=outage_grace, meta=meta)
+        self.outage = None  # the store answered, or the route's outage_grace bridged the outage
         before = self.session
         changed = before is not None and (result.session is None or result.session.id != before.id)
         first = self.result.cookies if self.result is not None else []

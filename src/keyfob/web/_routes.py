@@ -66,7 +66,8 @@ class AuthRoutes:
                                    hint='send {"refresh_token": "..."}') from None
             if isinstance(data, dict) and isinstance(data.get("refresh_token"), str):
                 token = data["refresh_token"]
-        issued = await self.fob.refresh(token, cookies=req.cookies, secure=req.secure)
+        issued = await self.fob.refresh(token, cookies=req.cookies, secure=req.secure,
+                                        meta=req.meta)
         # Tokens go in the body only to a client that sent its refresh token in the body (mobile,
         # CLI); a browser refreshing with its cookie gets them as HttpOnly cookies only (ASVS 3.3.4).
         in_body = token is not None
