@@ -106,7 +106,7 @@ class KeyfobMiddleware:
         async def send_with_cookies(message: Message) -> None:
             if req.outage is not None:  # a store outage no route bridged: fail closed, whatever the view said
                 if message["type"] == "http.response.start":
-                    await error_response(req.outage)(scope, receive, send)
+                    await _outage_answer(req.outage, scope, receive, send)
                 return
             if message["type"] == "http.response.start" and req.touches_response():
                 headers = list(message.get("headers", ()))
@@ -125,7 +125,24 @@ class KeyfobMiddleware:
                 message = {**message, "headers": headers}
             await send(message)
 
-        await self.app(scope, receive, send_with_cookies)
+        if req.outage is None:
+            await self.app(scope, receive, send_with_cookies)
+            return
+        try:
+            await self.app(scope, receive, send_with_cookies)
+        except StoreUnavailable as exc:  # a route that let the deferred outage escape (plain Starlette)
+            if state.get("keyfob_outage_answered"):
+                raise
+            await _outage_answer(exc, scope, receive, send)
+
+
+async def _outage_answer(exc: StoreUnavailable, scope: Scope, receive: Receive, send: Send) -> None:
+    """The 503 of a deferred store outage, sent once in place of the view's answer."""
+    state = scope["state"]
+    if state.get("keyfob_outage_answered"):
+        return
+    state["keyfob_outage_answered"] = True
+    await error_response(exc)(scope, receive, send)
 
 
 _ENCODED = {pair: (pair[0].encode("latin-1"), pair[1].encode("latin-1")) for pair in (NO_STORE, VARY_COOKIE)}

@@ -140,3 +140,38 @@ def test_a_route_with_outage_grace_is_answered_from_the_view_through_a_real_outa
         clock.advance(GRACE + 1)  # past the route's grace: fail closed again
         late = client.request("GET", "/graced")
         assert late.status == 503 and late.body["error"] == "store_unavailable", (late.status, late.body)
+
+
+def test_a_starlette_route_that_lets_the_outage_escape_still_answers_503(redis_server: PrivateRedis) -> None:
+    # The middleware defers an outage on GET; a plain Starlette endpoint that calls require() without
+    # catching lets StoreUnavailable escape the app. It must still be the 503, never Starlette's 500.
+    from starlette.applications import Starlette
+    from starlette.middleware import Middleware
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from keyfob.starlette import KeyfobMiddleware, keyfob_request, sign_in
+
+    fob = Keyfob(strategy="jwt", secret=SECRET, store=redis_server.url)
+
+    async def login(request: Request) -> Response:
+        await sign_in(request, "u1")
+        return JSONResponse({"ok": True})
+
+    async def me(request: Request) -> Response:
+        return JSONResponse({"user": keyfob_request(request).require().user_id})  # no try/except
+
+    app = Starlette(routes=[Route("/login", login, methods=["POST"]), Route("/me", me)],
+                    middleware=[Middleware(KeyfobMiddleware, fob=fob, csrf=False)])
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.post("/login").status_code == 200
+        assert client.get("/me").status_code == 200
+        redis_server.kill()
+        deadline = time.monotonic() + 5
+        while fob.view.live and time.monotonic() < deadline:
+            time.sleep(0.01)
+        r = client.get("/me")
+        assert r.status_code == 503 and r.json()["error"] == "store_unavailable", (r.status_code, r.text)
+        assert r.headers.get("retry-after")
