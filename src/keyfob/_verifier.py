@@ -22,7 +22,8 @@ the verifier keeps the same in-memory revocation view every keyfob node keeps (r
 ids, per-user minimum token versions), current through the same Redis pub/sub or PostgreSQL
 LISTEN/NOTIFY feed. It reads the store only to load that view when the feed (re)connects, never
 per token. While the feed is down, :meth:`Verifier.verify` raises ``StoreUnavailable`` (fail
-closed: answer 503): it never answers from a view it knows may be stale.
+closed: answer 503): it never answers from a view it knows may be stale. A token minted under
+another store epoch (before the store lost its data) is refused (``SessionRevoked``).
 
 Without a feed there is no revocation check at all: a revoked session's access tokens are still
 accepted until they expire, so revocation is bounded by the issuer's ``access_ttl`` (10 minutes
@@ -187,6 +188,11 @@ class Verifier:
             if not view.live:
                 raise StoreUnavailable("the revocation feed is down, so revocations cannot be checked",
                                        hint="answer 503; the verifier resyncs when the feed is back")
+            epoch = claims.get("ep")  # None: an issuer from before store epochs
+            if epoch is not None and epoch != view.epoch:  # minted under another epoch: before a wipe
+                view.suspect_epoch()  # ...or after one this verifier has not seen yet: look soon
+                raise SessionRevoked("the session store was reset since this session began",
+                                     hint="sign in again")
             if view.check_live(sid, sub, ver):
                 raise SessionRevoked()
         return claims

@@ -101,7 +101,10 @@ class Keyfob:
         self._listeners: list[Callable[[Event], None]] = [on_event] if on_event else []
         self.on_update = on_update
         self.auto_migrate = auto_migrate
-        self.view = RevocationView(self.store, feed, self.clock)
+        # After a wipe the view migrates the store again (under auto_migrate) so a running process
+        # keeps serving: it and fresh processes then agree on the new epoch.
+        self.view = RevocationView(self.store, feed, self.clock,
+                                   migrate=self.store.migrate if auto_migrate else None)
         self.ctx = Context(settings=settings, store=self.store, view=self.view, clock=self.clock,
                            emit=self._emit, on_token=on_token, on_session=on_session)
         self.access_ring = self._access_ring()

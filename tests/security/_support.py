@@ -206,6 +206,8 @@ class Env:
         }
         if self.strategy == "hybrid":
             base["aud"] = "keyfob"
+        if self.fob.view.epoch is not None:  # the store epoch the app's tokens carry
+            base["ep"] = self.fob.view.epoch
         base.update(overrides)
         return {k: v for k, v in base.items() if v is not _DROP}
 

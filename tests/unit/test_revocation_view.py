@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
 from keyfob import FakeClock, SessionRevoked
+from keyfob.stores import ChangePage
 from keyfob.stores.memory import MemoryStore
 from keyfob.strategies import RevocationView
+from keyfob.strategies._revocation import PAGE
 
 pytestmark = pytest.mark.anyio
 
@@ -63,15 +66,18 @@ def test_feed_events_only_ever_raise_what_the_view_refuses(view: RevocationView)
     assert not view.check_live("s2", "u1", 3)
 
 
-async def test_bump_is_stored_applied_and_published(view: RevocationView, clock: FakeClock) -> None:
-    assert await view.bump("u1") == 1
-    assert await view.bump("u1") == 2
-    assert view.min_version == {"u1": 2}
+async def test_bump_is_stored_applied_and_published_with_its_horizon(view: RevocationView,
+                                                                     clock: FakeClock) -> None:
+    until = clock() + 630
+    assert await view.bump("u1", until=until) == 1
+    assert await view.bump("u1", until=until + 5) == 2
+    assert view.min_version == {"u1": 2} and view.version_until == {"u1": until + 5}
     assert await view.store.get_user_version("u1") == 2
     assert isinstance(view.feed, RecordingFeed)
-    # published copies carry the publisher's clock ("at": keyfob.metrics' propagation time)
-    assert view.feed.published == [{"t": "ver", "user": "u1", "ver": 1, "at": clock()},
-                                   {"t": "ver", "user": "u1", "ver": 2, "at": clock()}]
+    # published copies carry the horizon and the publisher's clock ("at": keyfob.metrics' propagation)
+    assert view.feed.published == [{"t": "ver", "user": "u1", "ver": 1, "until": until, "at": clock()},
+                                   {"t": "ver", "user": "u1", "ver": 2, "until": until + 5, "at": clock()}]
+    assert [e["until"] for e in (await view.store.changes(None, now=clock())).events] == [until, until + 5]
 
 
 async def test_revoke_is_stored_applied_and_published(view: RevocationView, clock: FakeClock) -> None:
@@ -82,27 +88,62 @@ async def test_revoke_is_stored_applied_and_published(view: RevocationView, cloc
     assert view.feed.published == [{"t": "sid", "sid": "s1", "until": clock() + 60, "at": clock()}]
 
 
-def test_prune_drops_only_entries_past_their_until(view: RevocationView, clock: FakeClock) -> None:
+async def test_prune_drops_every_kind_of_entry_at_its_horizon_and_not_before(
+    view: RevocationView, clock: FakeClock
+) -> None:
     now = clock()
-    view._last_prune = now - 61
-    for i in range(1100):
-        view.revoked[f"old{i}"] = now - 1
-    view.revoked["edge"] = now  # until == now: no token of it can still be valid
-    view.revoked["young"] = now + 1
-    view.apply({"t": "sid", "sid": "new", "until": now + 100})
-    assert set(view.revoked) == {"young", "new"}
+    view.apply({"t": "sid", "sid": "s-old", "until": now + 10})
+    view.apply({"t": "sid", "sid": "u:s-upd", "until": now + 10})  # an update marker
+    view.apply({"t": "ver", "user": "u-old", "ver": 3, "until": now + 10})
+    view.apply({"t": "sid", "sid": "s-new", "until": now + 20})
+    view.apply({"t": "ver", "user": "u-new", "ver": 1, "until": now + 20})
+    view.apply({"t": "ver", "user": "u-forever", "ver": 1, "until": None})  # no horizon: kept
+    view.apply({"t": "ver", "user": "u-legacy", "ver": 2})  # an older node's event: kept
+    clock.advance(9.999)
+    assert await view.prune() == 0
+    assert view.check_live("s-old", "x", 0) and view.check_live("s", "u-old", 2)
+    clock.advance(0.001)  # until == now: no token an entry refuses is still valid
+    assert await view.prune() == 3
+    assert set(view.revoked) == {"s-new"} and view.updated == {}
+    assert view.min_version == {"u-new": 1, "u-forever": 1, "u-legacy": 2}
+    assert not view.check_live("s-old", "u-old", 0)
+    clock.advance(1e9)
+    assert await view.prune() == 2
+    assert view.revoked == {} and view.min_version == {"u-forever": 1, "u-legacy": 2}
 
 
-def test_prune_waits_a_minute_between_sweeps(view: RevocationView, clock: FakeClock) -> None:
+async def test_a_later_bump_keeps_the_version_until_the_latest_horizon(view: RevocationView,
+                                                                       clock: FakeClock) -> None:
     now = clock()
-    view._last_prune = now - 59
-    for i in range(1100):
-        view.revoked[f"old{i}"] = now - 1
-    view.apply({"t": "sid", "sid": "new", "until": now + 100})
-    assert len(view.revoked) == 1101
-    clock.advance(1)
-    view.apply({"t": "sid", "sid": "new2", "until": now + 100})
-    assert set(view.revoked) == {"new", "new2"}
+    view.apply({"t": "ver", "user": "u1", "ver": 2, "until": now + 50})
+    view.apply({"t": "ver", "user": "u1", "ver": 1, "until": now + 10})  # arrived late: changes nothing
+    assert view.min_version == {"u1": 2} and view.version_until == {"u1": now + 50}
+    clock.advance(20)
+    await view.prune()
+    assert view.min_version == {"u1": 2}
+    clock.advance(30)
+    await view.prune()
+    assert view.min_version == {} and view.version_until == {}
+
+
+async def test_prune_of_a_big_view_lets_the_loop_run(view: RevocationView, clock: FakeClock) -> None:
+    now = clock()
+    for i in range(20_000):
+        view.revoked[f"s{i}"] = now - 1
+    ticks = 0
+
+    async def ticker() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await asyncio.sleep(0)
+
+    task = asyncio.create_task(ticker())
+    await asyncio.sleep(0)
+    before = ticks
+    assert await view.prune() == 20_000
+    task.cancel()
+    assert ticks - before >= 3, "the sweep never yielded to the loop"
 
 
 async def test_without_the_feed_checks_go_to_the_store(view: RevocationView, clock: FakeClock) -> None:
@@ -123,7 +164,7 @@ async def test_feed_back_resyncs_before_going_live(view: RevocationView, clock: 
     await view._on_state(False)
     assert not view.live
     await view.store.add_revocation("s1", until=clock() + 60)
-    await view.store.bump_user_version("u1")
+    await view.store.bump_user_version("u1", until=clock() + 60)
     await view._on_state(True)
     assert view.live and view.revoked == {"s1": clock() + 60} and view.min_version == {"u1": 1}
 
@@ -144,3 +185,160 @@ async def test_close_closes_the_feed(clock: FakeClock) -> None:
     await RevocationView(MemoryStore(), feed, clock).close()
     assert closed == [True]
     await RevocationView(MemoryStore(), None, clock).close()  # nothing to close, no error
+
+
+class CountingStore(MemoryStore):
+    """The memory store, counting the calls the view makes (and refusing whole-list reads)."""
+
+    def __init__(self, url: str = "memory://") -> None:
+        super().__init__(url)
+        self.pages: list[tuple[str | None, int]] = []
+
+    async def changes(self, cursor: str | None, *, now: float, limit: int = 1000) -> ChangePage:
+        page = await super().changes(cursor, now=now, limit=limit)
+        self.pages.append((cursor, len(page.events)))
+        return page
+
+    async def revocations(self, now: float) -> Mapping[str, float]:
+        raise AssertionError("the view read the whole revocation list")
+
+    async def user_versions(self) -> Mapping[str, int]:
+        raise AssertionError("the view read every user version")
+
+
+async def test_resync_pages_through_the_change_log_and_then_reads_only_what_is_new(clock: FakeClock) -> None:
+    store = CountingStore()
+    await store.migrate()
+    now = clock()
+    for i in range(600):
+        await store.add_revocation(f"s{i}", until=now + 60)
+    view = RevocationView(store, RecordingFeed(), clock)
+    await view.start()
+    try:
+        assert view.live and len(view.revoked) == 600
+        assert [n for _, n in store.pages] == [PAGE, PAGE, 100]
+        assert store.pages[0][0] is None  # the first load reads from the start
+        await view._on_state(False)
+        await store.add_revocation("late", until=now + 60)
+        await store.bump_user_version("u1", until=now + 60)
+        store.pages.clear()
+        await view._on_state(True)
+        assert view.live and "late" in view.revoked and view.min_version == {"u1": 1}
+        assert len(store.pages) == 1 and store.pages[0][1] == 2 and store.pages[0][0] is not None
+    finally:
+        await view.close()
+
+
+async def test_store_checks_are_point_lookups(clock: FakeClock) -> None:
+    store = CountingStore()
+    await store.migrate()
+    view = RevocationView(store, RecordingFeed(), clock)
+    await view.start()
+    try:
+        view.live = False
+        await store.add_revocation("s1", until=clock() + 60)
+        with pytest.raises(SessionRevoked):
+            await view.check("s1", "u1", 0, session_must_exist=False)
+        await view.check("s2", "u1", 0, session_must_exist=False)  # no whole-list read (it raises)
+    finally:
+        await view.close()
+
+
+class StuckStore(MemoryStore):
+    """A broken change log: always "more", never an event, never a new cursor."""
+
+    async def changes(self, cursor: str | None, *, now: float, limit: int = 1000) -> ChangePage:
+        return ChangePage([], cursor or "0", True)
+
+
+async def test_a_change_log_that_says_more_but_gives_nothing_does_not_hang_the_resync(
+    clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    view = RevocationView(StuckStore(), RecordingFeed(), clock)
+    await asyncio.wait_for(view.start(), 5)
+    await view.close()
+    assert "said more but gave nothing" in caplog.text
+
+
+async def test_a_wipe_is_noticed_at_the_sweep_and_the_view_reloads_from_the_new_log(clock: FakeClock) -> None:
+    url = f"memory://view-wipe-{id(clock)}"
+    store = MemoryStore(url)
+    await store.migrate()
+    view = RevocationView(store, RecordingFeed(), clock, migrate=store.migrate)
+    await view.start()
+    try:
+        before = view.epoch
+        assert before is not None and before == await store.epoch()
+        await view.revoke("s-old", until=clock() + 60)
+        MemoryStore.wipe(url)
+        other = MemoryStore(url)
+        await other.migrate()  # a fresh process migrates the wiped store: a new epoch
+        await other.add_revocation("s-new", until=clock() + 60)
+        await view.maintain()
+        assert view.epoch == await store.epoch() and view.epoch not in (None, before)
+        assert view.revoked == {"s-new": clock() + 60}, "reset, then reloaded from the new log"
+    finally:
+        await view.close()
+
+
+async def test_a_wiped_store_without_an_epoch_is_migrated_again_by_the_view(clock: FakeClock) -> None:
+    url = f"memory://view-remigrate-{id(clock)}"
+    store = MemoryStore(url)
+    await store.migrate()
+    view = RevocationView(store, None, clock, migrate=store.migrate)
+    await view.start()
+    try:
+        before = view.epoch
+        MemoryStore.wipe(url)
+        assert await store.epoch() is None
+        await view.maintain()
+        assert view.epoch is not None and view.epoch != before and view.epoch == await store.epoch()
+    finally:
+        await view.close()
+
+
+async def test_a_token_of_another_epoch_is_refused_unless_the_store_moved_to_it(clock: FakeClock) -> None:
+    url = f"memory://view-epoch-{id(clock)}"
+    store = MemoryStore(url)
+    await store.migrate()
+    view = RevocationView(store, RecordingFeed(), clock)
+    await view.start()
+    try:
+        old = view.epoch
+        await view.check_epoch(old)
+        with pytest.raises(SessionRevoked):
+            await view.check_epoch("not-an-epoch-000")
+        MemoryStore.wipe(url)
+        await store.migrate()
+        new = await store.epoch()
+        view._epoch_checked = float("-inf")  # the once-a-second limit on store reads has passed
+        await view.check_epoch(new)  # news of the wipe: the view moves to the new epoch
+        assert view.epoch == new
+        with pytest.raises(SessionRevoked):
+            await view.check_epoch(old)
+    finally:
+        await view.close()
+
+
+async def test_close_cancels_the_sweep_task_and_returns(clock: FakeClock) -> None:
+    view = RevocationView(MemoryStore(), RecordingFeed(), clock)
+    await view.start()
+    task = view._task
+    assert task is not None and not task.done()
+    await asyncio.wait_for(view.close(), 5)
+    assert task.done() and view._task is None
+
+
+def test_close_on_another_loop_cancels_the_sweep_where_it_runs(clock: FakeClock) -> None:
+    # Flask and Django run the engine on a loop of their own; close() may come from a test's loop.
+    home = asyncio.new_event_loop()
+    try:
+        view = RevocationView(MemoryStore(), None, clock)
+        home.run_until_complete(view.start())
+        task = view._task
+        assert task is not None
+        asyncio.run(asyncio.wait_for(view.close(), 5))
+        home.run_until_complete(asyncio.sleep(0.01))
+        assert task.cancelled()
+    finally:
+        home.close()

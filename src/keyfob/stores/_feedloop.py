@@ -2,7 +2,9 @@
 
 A feed subclass says how to hold one subscription (:meth:`ReconnectingFeed._listen`); this module
 owns what they have in common: the background task, reconnecting with exponential backoff
-(0.05 s → 2 s), reporting *transitions* of the line to ``on_state`` (up once subscribed, down once
+(0.05 s → 2 s) and full jitter (:func:`reconnect_delays`: each wait is drawn uniformly between 0 and
+the exponential ceiling, so a fleet that lost its server does not reconnect — and resync — all at
+once), reporting *transitions* of the line to ``on_state`` (up once subscribed, down once
 lost — events may have been missed meanwhile, so the engine falls back to store reads), decoding
 JSON payloads, and a clean shutdown.
 """
@@ -14,17 +16,41 @@ import contextlib
 import inspect
 import json
 import logging
+import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Protocol
 
 from ._protocol import FeedHandler, StateHandler
 
-__all__ = ["ReconnectingFeed", "deliver"]
+__all__ = ["ReconnectingFeed", "deliver", "reconnect_delays"]
 
 log = logging.getLogger("keyfob.feed")
 
 _BACKOFF_FIRST = 0.05
 _BACKOFF_MAX = 2.0
+
+
+class Uniform(Protocol):
+    """What draws the jitter: ``random.Random`` (seeded, in tests) or ``secrets.SystemRandom``."""
+
+    def uniform(self, a: float, b: float) -> float: ...
+
+
+def reconnect_delays(rng: Uniform | None = None, *, first: float = _BACKOFF_FIRST,
+                     cap: float = _BACKOFF_MAX) -> Iterator[float]:
+    """The waits before reconnect attempts 1, 2, 3…: exponential backoff with full jitter.
+
+    Attempt ``n`` (from 0) waits ``uniform(0, min(cap, first * 2**n))`` seconds (AWS's "full
+    jitter"): the ceiling doubles from ``first`` to ``cap``, and each wait is spread over the whole
+    range below it, so N processes that lost the same server come back spread over it instead of
+    in one burst (each resyncs with the store when it does). Endless; a new iterator starts over.
+    """
+    draw = (rng or secrets.SystemRandom()).uniform
+    ceiling = first
+    while True:
+        yield draw(0.0, ceiling)
+        ceiling = min(cap, ceiling * 2)
 
 
 def deliver(handler: FeedHandler, payload: str | bytes) -> None:
@@ -55,6 +81,7 @@ class ReconnectingFeed(ABC):
     def __init__(self) -> None:
         self._task: asyncio.Task[None] | None = None
         self._closing = False
+        self._rng: Uniform = secrets.SystemRandom()
 
     @abstractmethod
     async def _listen(self, handler: FeedHandler, subscribed: Callable[[], Awaitable[None]]) -> None:
@@ -74,12 +101,12 @@ class ReconnectingFeed(ABC):
             await asyncio.wait_for(asyncio.shield(ready), self._connect_timeout + 1)
 
     async def _run(self, handler: FeedHandler, on_state: StateHandler, ready: asyncio.Future[None]) -> None:
-        backoff = _BACKOFF_FIRST
+        delays = reconnect_delays(self._rng)
         up: bool | None = None  # on_state is called on transitions only
 
         async def subscribed() -> None:
-            nonlocal up, backoff
-            backoff = _BACKOFF_FIRST
+            nonlocal up, delays
+            delays = reconnect_delays(self._rng)
             if up is not True:
                 up = True
                 await _call(on_state, True)
@@ -98,8 +125,7 @@ class ReconnectingFeed(ABC):
             if up is not False:
                 up = False
                 await _call(on_state, False)
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, _BACKOFF_MAX)
+            await asyncio.sleep(next(delays))
 
     async def close(self) -> None:
         self._closing = True

@@ -4,7 +4,9 @@ SQLite lives on one machine, so every process sharing the file sees the same row
 ``interval`` seconds this feed reads what the store's change log (``store.changes``) gained
 since its cursor — one indexed range query that usually returns nothing — and hands the new
 events to the view. The first read pages through the whole log (the current state, since every
-entry expires at its horizon). A store without ``changes`` (a third-party one) is re-read whole
+entry expires at its horizon), and so does the first read after the store's epoch changed (a
+wipe: the new log's sequence numbers start over, so the old cursor would skip them).
+A store without ``changes`` (a third-party one) is re-read whole
 instead (``revocations`` and ``user_versions``). Publishing is a no-op because the revoking node
 has already written the row.
 """
@@ -37,6 +39,7 @@ class PollingFeed:
         self._seen_revoked: dict[str, float] = {}
         self._seen_versions: dict[str, int] = {}
         self._cursor: str | None = None
+        self._epoch: str | None = None
 
     async def publish(self, event: Mapping[str, Any]) -> None:
         """Nothing to send: the store row written by the revoking node is the message."""
@@ -53,6 +56,11 @@ class PollingFeed:
         if changes is None:
             await self._reread(handler)
             return
+        read_epoch = getattr(self.store, "epoch", None)
+        if read_epoch is not None:
+            epoch = await read_epoch()
+            if epoch != self._epoch:  # a wiped store's log starts over
+                self._epoch, self._cursor = epoch, None
         while True:
             page = await changes(self._cursor, now=self.clock(), limit=1000)
             for event in page.events:

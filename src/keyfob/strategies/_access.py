@@ -21,7 +21,7 @@ __all__ = ["ACCESS_TYP", "RESERVED_CLAIMS", "access_claims", "access_identity", 
 
 # Claims keyfob manages; app data cannot overwrite them.
 RESERVED_CLAIMS = frozenset(
-    {"sub", "iat", "exp", "nbf", "jti", "sid", "ver", "auth_time", "ct", "iss", "aud", "_kf", "upd"}
+    {"sub", "iat", "exp", "nbf", "jti", "sid", "ver", "auth_time", "ct", "iss", "aud", "_kf", "upd", "ep"}
 )
 
 ACCESS_TYP = "at+jwt"  # RFC 9068: an access token is never accepted where another token is expected
@@ -49,9 +49,10 @@ def access_identity(claims: Mapping[str, Any]) -> tuple[str, str, int]:
 
 
 def access_claims(rec: SessionRecord, ver: int, *, audience: str, now: float, ttl: float,
-                  updated: float | None = None) -> dict[str, Any]:
+                  updated: float | None = None, epoch: str | None = None) -> dict[str, Any]:
     """The claims of a new access token for session ``rec``: app data, then keyfob's own claims
-    (its policy under ``_kf``; ``upd``, the last update marker the token reflects)."""
+    (its policy under ``_kf``; ``upd``, the last update marker the token reflects; ``ep``, the store
+    epoch it was minted under)."""
     ttl = min(ttl, max(1.0, rec.expires_at - now))
     auth = rec.authenticated_at or rec.created_at
     pol = policy_of(rec.data)
@@ -65,6 +66,8 @@ def access_claims(rec: SessionRecord, ver: int, *, audience: str, now: float, tt
         claims[POLICY_KEY] = pol
     if updated is not None:
         claims["upd"] = updated
+    if epoch is not None:
+        claims["ep"] = epoch
     return claims
 
 

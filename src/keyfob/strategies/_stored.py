@@ -131,6 +131,12 @@ class StoredSessions:
     ctx: Context
     name: str
 
+    def horizon(self, now: float) -> float:
+        """When the last token minted before ``now`` is dead everywhere: an access token's lifetime
+        plus the clock skew (the view's entries live until then; database tokens are rows, and a
+        row deleted at ``now`` is refused at once, so the same bound is more than enough)."""
+        return now + self.ctx.settings.access_ttl + self.ctx.settings.clock_skew
+
     async def forget(self, session_id: str, now: float) -> None:
         """After a session's rows are deleted: what else must refuse its tokens (hybrid: access tokens)."""
 
@@ -146,7 +152,7 @@ class StoredSessions:
         return await self.revoke_user(current.user_id, keep=current.id, now=now), None
 
     async def bump_user_version(self, user_id: str, *, now: float) -> int:
-        ver = await self.ctx.view.bump(user_id)
+        ver = await self.ctx.view.bump(user_id, until=self.horizon(now))
         for sid in await self.ctx.store.delete_user(user_id):
             await self.forget(sid, now)
             self.ctx.emit("revoked", sid, user_id, {"reason": "user_version_bumped"})

@@ -6,7 +6,8 @@ for the store (``max_staleness``), and every request while the view is down (the
 The refresh token is a session row (hashed at rest) that rotates on every use; presenting a
 retired one after the grace window is theft (RFC 9700 §4.14.2): the whole session is revoked.
 
-``authenticate`` is the per-request decision (parse + verify → revocation → roll by refresh);
+``authenticate`` is the per-request decision (parse + verify → store epoch → revocation → live
+update → roll by refresh);
 ``refresh`` is the session's (lookup → reuse / grace → lifetimes → rotate).
 
 Identity for revocation and reuse is the session id (``sid``) and ``jti``, never a hash of
@@ -67,27 +68,36 @@ class HybridStrategy(StoredSessions):
         if claims is not None:
             sid, sub, ver = access_identity(claims)
             view = self.ctx.view
+            # 2. the store epoch: an access token minted before the store lost its data is refused
+            # (with a refresh token the refresh decides: the wipe took its row too)
+            if claims.get("ep") != view.epoch:
+                try:
+                    await view.check_epoch(claims.get("ep"))
+                except SessionRevoked:
+                    if refresh is None:
+                        raise
+                    return await self.refresh(refresh, now=now, check=check)
             # The row is read when the route demands it, or when the view is down and the session's
             # binding (check.meta) must be compared at this store check anyway.
             if check is None or not (check.demands or (check.meta is not None and not view.live)):
-                # 2. revocation: two dict lookups while the feed is live, the store otherwise
+                # 3. revocation: two dict lookups while the feed is live, the store otherwise
                 if not view.live:
                     await view.check(sid, sub, ver, session_must_exist=True)
                 elif view.check_live(sid, sub, ver):  # the feed is up: two dict lookups, no await
                     raise SessionRevoked()
-                # 3. a live update since this token was minted: refresh to re-read the row
+                # 4. a live update since this token was minted: refresh to re-read the row
                 if view.updated and claims.get("upd", 0.0) < view.updated.get(sid, 0.0):
                     if refresh is None:
                         raise SessionExpired("the session changed; refresh it", reason="access")
                     return await self.refresh(refresh, now=now, check=check)
             else:
-                # 2'. what the route asked for: the store confirms (max_staleness), or the view bridges
+                # 3'. what the route asked for: the store confirms (max_staleness), or the view bridges
                 # an outage the route accepts (outage_grace)
                 rec, outage = await view.checked(sid, sub, ver, rows=True, check=check, now=now)
                 if outage is not None:
                     self.ctx.emit("served_from_view", sid, sub, {"outage_seconds": outage})
                 elif rec is not None:
-                    # 3'. the row is the truth: binding, then a new access token if the row changed
+                    # 4'. the row is the truth: binding, then a new access token if the row changed
                     pol = policy_of(rec.data)
                     if pol is not None and check.meta is not None:
                         rec = await check_binding(self.ctx, rec, pol, check.meta,
@@ -98,7 +108,7 @@ class HybridStrategy(StoredSessions):
                     if refresh is None:
                         raise SessionExpired("the session changed; refresh it", reason="access")
                     return await self.refresh(refresh, now=now, check=check)
-            # 4. roll: refresh in the same request once the access token is about to expire
+            # 5. roll: refresh in the same request once the access token is about to expire
             if refresh is None or claims["exp"] - now > self.refresh_margin:
                 return self._session(claims)
         if refresh is None:
@@ -193,8 +203,7 @@ class HybridStrategy(StoredSessions):
 
     async def announce(self, session_id: str, now: float) -> None:
         """Every node's access tokens of this session minted before now refresh at their next use."""
-        s = self.settings
-        await self.ctx.view.mark_updated(session_id, until=now + s.access_ttl + s.clock_skew)
+        await self.ctx.view.mark_updated(session_id, until=self.horizon(now))
 
     async def reissued(self, rec: SessionRecord, now: float) -> Issued | bool:
         return await self._issue(rec, now, None)
@@ -206,8 +215,7 @@ class HybridStrategy(StoredSessions):
 
     async def forget(self, session_id: str, now: float) -> None:
         """Refuse the access tokens of a session whose rows are gone (until the last one expires)."""
-        s = self.settings
-        await self.ctx.view.revoke(session_id, until=now + s.access_ttl + s.clock_skew)
+        await self.ctx.view.revoke(session_id, until=self.horizon(now))
 
     async def sign_out(self, token: str | None, refresh: str | None, *, now: float) -> str | None:
         sid: str | None = None
@@ -230,7 +238,7 @@ class HybridStrategy(StoredSessions):
         ver = view.min_version.get(rec.user_id, 0) if view.live else await self.ctx.store.get_user_version(
             rec.user_id)
         claims = access_claims(rec, ver, audience=self.audience, now=now, ttl=self.settings.access_ttl,
-                               updated=view.updated.get(rec.id))
+                               updated=view.updated.get(rec.id), epoch=view.epoch)
         access = self.signer.sign(claims, typ=ACCESS_TYP)
         # The cookies outlive the access JWT (until the session's end): see authenticate.
         return issued(self._session(claims), access, now, lifetime=rec.expires_at - now, refresh=refresh)

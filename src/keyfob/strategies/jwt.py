@@ -3,8 +3,8 @@
 No store read per request. Revocation: a per-user token version (``ver``) and a list of
 revoked session ids, both mirrored in memory by the revocation view; otherwise bounded by
 ``max_age``. Rolling: re-issued when older than ``update_age`` (Auth.js semantics).
-``authenticate`` is the whole decision: parse + verify → lifetimes → revocation → binding →
-live update → roll.
+``authenticate`` is the whole decision: parse + verify → lifetimes → store epoch → revocation →
+binding → live update → roll.
 
 What jwt cannot promise, said plainly: there is no session row, so ``max_staleness=0`` confirms
 the *revocation list and the user's version* in the store (not the data in the cookie); a live
@@ -79,12 +79,12 @@ class JWTStrategy:
                            check: RouteCheck | None = None) -> Session | Issued:
         claims = await self._verified(token, now, check)
         pol = claims.get(POLICY_KEY)
-        # 4. binding (opt-in): the token carries the device it is bound to
+        # 5. binding (opt-in): the token carries the device it is bound to
         if pol is not None and check is not None and check.meta is not None:
             rebound = await self._bound(claims, pol, check, now)
             if rebound is not None:
                 return rebound
-        # 5. a live update for this session or its user since the token was minted: re-issue with it
+        # 6. a live update for this session or its user since the token was minted: re-issue with it
         updated = self.ctx.view.updated
         if updated:
             seen = claims.get("upd", 0.0)
@@ -94,10 +94,11 @@ class JWTStrategy:
                 if patched is not None:
                     return patched
         life = self.settings if pol is None else self._lifetimes(claims)
-        if now - claims["iat"] < lifetimes.touch_interval(life):
+        if now - claims["iat"] < lifetimes.touch_interval(life) and claims.get("ep") == self.ctx.view.epoch:
             return self._session(claims)
-        # 6. roll when older than update_age (Auth.js re-issues the cookie), with the updates stored
-        # while this node had no feed to hear them
+        # 7. roll when older than update_age (Auth.js re-issues the cookie), with the updates stored
+        # while this node had no feed to hear them; a token from before store epochs (no ``ep``)
+        # rolls at once, so that it carries one
         stored = await self._stored_updates(claims, now)
         if stored is not None:
             return stored
@@ -177,10 +178,15 @@ class JWTStrategy:
         else:
             lifetimes.check_deadlines(now, self._lifetimes(claims), expires_at=end, last_seen_at=iat,
                                       absolute_expires_at=self._absolute(claims, created))
-        # 3. revocation: two dict lookups while the feed is live, the store otherwise (or when the route
+        # 3. the store epoch: a token minted before the store lost its data is refused (one without
+        # the claim, minted before keyfob had epochs, is accepted and rolled at step 7)
+        view = self.ctx.view
+        epoch = claims.get("ep")
+        if epoch != view.epoch and epoch is not None:
+            await view.check_epoch(epoch)
+        # 4. revocation: two dict lookups while the feed is live, the store otherwise (or when the route
         # asks: max_staleness; the view bridges an outage the route accepts: outage_grace)
         if isinstance(sid, str):
-            view = self.ctx.view
             if check is not None and check.demands:
                 _, outage = await view.checked(sid, sub, ver, rows=False, check=check, now=now)
                 if outage is not None:
@@ -208,6 +214,11 @@ class JWTStrategy:
         life = self._lifetimes(claims)
         absolute = self._absolute(claims, created)
         max_age = life.max_age if absolute is None else max(1.0, min(life.max_age, absolute - now))
+        epoch = self.ctx.view.epoch  # the store epoch it is minted under (refused after a wipe)
+        if epoch is not None:
+            claims["ep"] = epoch
+        else:
+            claims.pop("ep", None)
         token = self.codec.encode(claims, max_age=max_age, now=now)
         return issued(self._session({**claims, "iat": int(now), "exp": int(now + max_age)}), token, now,
                       lifetime=max_age)
@@ -266,6 +277,8 @@ class JWTStrategy:
         stops): from the claims the impersonation token kept, unless the session was revoked since."""
         if claims is None or claims.get("sid") != session_id:
             return None
+        if claims.get("ep") not in (None, self.ctx.view.epoch):  # minted before a store wipe
+            return None
         try:
             await self.ctx.view.check(session_id, str(claims["sub"]), int(claims.get("ver", 0)),
                                       session_must_exist=False)
@@ -317,8 +330,13 @@ class JWTStrategy:
     async def revoke(self, session_id: str, *, now: float) -> bool:
         """Refuse this session id until its token could have expired anyway. Always True: jwt
         sessions are not stored, so an unknown id cannot be told from a live one."""
-        await self.ctx.view.revoke(session_id, until=now + self.settings.max_age + self.settings.clock_skew)
+        await self.ctx.view.revoke(session_id, until=self.horizon(now))
         return True
+
+    def horizon(self, now: float) -> float:
+        """When the last cookie minted before ``now`` is dead everywhere: ``max_age`` plus the clock
+        skew (a cookie is valid until its ``exp`` plus the skew). The view's entries live until then."""
+        return now + self.settings.max_age + self.settings.clock_skew
 
     async def sign_out(self, token: str | None, refresh: str | None, *, now: float) -> str | None:
         try:
@@ -347,7 +365,7 @@ class JWTStrategy:
         return 0, await self._reissue(current.claims, None, now)
 
     async def bump_user_version(self, user_id: str, *, now: float) -> int:
-        ver = await self.ctx.view.bump(user_id)
+        ver = await self.ctx.view.bump(user_id, until=self.horizon(now))
         self.ctx.emit("user_version_bumped", None, user_id, {"version": ver})
         return ver
 
