@@ -112,3 +112,34 @@ async def make_fob(request: pytest.FixtureRequest, make_store_url: StoreFactory,
     """``make_fob(**settings)``: engines of this test's strategy on this test's store (every kind)."""
     async with keyfob_factory(await make_store_url(request.param), clock, strategy, SECRET) as factory:
         yield factory
+
+
+async def wipe_store_url(url: str) -> None:
+    """Make the store at ``url`` (one :func:`make_store_url` gave) lose all its data, as FLUSHDB,
+    dropped tables or a restart without persistence would. Engines on it stay open."""
+    if url.startswith("memory://"):
+        from keyfob.stores.memory import MemoryStore
+
+        MemoryStore.wipe(url)
+    elif url.startswith("sqlite"):
+        import sqlite3
+
+        from tests.contract.conftest import TABLES
+
+        db = sqlite3.connect(url.split(":///", 1)[1], timeout=10)
+        try:
+            for table in TABLES:
+                db.execute(f"DROP TABLE IF EXISTS keyfob_{table}")
+            db.commit()
+        finally:
+            db.close()
+    elif url.startswith("postgresql"):
+        await drop_postgres_tables(f"{PREFIX}_")
+    elif "+cluster" in url:
+        from tests._redis_cluster import flush_cluster
+
+        await flush_cluster(url)
+    elif url.startswith("redis"):
+        await delete_redis_keys(f"{PREFIX}:")
+    else:
+        raise AssertionError(f"no wipe for {url!r}")
