@@ -23,6 +23,7 @@ import asyncio
 import base64
 import contextlib
 import hashlib
+import itertools
 import json
 import math
 import secrets
@@ -474,18 +475,28 @@ class RedisStore:
                 seqs = [0] * SHARDS
                 parts, batches = await self._read_shards(seqs, per_shard)
                 current = _epoch_tag(parts)
-        full = [b for b in batches if len(b) == per_shard]
-        bound = min((b[-1][0] for b in full), default=math.inf)
-        candidates = sorted(g for b in batches for g, _, _ in b if g <= bound)
+        # A shard's log is in its commit order, which is not always global-sequence order (two
+        # writers take their numbers with INCR, then run their scripts the other way round). So
+        # each entry is merged at its shard's running maximum (``reach``, never decreasing along a
+        # batch): every batch is then a sorted run, a page is a prefix of each, and the batch with
+        # the lowest reach always gives at least one entry (a page never stalls the cursor).
+        reach = [list(itertools.accumulate((g for g, _, _ in b), max)) for b in batches]
+        full = [r for b, r in zip(batches, reach, strict=True) if len(b) == per_shard]
+        bound = min((r[-1] for r in full), default=math.inf)
+        candidates = sorted(x for r in reach for x in r if x <= bound)
         if len(candidates) > limit:
             bound = candidates[limit - 1]
+        # entries at ``bound`` itself may be more than the page has room for: the first ones only
+        room = limit - sum(1 for x in candidates if x < bound)
         chosen: list[tuple[int, dict[str, Any]]] = []
         more = bool(full)
-        for n, b in enumerate(batches):
-            for gseq, lseq, event in b:
-                if gseq > bound:
+        for n, (b, r) in enumerate(zip(batches, reach, strict=True)):
+            for (gseq, lseq, event), x in zip(b, r, strict=True):
+                if x > bound or (x == bound and room <= 0):
                     more = True
                     break
+                if x == bound:
+                    room -= 1
                 chosen.append((gseq, event))
                 seqs[n] = lseq
         chosen.sort(key=lambda c: c[0])
