@@ -96,6 +96,7 @@ class RevocationView:
         self.updated: dict[str, float] = {}
         #: The store epoch this process accepts tokens of (None: the store has none, or no epochs).
         self.epoch: str | None = None
+        self._epoch_read = False  # whether ``epoch`` was read from the store yet
         # How stale a live view may be: 0 for a push feed (measured by `keyfob bench`), the polling
         # interval for a polling feed; None without a feed (only this process's own revocations).
         self.bound: float | None = None if feed is None else float(getattr(feed, "interval", 0.0))
@@ -119,7 +120,7 @@ class RevocationView:
         if self._started:
             return
         self._started = True
-        self.epoch = await self._store_epoch()
+        self.epoch, self._epoch_read = await self._store_epoch(), True
         self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._maintain_forever(), name="keyfob-revocation-view")
         if self.feed is None:
@@ -225,6 +226,9 @@ class RevocationView:
         ``migrate``), so this process and fresh ones agree on the new epoch.
         """
         epoch = await self._store_epoch()
+        if not self._epoch_read:  # the first read (a view resynced before start): nothing to compare
+            self.epoch, self._epoch_read = epoch, True
+            return False
         if epoch == self.epoch:
             return False
         if epoch is None and self._migrate is not None:
