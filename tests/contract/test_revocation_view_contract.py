@@ -15,7 +15,14 @@ from __future__ import annotations
 import pytest
 
 from keyfob import FakeClock, Keyfob
-from tests.contract.stores_for_strategies import MakeFob, make_fob, make_store_url, strategy, wipe_store_url
+from tests.contract.stores_for_strategies import (
+    Jar,
+    MakeFob,
+    make_fob,
+    make_store_url,
+    strategy,
+    wipe_store_url,
+)
 
 __all__ = ["make_fob", "make_store_url", "strategy"]  # the fixtures this suite uses
 
@@ -51,7 +58,8 @@ async def test_after_a_wipe_a_fresh_engine_refuses_every_token_minted_before_it(
     for issued in (revoked, kept):
         result = await fresh.authenticate_token(credential(fresh, issued))
         assert result.session is None, f"{issued.session.user_id}'s pre-wipe token was accepted"
-    assert (await fresh.authenticate_token(credential(fresh, await fresh.create("carol")))).session is not None
+    after = credential(fresh, await fresh.create("carol"))
+    assert (await fresh.authenticate_token(after)).session is not None
 
 
 async def test_after_a_wipe_a_running_engine_refuses_pre_wipe_tokens_once_it_hears_of_the_new_epoch(
@@ -156,3 +164,22 @@ async def test_a_pruned_version_never_lets_a_token_minted_before_the_bump_throug
     assert (await fob.authenticate_token(new)).session is not None
     await fob.bump_user_version("alice")
     assert (await fob.authenticate_token(new)).session is None
+
+
+async def test_a_jwt_cookie_from_before_store_epochs_is_accepted_and_reissued_with_the_epoch(
+    make_fob: MakeFob, clock: FakeClock
+) -> None:
+    fob = make_fob()
+    if fob.strategy.name != "jwt":
+        pytest.skip("jwt only: hybrid refreshes a legacy access token, database tokens are rows")
+    await fob.start()
+    codec = fob.strategy.codec  # type: ignore[attr-defined]
+    legacy = codec.encode({"sub": "alice", "sid": "legacy-sid-0000000000", "ver": 0,
+                           "auth_time": int(clock()), "ct": int(clock())}, max_age=3600, now=clock())
+    result = await fob.authenticate_token(legacy)
+    assert result.session is not None and result.session.user_id == "alice"
+    assert result.cookies, "re-issued at once, so the cookie carries the epoch from now on"
+    fresh = codec.decode(Jar().apply(result.cookies)[fob.profile(True).session.name], now=clock())
+    assert fresh["ep"] == fob.view.epoch is not None
+    await fob.revoke("legacy-sid-0000000000")
+    assert (await fob.authenticate_token(legacy)).session is None  # still under revocation

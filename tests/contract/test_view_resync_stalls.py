@@ -5,7 +5,7 @@ pages, so requests keep being served while a process catches up after a feed dro
 longest gap between two wake-ups of a 1 ms ticker task running next to the resync.
 
 The threshold is the issue's budget, 50 ms. It is generous: on an idle machine a page costs
-1–5 ms (docs/SCALING.md), so a paged resync stays far below it even on this shared 2-core box. And
+1-5 ms (docs/SCALING.md), so a paged resync stays far below it even on this shared 2-core box. And
 it is meaningful: reading the same log in one piece stalls the loop for the whole resync (well over
 100 ms for 100 000 entries on either store: the decode and the apply of every event in one go).
 A preemption of the test process by the OS can also make one gap long; that is noise, not a stall
