@@ -119,8 +119,8 @@ class RevocationView:
         """Read the store epoch, load the view from the store and subscribe to the feed; start the sweep."""
         if self._started:
             return
+        self.epoch, self._epoch_read = await self._store_epoch(), True  # a store outage: start() again later
         self._started = True
-        self.epoch, self._epoch_read = await self._store_epoch(), True
         self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._maintain_forever(), name="keyfob-revocation-view")
         if self.feed is None:
