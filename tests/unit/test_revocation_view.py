@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from keyfob import FakeClock, SessionRevoked
+from keyfob import FakeClock, SessionRevoked, StoreUnavailable
 from keyfob.stores import ChangePage
 from keyfob.stores.memory import MemoryStore
 from keyfob.strategies import RevocationView
@@ -342,3 +342,32 @@ def test_close_on_another_loop_cancels_the_sweep_where_it_runs(clock: FakeClock)
         assert task.cancelled()
     finally:
         home.close()
+
+
+class FlakyStore(MemoryStore):
+    """The memory store, whose change log is out of reach while ``down``."""
+
+    down = False
+
+    async def changes(self, cursor: str | None, *, now: float, limit: int = 1000) -> ChangePage:
+        if self.down:
+            raise StoreUnavailable("down for the test")
+        return await super().changes(cursor, now=now, limit=limit)
+
+
+async def test_a_resync_stopped_by_a_store_outage_is_retried_at_the_next_sweep(clock: FakeClock) -> None:
+    store = FlakyStore()
+    await store.migrate()
+    view = RevocationView(store, RecordingFeed(), clock)
+    await view.start()
+    try:
+        await view._on_state(False)
+        store.down = True
+        await store.add_revocation("s1", until=clock() + 60)
+        await view._on_state(True)  # the feed is back, the store is not: store checks go on
+        assert not view.live
+        store.down = False
+        await view.maintain()
+        assert view.live and "s1" in view.revoked
+    finally:
+        await view.close()

@@ -123,10 +123,14 @@ class RevocationView:
         self._started = True
         self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._maintain_forever(), name="keyfob-revocation-view")
-        if self.feed is None:
-            await self.resync()
-            return
-        await self.feed.start(self.apply, self._on_state)
+        try:
+            if self.feed is None:
+                await self.resync()
+            else:
+                await self.feed.start(self.apply, self._on_state)
+        except BaseException:  # not loaded: nothing may answer from this view; start() again later
+            await self.close()
+            raise
 
     async def close(self, *, timeout: float = 5.0) -> None:
         """Stop the sweep and the feed. Never waits longer than ``timeout`` for either."""
@@ -160,9 +164,14 @@ class RevocationView:
                               self.maintenance_interval)
 
     async def maintain(self) -> None:
-        """One sweep: drop what is past its horizon, and check that the store was not wiped."""
+        """One sweep: drop what is past its horizon, check that the store was not wiped, and retry
+        a resync that a store outage stopped while the feed was up."""
         await self.prune()
         await self.sync_epoch()
+        if not self.live and (self.feed is None or self._feed_up):
+            await self.resync()
+            if self.feed is None or self._feed_up:
+                self.live = True
 
     # -- the feed ------------------------------------------------------------------------------------
     async def _on_state(self, up: bool) -> None:
@@ -240,10 +249,12 @@ class RevocationView:
                     "is refused from now on, and the revocation view is reloaded from the store")
         if locked:  # the resync holding the lock reads the new log next
             self._reset(epoch)
-        else:
-            async with self._resync_lock:
-                self._reset(epoch)
-            await self.resync()
+            return True
+        was_live, self.live = self.live, False  # store checks until the new log is read
+        async with self._resync_lock:
+            self._reset(epoch)
+        await self.resync()
+        self.live = was_live and (self.feed is None or self._feed_up)
         return True
 
     def _reset(self, epoch: str | None) -> None:
