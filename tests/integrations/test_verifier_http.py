@@ -297,7 +297,12 @@ async def test_feed_down_fails_closed_with_store_unavailable_and_recovers(issuer
                 verifier.verify(token)
             with pytest.raises(InvalidToken):  # a bad token is still a 401, not a 503
                 verifier.verify("garbage")
-            own_redis.start()  # an empty server: what was stored is gone, the view resyncs from it
+            old_epoch = fob.view.epoch
+            own_redis.start()  # an empty server: the store lost its data (a new epoch)...
+            # ...so the token minted before the loss is refused from now on (issue 11: wipes)
+            await eventually(lambda: outcome(verifier, token) == "SessionRevoked", timeout=10)
+            await eventually(lambda: fob.view.live and fob.view.epoch not in (None, old_epoch), timeout=10)
+            token, sid = await access_token(fob)  # minted under the new epoch
             await eventually(lambda: outcome(verifier, token) == "ok", timeout=10)
             await fob.revoke(sid)
             await eventually(lambda: outcome(verifier, token) == "SessionRevoked")
