@@ -200,6 +200,22 @@ async def test_jwt_claims_with_a_bad_subject_or_version_are_an_invalid_token(
     assert result.session is None and result.reason == "invalid_token"
 
 
+@pytest.mark.parametrize("bad", [{"sid": 5}, {"sid": ["s-1"]}, {"sid": {"id": "s-1"}}, {"sid": True},
+                                 {"sid": None, "jti": 7}],
+                         ids=["sid-number", "sid-list", "sid-object", "sid-bool", "jti-number"])
+async def test_jwt_claims_with_a_session_id_that_is_not_a_string_are_an_invalid_token(
+        make_fob: MakeFob, clock: FakeClock, bad: dict[str, Any]) -> None:
+    """The revocation view is keyed by the session id: a token whose ``sid`` (or, without one, ``jti``)
+    is not a string could never be found there, so it is refused rather than let past the check."""
+    fob = make_fob()
+    jwt_only(fob)
+    codec = fob.strategy.codec  # type: ignore[attr-defined]
+    claims = {"sub": "u1", "ver": 0, **bad}
+    token = codec.encode({k: v for k, v in claims.items() if v is not None}, max_age=HOUR, now=clock())
+    result = await fob.authenticate_token(token)
+    assert result.session is None and result.reason == "invalid_token"
+
+
 @pytest.mark.parametrize("bad", [{"sid": None}, {"sid": ""}, {"sub": 5}, {"sub": ""}, {"ver": "0"}],
                          ids=["no-sid", "sid-empty", "sub-number", "sub-empty", "ver-string"])
 async def test_access_token_with_a_bad_identity_is_an_invalid_token(

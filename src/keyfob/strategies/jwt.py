@@ -164,7 +164,8 @@ class JWTStrategy:
         sub, sid, ver = claims.get("sub"), claims.get("sid") or claims.get("jti"), claims.get("ver", 0)
         iat = claims.get("iat", now)
         created = claims.setdefault("ct", iat)
-        if not isinstance(sub, str) or not sub or type(ver) is not int:
+        # the session id keys the revocation view: one that is not a string could never be found there
+        if not isinstance(sub, str) or not sub or not isinstance(sid, str) or type(ver) is not int:
             raise InvalidToken()
         if not _number(iat) or not _number(created):
             raise InvalidToken()
@@ -186,15 +187,14 @@ class JWTStrategy:
             await view.check_epoch(epoch)
         # 4. revocation: two dict lookups while the feed is live, the store otherwise (or when the route
         # asks: max_staleness; the view bridges an outage the route accepts: outage_grace)
-        if isinstance(sid, str):
-            if check is not None and check.demands:
-                _, outage = await view.checked(sid, sub, ver, rows=False, check=check, now=now)
-                if outage is not None:
-                    self.ctx.emit("served_from_view", sid, sub, {"outage_seconds": outage})
-            elif not view.live:
-                await view.check(sid, sub, ver, session_must_exist=False)
-            elif view.check_live(sid, sub, ver):  # feed up: dict lookups, no await
-                raise SessionRevoked()
+        if check is not None and check.demands:
+            _, outage = await view.checked(sid, sub, ver, rows=False, check=check, now=now)
+            if outage is not None:
+                self.ctx.emit("served_from_view", sid, sub, {"outage_seconds": outage})
+        elif not view.live:
+            await view.check(sid, sub, ver, session_must_exist=False)
+        elif view.check_live(sid, sub, ver):  # feed up: dict lookups, no await
+            raise SessionRevoked()
         return claims
 
     def _absolute(self, claims: Mapping[str, Any], created: float) -> float | None:
