@@ -171,6 +171,16 @@ async def test_revoked_session_says_session_revoked(make_fob: MakeFob) -> None:
     assert result.session is None and result.reason == "session_revoked"
 
 
+async def test_session_ended_by_a_user_version_bump_says_session_revoked(make_fob: MakeFob) -> None:
+    """"Sign out everywhere" by version bump is a revocation on every strategy, not a malformed token."""
+    fob = make_fob()
+    jar = await sign_in(fob)
+    assert (await fob.authenticate(jar)).session is not None
+    await fob.bump_user_version("u1")
+    result = await fob.authenticate(jar)
+    assert result.session is None and result.reason == "session_revoked"
+
+
 async def test_feed_down_falls_back_to_the_stores_revocations(make_fob: MakeFob) -> None:
     node_a, node_b = make_fob(), make_fob()
     jar = await sign_in(node_a)

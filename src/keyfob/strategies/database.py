@@ -175,6 +175,13 @@ class DatabaseStrategy(StoredSessions):
             await self._bury(rec)
         return n
 
+    async def bump_user_version(self, user_id: str, *, now: float) -> int:
+        doomed = await self.ctx.store.list_user(user_id)
+        ver = await super().bump_user_version(user_id, now=now)
+        for rec in doomed:  # as revoke_user: the deleted tokens are refused as revoked, not unknown
+            await self._bury(rec)
+        return ver
+
     async def _bury(self, rec: SessionRecord) -> None:
         """Remember a revoked token's hash until it would have expired, so it is refused as revoked."""
         await self.ctx.view.revoke(_tombstone(rec.token_hash), until=rec.expires_at)
