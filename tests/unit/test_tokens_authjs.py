@@ -31,7 +31,7 @@ from keyfob.tokens import (
     encode,
 )
 from keyfob.tokens._authjs import authjs_kid
-from keyfob.tokens._parse import b64url_decode, b64url_encode
+from keyfob.tokens._parse import MAX_HEADER_CHARS, b64url_decode, b64url_encode
 
 NOW = 1_800_000_000.0
 SECRET = "kf-test-secret-0123456789abcdef0123456789abcdef0123456789ab"
@@ -61,9 +61,9 @@ def header_for(secret: str = SECRET, salt: str = SALT, **extra: Any) -> bytes:
     return json.dumps({k: v for k, v in h.items() if v is not None}, separators=(",", ":")).encode()
 
 
-def seal_v4(header: bytes, plaintext: bytes, *, secret: str = SECRET) -> str:
+def seal_v4(header: bytes, plaintext: bytes, *, secret: str = SECRET, iv_bytes: int = 12) -> str:
     header_b64 = b64url_encode(header)
-    iv = os.urandom(12)
+    iv = os.urandom(iv_bytes)
     sealed = AESGCM(derive_v4_key(secret)).encrypt(iv, plaintext, header_b64.encode())
     return ".".join(
         [header_b64, "", b64url_encode(iv), b64url_encode(sealed[:-16]), b64url_encode(sealed[-16:])]
@@ -484,3 +484,84 @@ def test_v4_token_without_exp_or_with_duplicate_keys_is_rejected() -> None:
     for plaintext in (b'{"sub":"1"}', b'{"exp":1900000000,"sub":"1","sub":"2"}'):
         with pytest.raises(InvalidToken):
             decode_v4(seal_v4(b'{"alg":"dir","enc":"A256GCM"}', plaintext), secret=SECRET, now=NOW)
+
+
+# -- the decoder's edges (each one a mutant tools/mutate.py showed surviving, issue 9) --------------------
+
+
+def padded_header(members: bytes, b64_chars: int) -> bytes:
+    """The JSON object ``{members}`` with spaces before its ``}``, ``b64_chars`` long in base64url."""
+    assert b64_chars % 4 != 1
+    n = b64_chars * 3 // 4
+    header = b"{" + members + b" " * (n - len(members) - 2) + b"}"
+    assert len(b64url_encode(header)) == b64_chars
+    return header
+
+
+def test_codec_salt_is_the_cookie_name_its_keys_were_derived_for(codec: JWECodec) -> None:
+    assert codec.salt == SALT
+
+
+def test_header_without_kid_in_another_member_order_is_tried_against_every_secret() -> None:
+    """Another producer's kid-less header (not byte-identical to ours) still gets every key, in order."""
+    plaintext = json.dumps({"sub": "7", "exp": NOW + 60}).encode()
+    token = seal_v5(b'{"enc":"A256CBC-HS512","alg":"dir"}', plaintext, secret=OLD_SECRET)
+    claims, index = JWECodec([SECRET, OLD_SECRET], SALT).decode_verbose(token, now=NOW)
+    assert claims == {"sub": "7", "exp": NOW + 60} and index == 1
+
+
+def test_header_of_exactly_the_header_limit_is_accepted_and_a_longer_one_refused(codec: JWECodec) -> None:
+    members = header_for()[1:-1]
+    payload = json.dumps({"exp": NOW + 60}).encode()
+    at_limit = seal_v5(padded_header(members, MAX_HEADER_CHARS), payload)
+    assert codec.decode(at_limit, now=NOW) == {"exp": NOW + 60}
+    with pytest.raises(InvalidToken):
+        codec.decode(seal_v5(padded_header(members, MAX_HEADER_CHARS + 3), payload), now=NOW)
+
+
+def test_token_of_exactly_the_size_limit_decodes(codec: JWECodec) -> None:
+    """16 KiB is the largest token accepted, not the first refused (the header's padding hits it exactly)."""
+    members = header_for()[1:-1]
+    for pad in range(15_000, 12_000, -1):
+        plaintext = json.dumps({"exp": NOW + 60, "pad": "x" * pad}).encode()
+        ct_chars = len(b64url_encode(b"\0" * (len(plaintext) // 16 * 16 + 16)))
+        header_chars = MAX_TOKEN_BYTES - ct_chars - 69  # "..", 22 (iv), ".", ".", 43 (tag)
+        if header_chars % 4 != 1 and len(b64url_encode(header_for())) <= header_chars <= MAX_HEADER_CHARS:
+            break
+    token = seal_v5(padded_header(members, header_chars), plaintext)
+    assert len(token) == MAX_TOKEN_BYTES
+    assert codec.decode(token, now=NOW)["pad"] == "x" * pad
+
+
+def test_token_with_a_short_iv_under_a_valid_tag_is_an_invalid_token(codec: JWECodec) -> None:
+    """A 96-bit IV (GCM's size) authenticated by the right key is refused, never handed to CBC (a 500)."""
+    key = derive_v5_key(SECRET, SALT)
+    header_b64 = b64url_encode(header_for())
+    iv, ct = os.urandom(12), os.urandom(32)
+    aad = header_b64.encode()
+    tag = hmac.new(key[:32], aad + iv + ct + (len(aad) * 8).to_bytes(8, "big"), hashlib.sha512).digest()[:32]
+    token = ".".join([header_b64, "", b64url_encode(iv), b64url_encode(ct), b64url_encode(tag)])
+    with pytest.raises(InvalidToken):
+        codec.decode(token, now=NOW)
+
+
+@pytest.mark.parametrize("token", [None, b"bytes", 42])
+def test_v4_non_string_token_is_rejected(token: Any) -> None:
+    with pytest.raises(InvalidToken):
+        decode_v4(token, secret=SECRET, now=NOW)
+
+
+def test_v4_header_of_exactly_the_header_limit_is_accepted_and_a_longer_one_refused() -> None:
+    members = b'"alg":"dir","enc":"A256GCM"'
+    payload = json.dumps({"exp": NOW + 60}).encode()
+    assert decode_v4(seal_v4(padded_header(members, MAX_HEADER_CHARS), payload), secret=SECRET, now=NOW) == {
+        "exp": NOW + 60}
+    with pytest.raises(InvalidToken):
+        decode_v4(seal_v4(padded_header(members, MAX_HEADER_CHARS + 3), payload), secret=SECRET, now=NOW)
+
+
+def test_v4_token_with_a_128_bit_iv_is_refused_even_when_it_decrypts() -> None:
+    """next-auth@4 writes 96-bit IVs; AES-GCM would take a longer one, the decoder does not."""
+    token = seal_v4(b'{"alg":"dir","enc":"A256GCM"}', json.dumps({"exp": NOW + 60}).encode(), iv_bytes=16)
+    with pytest.raises(InvalidToken):
+        decode_v4(token, secret=SECRET, now=NOW)

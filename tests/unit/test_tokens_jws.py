@@ -15,7 +15,7 @@ from jwt.types import Options
 
 from keyfob.errors import ConfigError, InvalidToken, SessionExpired
 from keyfob.tokens import MAX_TOKEN_BYTES, JWSKey, JWSSigner, JWSVerifier, KeyRing, jwks_document
-from keyfob.tokens._parse import b64url_decode, b64url_encode
+from keyfob.tokens._parse import MAX_HEADER_CHARS, b64url_decode, b64url_encode
 
 NOW = 1_800_000_000.0
 SECRET = "kf-test-secret-0123456789abcdef0123456789abcdef0123456789ab"
@@ -528,3 +528,117 @@ def test_ed25519_ring_from_secrets_is_deterministic_and_signs_eddsa() -> None:
     assert JWSVerifier(public, typ=TYP, algorithms=("EdDSA",)).verify(token, now=NOW) == claims()
     with pytest.raises(ConfigError):
         KeyRing.from_secrets_ed25519([], info="x")
+
+
+# -- the edges of keys and the verifier (each one a mutant tools/mutate.py showed surviving, issue 9) -----
+
+
+def spaced_header(header: dict[str, Any], b64_chars: int) -> bytes:
+    """``header`` as JSON with spaces before its ``}``, ``b64_chars`` long in base64url."""
+    compact = json.dumps(header, separators=(",", ":")).encode()
+    n = b64_chars * 3 // 4
+    out = compact[:-1] + b" " * (n - len(compact)) + b"}"
+    assert len(b64url_encode(out)) == b64_chars
+    return out
+
+
+def test_header_in_another_member_order_verifies(hs_ring: KeyRing, ed_ring: KeyRing, ed_key: JWSKey) -> None:
+    """A header another library wrote (not byte for byte ours) is parsed strictly, then accepted."""
+    header = {"typ": TYP, "kid": hs_ring.current.kid, "alg": "HS256"}
+    token = forge_hs256(json.dumps(header).encode(), claims(), hs_secret(hs_ring))
+    assert JWSVerifier(hs_ring, typ=TYP).verify(token, now=NOW) == claims()
+    assert ed_key.private_key is not None
+    ed_token = forge_eddsa({"typ": TYP, "alg": "EdDSA", "kid": ed_key.kid}, claims(), ed_key.private_key)
+    assert JWSVerifier(ed_ring, typ=TYP, algorithms=("EdDSA",)).verify(ed_token, now=NOW) == claims()
+
+
+def test_header_of_exactly_the_header_limit_verifies_and_a_longer_one_is_refused(hs_ring: KeyRing) -> None:
+    header = {"alg": "HS256", "kid": hs_ring.current.kid, "typ": TYP}
+    verifier = JWSVerifier(hs_ring, typ=TYP)
+    at_limit = forge_hs256(spaced_header(header, MAX_HEADER_CHARS), claims(), hs_secret(hs_ring))
+    assert verifier.verify(at_limit, now=NOW) == claims()
+    with pytest.raises(InvalidToken):
+        too_long = spaced_header(header, MAX_HEADER_CHARS + 3)
+        verifier.verify(forge_hs256(too_long, claims(), hs_secret(hs_ring)), now=NOW)
+
+
+@pytest.mark.parametrize("kid", [5, None, True, ["k"], {"k": 1}],
+                         ids=["number", "null", "bool", "list", "object"])
+def test_header_whose_kid_is_not_a_string_is_rejected(hs_ring: KeyRing, kid: Any) -> None:
+    token = forge_hs256({"alg": "HS256", "kid": kid, "typ": TYP}, claims(), hs_secret(hs_ring))
+    with pytest.raises(InvalidToken):
+        JWSVerifier(hs_ring, typ=TYP).verify(token, now=NOW)
+
+
+def test_token_of_exactly_the_size_limit_is_signed_and_verifies(hs_ring: KeyRing) -> None:
+    """16 KiB is the largest token signed and accepted, not the first refused."""
+    signer = JWSSigner(hs_ring)
+
+    def exact(typ: str) -> str | None:
+        near = (MAX_TOKEN_BYTES - len(signer.sign(claims(blob=""), typ=typ))) * 3 // 4
+        for extra in range(near - 4, near + 4):
+            try:
+                token = signer.sign(claims(blob="x" * extra), typ=typ)
+            except ValueError:
+                return None
+            if len(token) == MAX_TOKEN_BYTES:
+                return token
+        return None
+
+    # base64url has no length 4n+1: one of two header lengths lets the payload end exactly on the limit
+    typ, token = next((t, tok) for t in (TYP, TYP + "x") if (tok := exact(t)) is not None)
+    assert len(token) == MAX_TOKEN_BYTES
+    assert JWSVerifier(hs_ring, typ=typ).verify(token, now=NOW)["sub"] == "user-1"
+
+
+@pytest.mark.parametrize("token", [None, b"a.b.c", 42])
+def test_non_string_token_is_rejected(hs_ring: KeyRing, token: Any) -> None:
+    with pytest.raises(InvalidToken):
+        JWSVerifier(hs_ring, typ=TYP).verify(token, now=NOW)
+
+
+def test_verifier_algorithms_outside_hs256_and_eddsa_are_a_config_error(hs_ring: KeyRing) -> None:
+    with pytest.raises(ConfigError, match="subset"):
+        JWSVerifier(hs_ring, typ=TYP, algorithms=("HS256", "RS256"))  # type: ignore[arg-type]
+
+
+def test_eddsa_key_from_a_private_key_alone_derives_its_public_key(ed_key: JWSKey) -> None:
+    assert ed_key.private_key is not None
+    key = JWSKey(kid="k1", alg="EdDSA", private_key=ed_key.private_key)
+    assert key.public_key is not None and key.to_public_jwk()["x"] == ed_key.to_public_jwk()["x"]
+    ring = KeyRing([key])
+    assert JWSVerifier(ring, typ=TYP, algorithms=("EdDSA",)).verify(
+        JWSSigner(ring).sign(claims(), typ=TYP), now=NOW) == claims()
+
+
+_SECRET32 = b"s" * 32
+
+
+@pytest.mark.parametrize(("build", "names"), [
+    pytest.param(lambda: JWSKey(kid="", alg="HS256", secret=_SECRET32), "kid", id="empty-kid"),
+    pytest.param(lambda: JWSKey(kid=5, alg="HS256", secret=_SECRET32), "kid", id="kid-not-string"),  # type: ignore[arg-type]
+    pytest.param(lambda: JWSKey(kid="k", alg="HS256", secret=_SECRET32,
+                                public_key=Ed25519PrivateKey.generate().public_key()), "secret only",
+                 id="hs256-with-an-ed25519-key"),
+    pytest.param(lambda: JWSKey(kid="k", alg="EdDSA", secret=_SECRET32), "not a secret",
+                 id="eddsa-with-a-secret"),
+    pytest.param(lambda: JWSKey(kid="k", alg="EdDSA"), "Ed25519 key", id="eddsa-without-a-key"),
+    pytest.param(lambda: JWSKey(kid="k", alg="EdDSA", public_key="x"), "Ed25519 key",  # type: ignore[arg-type]
+                 id="eddsa-key-not-ed25519"),
+    pytest.param(lambda: JWSKey(kid="k", alg="RS256", secret=_SECRET32), "RS256",  # type: ignore[arg-type]
+                 id="other-algorithm"),
+    pytest.param(lambda: JWSKey.hs256("a string secret"), "bytes", id="hs256-secret-not-bytes"),  # type: ignore[arg-type]
+    pytest.param(lambda: JWSKey.ed25519(object()), "Ed25519", id="ed25519-not-a-key"),  # type: ignore[arg-type]
+    pytest.param(lambda: JWSKey.from_jwk([("kty", "oct")]), "JSON object", id="jwk-not-an-object"),  # type: ignore[arg-type]
+    pytest.param(lambda: JWSKey.from_jwk({"kty": "oct", "k": "A" * 43, "kid": 5}), "'kid'",
+                 id="jwk-kid-number"),
+    pytest.param(lambda: JWSKey.from_jwk({"kty": "oct"}), "no 'k' member", id="jwk-without-k"),
+    pytest.param(lambda: JWSKey.from_jwk({"kty": "oct", "k": "A" * 43 + "="}), "'k' member is not base64url",
+                 id="jwk-k-not-base64url"),
+    pytest.param(lambda: JWSKey.from_jwk({"kty": "OKP", "crv": "Ed25519", "x": "!!!!"}),
+                 "'x' member is not base64url", id="jwk-x-not-base64url"),
+])
+def test_a_malformed_key_is_a_config_error_that_says_what_is_wrong(
+        build: Callable[[], Any], names: str) -> None:
+    with pytest.raises(ConfigError, match=names):
+        build()
