@@ -149,16 +149,16 @@ _ENCODED = {pair: (pair[0].encode("latin-1"), pair[1].encode("latin-1")) for pai
 
 
 def _view(scope: Scope, device: bool = False) -> RequestView:
-    """The core's view of an ASGI request: one pass over the headers (first of each name wins).
-    ``device``: also the client address and user agent (session binding is on)."""
+    """The core's view of an ASGI request: one pass over the headers (first of each name wins, except
+    ``Cookie``: every one is read, in order). ``device``: also the client address and user agent
+    (session binding is on)."""
     cookie_raw: bytes | None = None
     auth_raw: bytes | None = None
     host_raw: bytes | None = None
     headers = scope.get("headers", ())
     for k, v in headers:
-        if k == b"cookie":
-            if cookie_raw is None:
-                cookie_raw = v
+        if k == b"cookie":  # HTTP/2 may send one per cookie (RFC 9113 §8.2.3): join them as a proxy would
+            cookie_raw = v if cookie_raw is None else cookie_raw + b"; " + v
         elif k == b"authorization":
             if auth_raw is None:
                 auth_raw = v
