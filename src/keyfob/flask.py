@@ -129,7 +129,7 @@ class _ProcessLoop:
 
 async def _let_pending_work_in() -> None:
     """Run the loop until nothing is ready to run: what arrived between requests (feed messages,
-    a dropped line, the listener's health check after the idle gap) is handled before the request.
+    a dropped line, the answer to the listener's PING) is handled before the request.
 
     A fixed few iterations was not enough after an idle gap, and the first request after a
     revocation was served from the old view. Each iteration polls I/O and runs what it made

@@ -228,3 +228,35 @@ def test_a_revocation_published_while_the_worker_idles_is_applied_before_its_nex
         asyncio.run(revoke_elsewhere())
         time.sleep(0.05)  # the message is on the worker's socket
         assert client.request("GET", "/me").status == 401
+
+
+def _idle_feed_app(strategy: str) -> Keyfob:
+    import uuid
+
+    from keyfob.stores.redis import RedisFeed
+    from tests.conftest import REDIS_URL, require_redis
+
+    require_redis()
+    url = f"{REDIS_URL.rsplit('/', 1)[0]}/15?prefix=flask-gaps-{uuid.uuid4().hex[:8]}"
+    return Keyfob(strategy=strategy, secret=SECRET, store=url, feed=RedisFeed(url, health_interval=0.05))
+
+
+@pytest.mark.parametrize("strategy", ["jwt", "hybrid"])
+def test_the_redis_feed_stays_up_across_a_flask_workers_idle_gaps(
+        strategy: str, caplog: pytest.LogCaptureFixture) -> None:
+    """Flask runs keyfob's loop only during requests: the time between them is the worker idling, not
+    the line being silent. The feed's health check counted it as silence, so after every gap of more
+    than three health intervals the feed was dropped, the view fell back to store reads and resynced."""
+    from tests.http_contract.frameworks import flask_client
+
+    fob = _idle_feed_app(strategy)
+    with flask_client(fob) as client:
+        token = client.request("GET", "/auth/csrf").body["csrfToken"]
+        login = client.request("POST", "/login", json={"user": "u1"}, headers=[("x-csrf-token", token)])
+        assert login.status == 200
+        assert fob.view.live
+        for _ in range(3):
+            time.sleep(0.3)  # the worker idles for six health intervals; the line is fine
+            assert client.request("GET", "/me").status == 200
+            assert fob.view.live, "the feed was dropped after an idle gap"
+    assert "revocation feed lost" not in caplog.text

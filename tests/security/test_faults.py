@@ -52,6 +52,7 @@ class TCPProxy:
         self._server: asyncio.Server | None = None
         self._transports: set[asyncio.Transport] = set()
         self._tasks: set[asyncio.Task[None]] = set()
+        self.frozen = False  # freeze(): connections stay open, nothing gets through (a silent line)
 
     async def start(self) -> TCPProxy:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
@@ -72,6 +73,8 @@ class TCPProxy:
         async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
             try:
                 while data := await src.read(65536):
+                    if self.frozen:
+                        continue
                     dst.write(data)
                     await dst.drain()
             except (ConnectionError, OSError):
@@ -91,6 +94,10 @@ class TCPProxy:
         for t in list(self._transports):
             t.abort()
         self._transports.clear()
+
+    def freeze(self) -> None:
+        """A silent line: the connections stay open (no FIN, no RST) and every byte is swallowed."""
+        self.frozen = True
 
     async def cut(self) -> None:
         """Outage: stop listening (new connections are refused) and abort the open ones."""
@@ -477,3 +484,26 @@ async def test_hybrid_store_outage_with_live_feed_keeps_access_tokens_and_refuse
         finally:
             await fob.close()
             await be.cleanup()
+
+
+async def test_a_silent_redis_feed_line_is_dropped_and_an_answering_one_is_kept() -> None:
+    """The feed's health check: with the loop running, a line that answers its PINGs stays up; one
+    that goes silent (open, but nothing gets through) is dropped within a few health intervals."""
+    require_redis()
+    async with proxy_to("127.0.0.1", 6379) as proxy:
+        url = f"redis://127.0.0.1:{proxy.port}/12?prefix=faults-silent-{uuid.uuid4().hex[:8]}"
+        feed = RedisFeed(url, health_interval=0.1)
+        states: list[bool] = []
+        await feed.start(lambda event: None, states.append)
+        try:
+            assert states == [True]
+            await asyncio.sleep(1.0)  # ten quiet health intervals, each answered by a PONG
+            assert states == [True], "an answering line was dropped"
+            proxy.freeze()
+
+            async def dropped() -> bool:
+                return states[-1] is False
+
+            await wait_until(dropped, 10, "the feed to drop the silent line")
+        finally:
+            await feed.close()

@@ -13,8 +13,11 @@ measurement is in docs/SCALING.md. When the slot moves (reshard) the server ends
 connection drops and the listener reconnects once the replica is promoted. Either way the engine
 is told (``on_state(False)``) and resyncs, so nothing published meanwhile is lost.
 
-The listener reads with ``get_message(timeout=health_interval)`` and PINGs when the line is
-quiet, so a dead connection is noticed within about ``3 * health_interval`` (≈1 s); a silent
+The listener reads with ``get_message(timeout=health_interval)`` and PINGs when a read heard
+nothing; two more reads without an answer drop the line, so a dead connection is noticed within
+about ``3 * health_interval`` (≈1 s) of the loop running. Silence is counted in reads, not wall
+time: a loop that does not run between requests (Flask's, Django's private one) has not been
+waiting for the reply meanwhile, so an idle worker's gaps are not a silent line. A silent
 reconnect inside redis-py is reported as a drop too, because events may have been missed.
 """
 
@@ -114,25 +117,27 @@ class RedisFeed(ReconnectingFeed):
                 pubsub.connection.register_connect_callback(self._on_connect)
             self._reconnected = False
             await subscribed()
-            last = loop.time()
-            pinged = False
+            # Silence is counted in reads that heard nothing, not in wall time: a loop that is not
+            # running (Flask's runs only during requests) has had no chance to read the reply.
+            quiet = 0
             while not self._closing:
+                started = loop.time()
                 msg = await pubsub.get_message(timeout=self._health)
                 if self._reconnected:
                     raise ConnectionError("redis-py reconnected under us; events may be lost")
-                now = loop.time()
                 if msg is not None:
-                    last, pinged = now, False
+                    quiet = 0
                     kind = msg.get("type")
                     if kind in ("message", "smessage"):
                         deliver(handler, msg["data"])
                     elif kind == "sunsubscribe":  # the channel's slot moved to another master
                         raise ConnectionError("the sharded channel moved (reshard or failover)")
-                elif now - last > 3 * self._health:
-                    raise ConnectionError("no answer to PING")
-                elif now - last > self._health and not pinged:
-                    await pubsub.ping()
-                    pinged = True
+                elif loop.time() - started >= self._health / 2:  # a whole read timed out (no spurious None)
+                    quiet += 1
+                    if quiet >= 3:  # the PING sent after the first has gone unanswered for two more reads
+                        raise ConnectionError("no answer to PING")
+                    if quiet == 1:
+                        await pubsub.ping()
         finally:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(pubsub.aclose(), 1)  # type: ignore[no-untyped-call]
