@@ -565,3 +565,14 @@ def test_v4_token_with_a_128_bit_iv_is_refused_even_when_it_decrypts() -> None:
     token = seal_v4(b'{"alg":"dir","enc":"A256GCM"}', json.dumps({"exp": NOW + 60}).encode(), iv_bytes=16)
     with pytest.raises(InvalidToken):
         decode_v4(token, secret=SECRET, now=NOW)
+
+
+def test_v4_token_of_exactly_the_size_limit_decodes() -> None:
+    header = b'{"alg":"dir","enc":"A256GCM"}'
+    for pad in range(13_000, 11_000, -1):
+        plaintext = json.dumps({"exp": NOW + 60, "pad": "x" * pad}).encode()
+        if len(seal_v4(header, plaintext)) == MAX_TOKEN_BYTES:  # the length does not depend on the key
+            break
+    token = seal_v4(header, plaintext)
+    assert len(token) == MAX_TOKEN_BYTES
+    assert decode_v4(token, secret=SECRET, now=NOW)["pad"] == "x" * pad
