@@ -1,0 +1,52 @@
+"""The request core driven directly (no framework): what its public helpers return, and its bounds.
+
+Each test kills a mutant of ``web/_request.py`` that ``tools/mutate.py`` showed surviving the HTTP
+suites, whose adapters do not read these values (issue 9).
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from keyfob import Keyfob
+from keyfob.web import RequestCore, RequestView
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "kf-core-secret-9Gm3Rt7Yq1Lp5Xw8Zc2Vb6Nh4Jd0Ks3Fa7Ue1Ri5To9"
+
+
+@pytest.fixture
+async def fob() -> Keyfob:
+    return Keyfob(strategy="database", secret=SECRET, store="memory://", feed=None)
+
+
+async def test_confirm_returns_the_session_it_confirmed(fob: Keyfob) -> None:
+    issued = await fob.create("u1", {}, secure=True)
+    core = RequestCore(fob)
+    req = core.begin(RequestView(method="GET", scheme="https", host="app.example",
+                                 cookies={c.name: c.value for c in issued.cookies}))
+    req.admit(await core.authenticate(req))
+    confirmed = await req.confirm(max_staleness=0)
+    assert confirmed is not None and confirmed.id == issued.session.id == req.session.id  # type: ignore[union-attr]
+    await fob.revoke(issued.session.id)
+    assert await req.confirm(max_staleness=0) is None and req.session is None
+    await fob.close()
+
+
+async def test_the_cookie_alias_is_the_csrf_cookie(fob: Keyfob) -> None:
+    core = RequestCore(fob)
+    for scheme, host in (("https", "app.example"), ("http", "localhost")):
+        req = core.begin(RequestView(method="GET", scheme=scheme, host=host))
+        assert req.cookie is req.csrf_cookie and req.cookie.name.endswith("csrf-token")
+    await fob.close()
+
+
+async def test_the_host_cache_stays_bounded_whatever_hosts_clients_send(fob: Keyfob) -> None:
+    """``Host`` is client-controlled: the cache of "is this local development?" answers stops at 256."""
+    core = RequestCore(fob)
+    for i in range(1000):
+        assert core.is_secure("https", f"h{i}.example") is True
+    assert core.is_secure("http", "localhost") is False
+    assert len(core._local_cache) == 256
+    await fob.close()
