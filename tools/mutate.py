@@ -1,6 +1,7 @@
 """First-order mutation testing of keyfob's decision modules (run on demand, not in CI).
 
-    PYTHONPATH=src python tools/mutate.py [FILE ...] [--tests "pytest args"] [--limit N] [--only LINE:KIND]
+    PYTHONPATH=src python tools/mutate.py [FILE ...] [--tests "pytest args"] [--limit N] [--start N]
+                                          [--only LINE:KIND]
 
 For each mutant — a comparison flipped (``<`` ↔ ``<=``, ``==`` ↔ ``!=``, ``in`` ↔ ``not in``, ``is`` ↔
 ``is not``), an ``if``/``while`` condition negated, ``and`` ↔ ``or``, a ``raise`` deleted, a ``return``
@@ -55,6 +56,11 @@ _TOKENS = ("tests/unit/test_token_parsing.py tests/unit/test_tokens_parse.py tes
            "tests/unit/test_tokens_authjs.py")
 _WEB = ("tests/unit/test_csrf.py tests/unit/test_cookies.py tests/http_contract "
         "-k 'hybrid or not (jwt or database)'")
+# The request core and the /auth routes: Starlette (ASGI) and Flask (WSGI) adapters, hybrid (the strategy
+# with a refresh token), and the core driven directly; a survivor is re-run with _WEB + the integrations.
+_CORE = ("tests/unit/test_request_core.py tests/http_contract/test_http_contract.py "
+         "tests/http_contract/test_session_policy_http.py tests/http_contract/test_request_core_http.py "
+         "-k 'not (django or fastapi or jwt or database)'")
 #: The tests that cover each module (fast: memory store only); --tests overrides them for every file.
 TARGETED = {
     "src/keyfob/strategies/_revocation.py":
@@ -70,11 +76,9 @@ TARGETED = {
     "src/keyfob/tokens/_parse.py": _TOKENS,
     "src/keyfob/tokens/_jws.py": _TOKENS,
     "src/keyfob/tokens/_authjs.py": _TOKENS,
-    # The request core, over every framework's adapter (Flask alone calls begin(); Starlette reads forms
-    # itself), for the one strategy with a refresh token.
-    "src/keyfob/web/_request.py": _WEB,
+    "src/keyfob/web/_request.py": _CORE,
     "src/keyfob/web/csrf.py": _WEB,
-    "src/keyfob/web/_routes.py": _WEB,
+    "src/keyfob/web/_routes.py": _CORE,
 }
 
 _FLIP: dict[type[ast.cmpop], type[ast.cmpop]] = {
@@ -202,6 +206,8 @@ def main() -> int:
     ap.add_argument("--tests", default=None,
                     help="pytest arguments for every file (default: the file's TARGETED tests)")
     ap.add_argument("--limit", type=int, default=0, help="at most N mutants per file (0: all)")
+    ap.add_argument("--start", type=int, default=0,
+                    help="skip each file's first N mutants (resume a stopped run: N = the lines it printed)")
     ap.add_argument("--timeout", type=float, default=120)
     ap.add_argument("--only", action="append", default=[], metavar="LINE:KIND",
                     help="only these mutants (as printed, e.g. 24:andor); repeatable")
@@ -230,6 +236,7 @@ def main() -> int:
         muts = list(mutations(tree))
         if args.only:
             muts = [m for m in muts if f"{m[2]}:{m[1]}" in args.only]
+        muts = muts[args.start:]
         if args.limit:
             muts = muts[: args.limit]
         try:

@@ -138,3 +138,20 @@ def test_a_confirmed_route_keeps_the_pages_csrf_token_valid(framework: str, fob:
         page = csrf(client)
         assert client.request("GET", "/confirmed").status == 200
         assert client.request("POST", "/action", headers=page).status == 200
+
+
+def test_a_link_from_another_site_to_a_page_is_not_csrf_checked(client: Client) -> None:
+    """A GET changes nothing: following a link from another site (Sec-Fetch-Site: cross-site) works."""
+    login(client)
+    r = client.request("GET", "/me", headers=[("Sec-Fetch-Site", "cross-site")])
+    assert r.status == 200, r.body
+
+
+def test_with_csrf_off_an_unsafe_request_needs_no_token(tmp_path: Path) -> None:
+    for name in sorted(FRAMEWORKS):
+        fob = Keyfob(strategy="hybrid", secret=SECRET, store=f"sqlite:///{tmp_path / 'kf.db'}", feed=None,
+                     csrf=False)
+        with FRAMEWORKS[name](fob) as client:
+            assert client.request("POST", "/login", json={"user": "u1"}).status == 200, name
+            r = client.request("POST", "/action")
+            assert r.status == 200, (name, r.body)
