@@ -44,7 +44,7 @@ class _DjangoClient:
         self.asgi = asgi
 
     def request(self, method: str, path: str, *, headers: Headers | None = None, json: Any = None,
-                form: dict[str, str] | None = None) -> Reply:
+                form: dict[str, str] | None = None, raw: bytes | None = None) -> Reply:
         joined: dict[str, str] = {}
         for name, value in headers or []:  # repeated headers arrive joined with ", " (as in WSGI)
             joined[name] = f"{joined[name]}, {value}" if name in joined else value
@@ -54,6 +54,8 @@ class _DjangoClient:
             body, content_type = jsonlib.dumps(json), "application/json"
         elif form is not None:
             body, content_type = urlencode(form), "application/x-www-form-urlencoded"
+        elif raw is not None:
+            body = raw
         kwargs: dict[str, Any] = {"headers": joined}
         if content_type is not None:
             kwargs["content_type"] = content_type

@@ -16,7 +16,7 @@ FastAPI's ``TestClient`` default) or ``http://localhost`` (Flask's test client d
 
 **Adding a framework** (Django, say): write a context manager ``def django_client(fob) ->
 Iterator[Client]`` that builds the app above with the framework's keyfob integration, wraps its
-test client in a class with ``request(method, path, *, headers=..., json=..., form=...) -> Reply``,
+test client in a class with ``request(method, path, *, headers=..., json=..., form=..., raw=...) -> Reply``,
 ``cookies() -> dict`` and ``set_cookie(name, value)``, closes everything on exit, and register it::
 
     @framework("django")
@@ -55,7 +55,7 @@ class Client(Protocol):
     base_url: str
 
     def request(self, method: str, path: str, *, headers: Headers | None = None, json: Any = None,
-                form: dict[str, str] | None = None) -> Reply: ...
+                form: dict[str, str] | None = None, raw: bytes | None = None) -> Reply: ...
 
     def cookies(self) -> dict[str, str]: ...
 
@@ -98,8 +98,8 @@ class _HttpxClient:
         self.client = client
 
     def request(self, method: str, path: str, *, headers: Headers | None = None, json: Any = None,
-                form: dict[str, str] | None = None) -> Reply:
-        r = self.client.request(method, path, headers=headers or [], json=json, data=form)
+                form: dict[str, str] | None = None, raw: bytes | None = None) -> Reply:
+        r = self.client.request(method, path, headers=headers or [], json=json, data=form, content=raw)
         return Reply(status=r.status_code, body=_decode(r.content),
                      headers={k.lower(): v for k, v in reversed(r.headers.multi_items())},
                      set_cookies=r.headers.get_list("set-cookie"), vary=r.headers.get("vary"))
@@ -253,8 +253,9 @@ class _FlaskClient:
         self.client = client
 
     def request(self, method: str, path: str, *, headers: Headers | None = None, json: Any = None,
-                form: dict[str, str] | None = None) -> Reply:
-        r = self.client.open(path, method=method, headers=headers or [], json=json, data=form)
+                form: dict[str, str] | None = None, raw: bytes | None = None) -> Reply:
+        r = self.client.open(path, method=method, headers=headers or [], json=json,
+                             data=raw if raw is not None else form)
         return Reply(status=r.status_code, body=_decode(r.get_data()),
                      headers={k.lower(): v for k, v in reversed(list(r.headers.items()))},
                      set_cookies=r.headers.getlist("Set-Cookie"), vary=r.headers.get("Vary"))
