@@ -50,3 +50,21 @@ async def test_the_host_cache_stays_bounded_whatever_hosts_clients_send(fob: Key
     assert core.is_secure("http", "localhost") is False
     assert len(core._local_cache) == 256
     await fob.close()
+
+
+async def test_csrf_exempt_paths_skip_the_check_and_no_other_path_does(fob: Keyfob) -> None:
+    from keyfob.errors import CSRFError
+
+    issued = await fob.create("u1", {}, secure=True)
+    cookies = {c.name: c.value for c in issued.cookies}
+    core = RequestCore(fob, csrf_exempt=("/webhooks/",))
+
+    async def post(path: str) -> bool:
+        req = core.begin(RequestView(method="POST", scheme="https", host="app.example", path=path,
+                                     cookies=cookies, origin="https://app.example"))
+        return req.admit(await core.authenticate(req))
+
+    assert await post("/webhooks/stripe") is False  # exempt: no token asked for
+    with pytest.raises(CSRFError):
+        await post("/action")  # the session cookie rides along and no token was sent
+    await fob.close()
