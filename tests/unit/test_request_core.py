@@ -68,3 +68,45 @@ async def test_csrf_exempt_paths_skip_the_check_and_no_other_path_does(fob: Keyf
     with pytest.raises(CSRFError):
         await post("/action")  # the session cookie rides along and no token was sent
     await fob.close()
+
+
+def test_a_view_counts_the_origin_it_was_given() -> None:
+    def view(**kw: object) -> RequestView:
+        return RequestView(method="POST", scheme="https", host="a.example", **kw)  # type: ignore[arg-type]
+
+    assert view(origin="https://a.example").origin_count == 1
+    assert view().origin_count == 0
+    assert view(origin="https://a.example", origin_count=2).origin_count == 2
+
+
+async def test_issue_after_the_token_was_issued_hands_back_the_same_token_and_no_new_cookie(
+        fob: Keyfob) -> None:
+    core = RequestCore(fob)
+    req = core.begin(RequestView(method="GET", scheme="https", host="app.example"))
+    req.admit(await core.authenticate(req))
+    token = req.csrf_token()
+    assert req.issue(None) == (token, [])
+    await fob.close()
+
+
+async def test_an_anonymous_request_that_sets_nothing_finishes_with_no_headers(fob: Keyfob) -> None:
+    core = RequestCore(fob)
+    req = core.begin(RequestView(method="GET", scheme="https", host="app.example"))
+    req.admit(await core.authenticate(req))
+    assert list(req.finish()) == []
+    await fob.close()
+
+
+async def test_a_session_replacing_none_rebinds_the_csrf_token_to_it(fob: Keyfob) -> None:
+    """``replaced()`` on a request that had no session (a refresh with only its refresh cookie, say)."""
+    core = RequestCore(fob)
+    req = core.begin(RequestView(method="POST", scheme="https", host="app.example"))
+    req.admit(await core.authenticate(req))
+    anonymous = req.csrf_token()
+    issued = await fob.create("u1", {}, secure=True)
+    req.replaced(issued)
+    assert req.session is not None and req.csrf_binding == issued.session.id
+    assert req.csrf_token() != anonymous
+    rebound = [c for c in req.set_cookies() if c.name == req.csrf_cookie.name]
+    assert rebound, "the re-bound CSRF cookie goes out"
+    await fob.close()
