@@ -162,3 +162,10 @@ def test_a_form_post_with_the_token_in_the_header_passes_without_the_field(clien
     login(client)
     r = client.request("POST", "/action", headers=csrf(client), form={"comment": "hello"})
     assert r.status == 200, r.body
+
+
+def test_the_session_cookie_is_the_credential_even_next_to_a_bearer_header(client: Client) -> None:
+    """With a keyfob cookie present the cookie authenticates; a stray ``Authorization: Bearer`` is ignored."""
+    login(client)
+    r = client.request("GET", "/me", headers=[("Authorization", "Bearer not-a-token")])
+    assert r.status == 200 and r.body == {"user": "u1"}
