@@ -110,3 +110,23 @@ async def test_a_session_replacing_none_rebinds_the_csrf_token_to_it(fob: Keyfob
     rebound = [c for c in req.set_cookies() if c.name == req.csrf_cookie.name]
     assert rebound, "the re-bound CSRF cookie goes out"
     await fob.close()
+
+
+@pytest.mark.parametrize(("cache_control", "vary", "expected"), [
+    (False, None, [("cache-control", "no-store"), ("vary", "Cookie")]),
+    (True, None, [("vary", "Cookie")]),  # the view chose its own Cache-Control: kept, not doubled
+    (False, "Accept-Encoding, Cookie", [("cache-control", "no-store")]),  # already varies on Cookie
+    (False, "*", [("cache-control", "no-store")]),
+    (False, "Accept", [("cache-control", "no-store"), ("vary", "Cookie")]),
+    (True, "cookie", []),
+])
+async def test_a_signed_in_response_gets_only_the_cache_headers_it_lacks(
+        fob: Keyfob, cache_control: bool, vary: str | None, expected: list[tuple[str, str]]) -> None:
+    issued = await fob.create("u1", {}, secure=True)
+    core = RequestCore(fob)
+    req = core.begin(RequestView(method="GET", scheme="https", host="app.example",
+                                 cookies={c.name: c.value for c in issued.cookies}))
+    req.admit(await core.authenticate(req))
+    assert req.session is not None
+    assert list(req.finish(cache_control=cache_control, vary=vary)) == expected
+    await fob.close()
