@@ -169,3 +169,17 @@ def test_the_session_cookie_is_the_credential_even_next_to_a_bearer_header(clien
     login(client)
     r = client.request("GET", "/me", headers=[("Authorization", "Bearer not-a-token")])
     assert r.status == 200 and r.body == {"user": "u1"}
+
+
+@pytest.mark.parametrize("framework", POLICY_FRAMEWORKS)
+def test_a_confirmed_route_keeps_the_cookies_the_first_check_rolled(framework: str, fob: Keyfob,
+                                                                      clock: FakeClock) -> None:
+    """The middleware's check rolls the session, then the route authenticates again (max_staleness=0):
+    the roll's cookies still go out."""
+    with FRAMEWORKS[framework](fob) as client:
+        login(client)
+        clock.advance(ROLL + 1)
+        r = client.request("GET", "/confirmed")
+        assert r.status == 200, r.body
+        assert fob.profile(False).session.name in [logical(c) for c in r.set_cookies]
+        assert client.request("GET", "/me").status == 200

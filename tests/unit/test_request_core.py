@@ -31,6 +31,8 @@ async def test_confirm_returns_the_session_it_confirmed(fob: Keyfob) -> None:
     assert confirmed is not None and confirmed.id == issued.session.id == req.session.id  # type: ignore[union-attr]
     await fob.revoke(issued.session.id)
     assert await req.confirm(max_staleness=0) is None and req.session is None
+    # signed out by the second check: the CSRF token is re-bound to "no session", its cookie goes out
+    assert req.csrf_binding == "" and [c for c in req.set_cookies() if c.name == req.csrf_cookie.name]
     await fob.close()
 
 
