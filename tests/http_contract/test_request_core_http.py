@@ -181,5 +181,7 @@ def test_a_confirmed_route_keeps_the_cookies_the_first_check_rolled(framework: s
         clock.advance(ROLL + 1)
         r = client.request("GET", "/confirmed")
         assert r.status == 200, r.body
-        assert fob.profile(False).session.name in [logical(c) for c in r.set_cookies]
+        names = [logical(c) for c in r.set_cookies]
+        assert fob.profile(False).session.name in names
+        assert len(names) == len(set(names)), f"a cookie set twice in one response: {names}"
         assert client.request("GET", "/me").status == 200
