@@ -185,3 +185,15 @@ def test_a_confirmed_route_keeps_the_cookies_the_first_check_rolled(framework: s
         assert fob.profile(False).session.name in names
         assert len(names) == len(set(names)), f"a cookie set twice in one response: {names}"
         assert client.request("GET", "/me").status == 200
+
+
+def test_a_plain_request_past_update_age_sends_the_rolled_cookies(client: Client, fob: Keyfob,
+                                                                   clock: FakeClock) -> None:
+    """Nothing but the session to write: the roll (jwt, database) or the refresh (hybrid) still goes out."""
+    login(client)
+    clock.advance(ROLL + 1)
+    r = client.request("GET", "/me")
+    assert r.status == 200
+    assert fob.profile(False).session.name in [logical(c) for c in r.set_cookies]
+    clock.advance(ROLL + 1)
+    assert client.request("GET", "/me").status == 200, "the browser kept the cookies it was sent"
