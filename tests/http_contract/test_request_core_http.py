@@ -197,3 +197,11 @@ def test_a_plain_request_past_update_age_sends_the_rolled_cookies(client: Client
     assert fob.profile(False).session.name in [logical(c) for c in r.set_cookies]
     clock.advance(ROLL + 1)
     assert client.request("GET", "/me").status == 200, "the browser kept the cookies it was sent"
+
+
+def test_a_refused_session_cookie_is_cleared_by_the_401(client: Client, fob: Keyfob) -> None:
+    client.set_cookie(fob.profile(False).session.name, "garbage")
+    r = client.request("GET", "/me")
+    assert r.status == 401
+    cleared = [c for c in r.set_cookies if logical(c) == fob.profile(False).session.name]
+    assert cleared and "max-age=0" in cleared[0].lower(), r.set_cookies
