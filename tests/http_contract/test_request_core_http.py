@@ -122,9 +122,14 @@ def test_cookie_secure_true_gives_secure_cookies_even_on_plain_http(tmp_path: Pa
     """``cookie_secure=True`` is obeyed on a development host too (the auto rule is only the default)."""
     for name in sorted(FRAMEWORKS):
         fob = Keyfob(strategy="database", secret=SECRET, store=f"sqlite:///{tmp_path / 'kf.db'}", feed=None,
-                     cookie_secure=True, csrf=False)  # a Secure CSRF cookie would never come back over http
+                     cookie_secure=True)
         with FRAMEWORKS[name](fob) as client:
-            r = client.request("POST", "/login", json={"user": "u1"})
+            r = client.request("GET", "/auth/csrf")
+            assert r.status == 200, (name, r.body)
+            secure_csrf = [c for c in r.set_cookies if c.startswith("__Host-") and "; Secure" in c]
+            assert secure_csrf, (name, r.set_cookies)
+            page = [("X-CSRF-Token", r.body["csrfToken"]), ("Origin", client.base_url)]
+            r = client.request("POST", "/login", json={"user": "u1"}, headers=page)
             assert r.status == 200, (name, r.body)
             session = [c for c in r.set_cookies if logical(c) == fob.profile(True).session.name]
             assert session and "secure" in session[0].lower(), (name, r.set_cookies)
