@@ -3,15 +3,17 @@
 * ``store_kind`` — parametrized ``memory``, ``sqlite``, ``postgresql`` (mark ``postgres``),
   ``redis`` (mark ``redis``), ``redis_cluster`` (mark ``redis_cluster``: the session's own 3-master
   cluster, ``tests/conftest.py``). Server-backed params skip when the server is down, fail under CI=true.
-* ``store_url`` — a URL naming a **clean** store of that kind: a memory store named for this test
-  (shared by every store object the test opens on it), a fresh SQLite file, PostgreSQL
-  ``test`` with keyfob's default tables truncated, Redis db 15 flushed. Give it to
-  ``Keyfob(store=store_url)`` or ``open_store``.
+* ``store_url`` — a URL naming a **clean** store of that kind, private to this test: a memory store
+  named for this test (shared by every store object the test opens on it), a fresh SQLite file,
+  PostgreSQL ``test`` with this test's own ``?table_prefix=kft<pid>_<n>_`` tables, Redis (db 15)
+  or the session's Redis Cluster with this test's own ``?prefix=kft<pid>:<n>:`` keys. Only those
+  tables/keys are dropped (before and after the test): nothing else on the shared servers is
+  touched, so suites and CI runs at the same time never see (or delete) each other's rows. Give it
+  to ``Keyfob(store=store_url)`` or ``open_store``.
+* ``store_options`` — the same private namespace as options (``table_prefix=`` / ``prefix=``), for
+  code that opens a store with options rather than the URL.
 * ``make_store(**options)`` — open (and migrate, unless ``migrate=False``) a store on ``store_url``;
   closed at teardown.
-  On PostgreSQL and Redis it uses a table/key prefix private to this test process
-  (``kft<pid>_`` / ``kft<pid>:``), emptied before and dropped after each test, so suites
-  running at the same time against the same servers do not see each other's rows.
 
 * ``namespace_options(name)`` — the options that put a store in namespace ``name`` of the same
   server (``table_prefix=`` on SQL, ``prefix=`` on memory and Redis), private to this process.
@@ -38,7 +40,8 @@ from tests.conftest import PG_URL, REDIS_URL, require_postgres, require_redis
 
 MakeStore = Callable[..., Awaitable[SessionStore]]
 
-#: Redis database the tests may flush (never the app's db 0).
+#: Redis database of the tests (never the app's db 0); shared with other suites and CI, so tests
+#: touch only keys under their own prefix (``store_options``), never FLUSHDB.
 REDIS_TEST_URL = os.environ.get("KEYFOB_TEST_REDIS_DB", REDIS_URL.rsplit("/", 1)[0] + "/15")
 
 STORE_KINDS = [
@@ -49,66 +52,16 @@ STORE_KINDS = [
     pytest.param("redis_cluster", id="redis_cluster", marks=pytest.mark.redis_cluster),
 ]
 
-_PG_TABLES = ("keyfob_sessions", "keyfob_user_versions", "keyfob_revocations", "keyfob_changes")
 #: every table of keyfob's schema, without the prefix
 TABLES = ("sessions", "user_versions", "revocations", "changes", "meta")
 _MEMORY_NAMES = itertools.count()
+_NAMESPACES = itertools.count()  # one private namespace per test (store_options)
 
 
 @pytest.fixture(params=STORE_KINDS)
 def store_kind(request: pytest.FixtureRequest) -> str:
     kind: str = request.param
     return kind
-
-
-async def reset_postgres(url: str = PG_URL) -> None:
-    """Empty keyfob's default tables (creating them first) in the test database."""
-    store = open_store(url)
-    try:
-        await store.migrate()
-    finally:
-        await store.close()
-    import asyncpg
-
-    conn = await asyncpg.connect(url)
-    try:
-        await conn.execute(f"TRUNCATE {', '.join(_PG_TABLES)}")
-    finally:
-        await conn.close()
-
-
-async def reset_redis(url: str = REDIS_TEST_URL) -> None:
-    """FLUSHDB the dedicated test database."""
-    import redis.asyncio as aioredis
-
-    client = aioredis.Redis.from_url(url)
-    try:
-        await client.flushdb()
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
-async def store_url(store_kind: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
-    if store_kind == "memory":
-        return f"memory://kft{os.getpid()}-{next(_MEMORY_NAMES)}"
-    if store_kind == "sqlite":
-        return f"sqlite:///{tmp_path / 'keyfob.db'}"
-    if store_kind == "postgresql":
-        require_postgres()
-        await reset_postgres()
-        return PG_URL
-    if store_kind == "redis":
-        require_redis()
-        await reset_redis()
-        return REDIS_TEST_URL
-    if store_kind == "redis_cluster":  # the session's own cluster (tests/conftest.py): flushed
-        from tests._redis_cluster import flush_cluster
-
-        url: str = request.getfixturevalue("redis_cluster").url
-        await flush_cluster(url)
-        return url
-    raise AssertionError(f"unknown store kind {store_kind!r}")
 
 
 PRIVATE_PREFIX = f"kft{os.getpid()}"
@@ -126,51 +79,94 @@ async def drop_postgres_tables(prefix: str, url: str = PG_URL) -> None:
 
 
 async def delete_redis_keys(prefix: str, url: str = REDIS_TEST_URL) -> None:
-    import redis.asyncio as aioredis
+    """Delete the keys under ``prefix`` (and only those), on one server or every master of a cluster."""
+    if not prefix or "*" in prefix or "?" in prefix or "[" in prefix:
+        raise ValueError(f"refusing to delete keys under {prefix!r}: not one private prefix")
+    client: Any
+    if "+cluster://" in url:
+        from redis.asyncio.cluster import RedisCluster
 
-    client = aioredis.Redis.from_url(url)
+        from keyfob.stores.redis._url import parse_redis_url
+
+        host, port = parse_redis_url(url).seeds[0]
+        client = RedisCluster(host=host, port=port)
+    else:
+        import redis.asyncio as aioredis
+
+        client = aioredis.Redis.from_url(url.split("?", 1)[0])  # keyfob's ?prefix= is not redis-py's
     try:
         keys = [k async for k in client.scan_iter(match=f"{prefix}*", count=1000)]
-        if keys:
-            await client.delete(*keys)
+        for i in range(0, len(keys), 500):
+            await client.delete(*keys[i : i + 500])  # the cluster client splits it by slot
     finally:
         await client.aclose()
 
 
 @pytest.fixture
-def store_options(store_kind: str) -> dict[str, Any]:
-    """Options that give this test process its own corner of a shared server."""
+async def store_options(store_kind: str, request: pytest.FixtureRequest) -> AsyncIterator[dict[str, Any]]:
+    """Options that give this test its own corner of a shared server (``table_prefix=`` on
+    PostgreSQL, ``prefix=`` on Redis and Redis Cluster), dropped before and after the test."""
+    n = next(_NAMESPACES)
+    options: dict[str, Any] = {}
+    drop: Callable[[], Awaitable[None]] | None = None
     if store_kind == "postgresql":
-        return {"table_prefix": f"{PRIVATE_PREFIX}_"}
-    if store_kind in ("redis", "redis_cluster"):
-        return {"prefix": f"{PRIVATE_PREFIX}:"}
-    return {}
+        require_postgres()
+        prefix = f"{PRIVATE_PREFIX}_{n}_"
+        options = {"table_prefix": prefix}
+
+        async def drop() -> None:
+            await drop_postgres_tables(prefix)
+    elif store_kind in ("redis", "redis_cluster"):
+        prefix = f"{PRIVATE_PREFIX}:{n}:"
+        options = {"prefix": prefix}
+        if store_kind == "redis":
+            require_redis()
+            url = REDIS_TEST_URL
+        else:
+            url = request.getfixturevalue("redis_cluster").url
+
+        async def drop() -> None:
+            await delete_redis_keys(prefix, url)
+    if drop is not None:
+        await drop()  # left over by a killed run of a process with the same pid?
+    yield options
+    if drop is not None:
+        await drop()
 
 
 @pytest.fixture
-async def make_store(
-    store_url: str, store_kind: str, store_options: dict[str, Any]
-) -> AsyncIterator[MakeStore]:
-    opened: list[SessionStore] = []
+async def store_url(store_kind: str, store_options: dict[str, Any], tmp_path: Path,
+                    request: pytest.FixtureRequest) -> str:  # fmt: skip
+    if store_kind == "memory":
+        return f"memory://kft{os.getpid()}-{next(_MEMORY_NAMES)}"
+    if store_kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'keyfob.db'}"
+    if store_kind == "postgresql":
+        return f"{PG_URL}?table_prefix={store_options['table_prefix']}"
+    if store_kind == "redis":
+        return f"{REDIS_TEST_URL}?prefix={store_options['prefix']}"
+    if store_kind == "redis_cluster":  # the session's own cluster (tests/conftest.py)
+        url: str = request.getfixturevalue("redis_cluster").url
+        return f"{url}?prefix={store_options['prefix']}"
+    raise AssertionError(f"unknown store kind {store_kind!r}")
 
-    async def cleanup() -> None:
-        if store_kind == "postgresql":
-            await drop_postgres_tables(store_options["table_prefix"])
-        elif store_kind == "redis":
-            await delete_redis_keys(store_options["prefix"])
+
+@pytest.fixture
+async def make_store(store_url: str, store_options: dict[str, Any]) -> AsyncIterator[MakeStore]:
+    """Open stores on this test's private namespace; the namespace's cleanup is ``store_options``'."""
+    opened: list[SessionStore] = []
+    bare = store_url.split("?", 1)[0]  # the namespace comes as an option, which ``options`` may override
 
     async def make(*, migrate: bool = True, **options: Any) -> SessionStore:
-        store = open_store(store_url, **{**store_options, **options})
+        store = open_store(bare, **{**store_options, **options})
         opened.append(store)
         if migrate:
             await store.migrate()
         return store
 
-    await cleanup()
     yield make
     for store in opened:
         await store.close()
-    await cleanup()
 
 
 @pytest.fixture
@@ -179,32 +175,25 @@ async def store(make_store: MakeStore) -> SessionStore:
 
 
 @pytest.fixture
-async def namespace_options(store_kind: str) -> AsyncIterator[Callable[[str], dict[str, Any]]]:
-    """``name`` → the options that open the same server's store in namespace ``name`` (private to
-    this process); the tables/keys of every namespace handed out are dropped before and after."""
+async def namespace_options(
+    store_kind: str, store_options: dict[str, Any]
+) -> AsyncIterator[Callable[[str], dict[str, Any]]]:
+    """``name`` → the options that open the same server's store in namespace ``name``, inside this
+    test's private namespace (``store_options``); the tables of every SQL namespace handed out are
+    dropped after the test (Redis keys go with ``store_options``' prefix)."""
     prefixes: list[str] = []
-
-    async def drop(prefix: str) -> None:
-        if store_kind == "postgresql":
-            await drop_postgres_tables(prefix)
-        elif store_kind == "redis":
-            await delete_redis_keys(prefix)
 
     def options(name: str) -> dict[str, Any]:
         if store_kind in ("sqlite", "postgresql"):
-            prefix = f"{PRIVATE_PREFIX}_{name}_"
+            prefix = f"{store_options.get('table_prefix', PRIVATE_PREFIX + '_')}{name}_"
             prefixes.append(prefix)
             return {"table_prefix": prefix}
-        prefix = f"{PRIVATE_PREFIX}:{name}:"
-        prefixes.append(prefix)
-        return {"prefix": prefix}
+        return {"prefix": f"{store_options.get('prefix', PRIVATE_PREFIX + ':')}{name}:"}
 
-    for name in ("a", "b"):  # the names the suites use: left over by a killed run?
-        await drop(options(name).popitem()[1])
-    prefixes.clear()
     yield options
-    for prefix in prefixes:
-        await drop(prefix)
+    if store_kind == "postgresql":
+        for prefix in dict.fromkeys(prefixes):
+            await drop_postgres_tables(prefix)
 
 
 @pytest.fixture
@@ -228,12 +217,8 @@ def wipe_store(
                 db.close()
         elif store_kind == "postgresql":
             await drop_postgres_tables(store_options["table_prefix"])
-        elif store_kind == "redis":
-            await delete_redis_keys(store_options["prefix"])
-        elif store_kind == "redis_cluster":
-            from tests._redis_cluster import flush_cluster
-
-            await flush_cluster(store_url)
+        elif store_kind in ("redis", "redis_cluster"):
+            await delete_redis_keys(store_options["prefix"], store_url)
         else:
             raise AssertionError(f"no wipe for store kind {store_kind!r}")
 

@@ -1,14 +1,16 @@
 """Store URLs for the strategy contract suite: memory, SQLite (tmp file), PostgreSQL, Redis, Redis Cluster.
 
-Server-backed stores are this test process's own corner of the shared server (PostgreSQL tables
-``kfs<pid>_*``, Redis keys ``kfs<pid>:*`` in the test db), emptied before each test, so suites running
-at the same time never see each other's rows. They skip with a reason when the server is down, and
-fail under CI=true.
+Server-backed stores are this test's own corner of the shared server (PostgreSQL tables
+``kfs<pid>_<n>_*``, Redis keys ``kfs<pid>:<n>:*`` in the test db or the session's cluster), dropped
+before and after each test, so suites running at the same time never see each other's rows. They
+skip with a reason when the server is down, and fail under CI=true.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
+import itertools
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
@@ -35,39 +37,42 @@ STORE_PARAMS = [
 ]
 #: This test process's own tables / keys on the shared servers (other suites may run at the same time).
 PREFIX = f"kfs{os.getpid()}"
+_NAMESPACES = itertools.count()  # and one namespace per test under it
 
 
 @pytest.fixture
 async def make_store_url(tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[StoreFactory]:
-    used: set[str] = set()
+    """``await make_store_url(kind)``: a URL of this test's own, clean store of that kind; its
+    tables / keys (and only those) are dropped before it is handed out and after the test."""
+    drops: list[Callable[[], Awaitable[None]]] = []
+    n = next(_NAMESPACES)
 
     async def factory(kind: str) -> str:
-        used.add(kind)
         if kind == "memory":
             return f"memory://{tmp_path.name}"
         if kind == "sqlite":
             return f"sqlite:///{tmp_path / 'keyfob.db'}"
         if kind == "postgresql":
             require_postgres()
-            await drop_postgres_tables(f"{PREFIX}_")
-            return f"{PG_URL}?table_prefix={PREFIX}_"
-        if kind == "redis":
-            require_redis()
-            await delete_redis_keys(f"{PREFIX}:")
-            return f"{REDIS_TEST_URL}?prefix={PREFIX}"
-        if kind == "redis_cluster":  # the session's own cluster (tests/conftest.py): flushed
-            from tests._redis_cluster import flush_cluster
-
-            url: str = request.getfixturevalue("redis_cluster").url
-            await flush_cluster(url)
-            return url
+            prefix = f"{PREFIX}_{n}_"
+            drops.append(functools.partial(drop_postgres_tables, prefix))
+            await drops[-1]()
+            return f"{PG_URL}?table_prefix={prefix}"
+        if kind in ("redis", "redis_cluster"):
+            if kind == "redis":
+                require_redis()
+                base = REDIS_TEST_URL
+            else:  # the session's own cluster (tests/conftest.py)
+                base = request.getfixturevalue("redis_cluster").url
+            prefix = f"{PREFIX}:{n}:"
+            drops.append(functools.partial(delete_redis_keys, prefix, base))
+            await drops[-1]()
+            return f"{base}?prefix={prefix}"
         raise ValueError(kind)
 
     yield factory
-    if "postgresql" in used:  # the engines are closed by now (make_fob's teardown runs first)
-        await drop_postgres_tables(f"{PREFIX}_")
-    if "redis" in used:
-        await delete_redis_keys(f"{PREFIX}:")
+    for drop in drops:  # the engines are closed by now (make_fob's teardown runs first)
+        await drop()
 
 
 @contextlib.asynccontextmanager
