@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import base64
 import hashlib
+import itertools
 import json
+import os
 import re
 import subprocess
 import sys
 import time
 import types
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from click.testing import CliRunner, Result
 from keyfob import FakeClock, Keyfob, RequestMeta
 from keyfob.cli import cli
 from keyfob.tokens import JWECodec
+from tests.conftest import require_redis
 
 SECRET = "kf-cli-secret-0123456789abcdef0123456789abcdef0123456789abcd"
 OLD_SECRET = "kf-cli-old-secret-fedcba9876543210fedcba9876543210fedcba98"
@@ -578,8 +581,36 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def test_sessions_list_all_pages_through_every_users_live_sessions(tmp_path: Path) -> None:
-    store = f"sqlite:///{tmp_path}/keyfob.db"
+_LISTINGS = itertools.count()
+
+
+@pytest.fixture(params=[
+    "sqlite",
+    pytest.param("redis", marks=pytest.mark.redis),
+    pytest.param("redis_cluster", marks=pytest.mark.redis_cluster),
+])  # fmt: skip
+def listing_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A store URL of every kind that offers ``sessions_page``; Redis keys private to this test."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/keyfob.db"
+        return
+    from tests.contract.conftest import REDIS_TEST_URL, delete_redis_keys
+
+    if request.param == "redis":
+        require_redis()
+        base = REDIS_TEST_URL
+    else:
+        base = request.getfixturevalue("redis_cluster").url
+    prefix = f"kfcli{os.getpid()}:{next(_LISTINGS)}:"
+    asyncio.run(delete_redis_keys(prefix, base))
+    try:
+        yield f"{base}?prefix={prefix}"
+    finally:
+        asyncio.run(delete_redis_keys(prefix, base))
+
+
+def test_sessions_list_all_pages_through_every_users_live_sessions(listing_store: str) -> None:
+    store = listing_store
     long_ago = FakeClock(time.time() - 40 * 86400)  # expired: not listed
     make_token("database", store=store, clock=long_ago)
     live = {make_token("database", store=store)[2] for _ in range(4)}
@@ -590,7 +621,7 @@ def test_sessions_list_all_pages_through_every_users_live_sessions(tmp_path: Pat
         listed = invoke(["sessions", "list", "--all", "--page-size", size, "--json"], env)
         assert listed.exit_code == 0, listed.output
         rows = json.loads(listed.stdout)
-        assert {r["id"] for r in rows} == live
+        assert sorted(r["id"] for r in rows) == sorted(live), "each live session once"
         assert {r["user_id"] for r in rows} == {"user-1", "user-2"}
     table = invoke(["sessions", "list", "--all"], env)
     assert table.exit_code == 0 and "5 active session(s)" in table.stdout and "user-2" in table.stdout

@@ -525,6 +525,7 @@ async def _every_session(fob: Keyfob, page_size: int) -> list[SessionInfo]:
     total = await store.count()
     now, idle = fob.clock(), fob.settings.idle_timeout
     out: list[SessionInfo] = []
+    listed: set[bytes] = set()  # a SCAN-based store (Redis) may hand a row out twice
     cursor: str | None = None
     with Progress(
         TextColumn("reading sessions"),
@@ -540,6 +541,9 @@ async def _every_session(fob: Keyfob, page_size: int) -> list[SessionInfo]:
             records, cursor = await page(cursor, limit=page_size)
             progress.update(task, advance=len(records))
             for rec in records:
+                if rec.token_hash in listed:
+                    continue
+                listed.add(rec.token_hash)
                 if is_live(rec, now, idle):
                     out.append(
                         SessionInfo(

@@ -385,6 +385,54 @@ class RedisStore:
             counts = await self._each_shard(lambda r, _n, tag: r.zcard(f"{tag}:x"))
         return sum(int(c) for c in counts)
 
+    async def sessions_page(
+        self, cursor: str | None, *, limit: int = 500
+    ) -> tuple[list[SessionRecord], str | None]:
+        """Every row (live, expired until Redis drops it, retired), about ``limit`` at a time, for admin
+        listings (``keyfob sessions list --all``). Pass the cursor back; None means done.
+
+        The rows are found through the 16 shards' expiry indexes (``S:x``, one hash tag each, so one
+        slot: the same on a Cluster), walked with ``ZSCAN … COUNT limit``: each command does bounded
+        work, never one read of a whole index. A cursor is ``<shard>.<ZSCAN cursor>.<last token hash>``:
+        a ZSCAN reply may hold more than ``limit`` members (a small sorted set comes back whole), so
+        the page takes them in token-hash order and the next call re-reads the same reply and goes on
+        after the last one. So, as SCAN promises, a row present during the whole listing is listed;
+        a row may be listed twice if its index is rehashed meanwhile (callers dedupe by token hash),
+        and one whose expiry entry was never written (a failed step 3) is not listed, as ``count``
+        does not count it. The rows themselves are read with one pipeline of ``HGETALL`` per page.
+        """
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        shard, scan, after = _parse_page_cursor(cursor)
+        found: list[tuple[str, str]] = []  # (token hash hex, user key base)
+        async with self._errors():
+            while shard < SHARDS:
+                next_scan, members = await self._r.zscan(f"{self.keys.shard_tags[shard]}:x", scan,
+                                                         count=limit)  # fmt: skip
+                batch = sorted({_s(m) for m, _score in members})  # type: ignore[arg-type]
+                fresh = [m for m in batch if m.partition("\t")[0] > after]
+                room = limit - len(found)
+                found += [(h, b) for h, _, b in (m.partition("\t") for m in fresh[:room])]
+                if len(fresh) > room:  # the rest of this reply on the next page
+                    next_cursor: str | None = f"{shard}.{scan}.{found[-1][0]}"
+                    break
+                scan, after = int(next_scan), ""
+                if scan == 0:
+                    shard += 1
+                if len(found) == limit:
+                    next_cursor = f"{shard}.{scan}." if shard < SHARDS else None
+                    break
+            else:
+                next_cursor = None
+            if not found:
+                return [], next_cursor
+            pipe = self._r.pipeline(transaction=False)
+            for hex_hash, base in found:
+                pipe.hgetall(f"{base}:s:{hex_hash}")
+            rows = await pipe.execute()
+        records = [_record(bytes.fromhex(h), row) for (h, _b), row in zip(found, rows, strict=True) if row]
+        return records, next_cursor
+
     async def _each_shard(self, call: Callable[[Any, int, str], Awaitable[Any]]) -> list[Any]:
         """``call(client, n, tag)`` for every shard: one pipeline on a single server (one connection,
         one round trip); on a Cluster, each master's shards in turn, the masters concurrently (redis-py's
@@ -568,6 +616,17 @@ class RedisStore:
 
 def _epoch_tag(parts: Sequence[bytes | None]) -> str:
     return hashlib.sha256(b"|".join(p or b"-" for p in parts)).hexdigest()[:8]
+
+
+def _parse_page_cursor(cursor: str | None) -> tuple[int, int, str]:
+    """``sessions_page``'s cursor: (shard, ZSCAN cursor, last token hash hex listed in that reply)."""
+    if not cursor:
+        return 0, 0, ""
+    try:
+        shard, scan, after = cursor.split(".", 2)
+        return int(shard), int(scan), after
+    except ValueError:
+        raise ValueError(f"not a sessions_page cursor: {cursor!r}") from None
 
 
 def _parse_cursor(cursor: str | None) -> tuple[str | None, list[int]]:
