@@ -15,6 +15,7 @@ import pytest
 from keyfob._bench import main, selected_groups
 from keyfob._bench._registry import GROUPS
 from keyfob._bench.http import parse_wrk
+from tests.conftest import CI
 
 RATIO_KEYS = (
     "jwt_vs_floor",
@@ -58,18 +59,29 @@ RATIO_KEYS = (
 )
 
 
+#: the smoke runs' deliberate omissions (one server of each kind is enough to prove the setup)
+SMOKE_SKIP = "not run in --smoke"
+
+
 def test_bench_smoke_json_has_every_ratio(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--smoke", "--json", "--out", str(tmp_path)]) == 0
+    # every group but the cluster one, which the next test runs on its own (it starts a cluster:
+    # running it twice would double the slowest part) and whose ratios it checks the same way
+    assert main(["--smoke", "--json", "--skip", "cluster", "--out", str(tmp_path)]) == 0
     doc = json.loads(capsys.readouterr().out)
     assert json.loads((tmp_path / "results.json").read_text()) == doc
-    assert doc["meta"]["groups"] == list(GROUPS)
+    assert doc["meta"]["groups"] == [g for g in GROUPS if g != "cluster"]
     assert not doc["meta"].get("failed_groups"), doc["meta"].get("failed_groups")
     ratios, reasons = doc["ratios"], doc["ratio_reasons"]
     for key in RATIO_KEYS:
         assert key in ratios, key
         value = ratios[key]
+        if key.startswith("cluster_"):
+            assert value is None and reasons[key] == "the cluster group was not selected", (key, value)
+            continue
         if value is None:
             assert reasons.get(key), f"{key} is null without a reason"
+            if CI:  # every service is up under CI: a number, or one of the smoke run's own omissions
+                assert reasons[key].startswith(SMOKE_SKIP), (key, reasons[key])
         else:
             assert isinstance(value, int | float), (key, value)
             # a cost (metrics on over off, minus one) may come out below zero in a short run
@@ -133,8 +145,12 @@ def test_cluster_group_measures_on_a_cluster_it_starts_and_stops(
     assert sec["available"] is True and sec["masters"] == 3, sec
     for name in CLUSTER_CASES:
         assert doc["cases"][name]["median_us"] is not None, doc["cases"][name]
-    for key in CLUSTER_RATIOS:
-        assert isinstance(doc["ratios"][key], int | float), (key, doc["ratio_reasons"].get(key))
+    for key in (k for k in RATIO_KEYS if k.startswith("cluster_")):  # the ones the smoke run leaves out
+        value = doc["ratios"][key]
+        if key in CLUSTER_RATIOS or CI:
+            assert isinstance(value, int | float) and value > 0, (key, doc["ratio_reasons"].get(key))
+        else:  # the PostgreSQL comparison, when PostgreSQL is down off CI
+            assert value is not None or doc["ratio_reasons"].get(key), key
     assert sec["propagation"]["redis_cluster"]["timeouts"] == 0, sec["propagation"]
     # the bench's own servers are gone when it returns
     for seed in sec["url"].removeprefix("redis+cluster://").split(","):

@@ -94,7 +94,7 @@ class Config:
                 rounds=3,
                 batch_ms=0.5,
                 max_batch=20,
-                scale_sizes=(200, 2_000),
+                scale_sizes=(100, 1_000),  # 10x apart, as in a full run: the scale ratio still compares
                 http_workers=(1,),
                 http_duration=0.2,  # proves every endpoint answers; numbers are not the point here
                 http_warmup=0.05,

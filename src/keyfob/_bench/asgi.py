@@ -194,7 +194,9 @@ async def _run(cfg: Config, results: Results, group: str) -> None:
                 log(f"{group}: skipped {c.name}: {c.reason}")
                 results.add_skip(c)
         rounds, batch = cfg.asgi_rounds, cfg.asgi_batch_ms
-        if group == "metrics":  # a ~1 µs difference on ~60 µs: many short rounds (seconds in all)
+        if group == "metrics" and cfg.mode != "smoke":
+            # a ~1 µs difference on ~60 µs: many short rounds (seconds in all); a smoke run only
+            # proves that every metrics case answers and gives a number
             rounds, batch = rounds * 5, batch / 2
         rounds_cfg = Config(**{**cfg.__dict__, "rounds": rounds, "batch_ms": batch})
         log(f"{group}: {len(cases)} apps x {rounds} interleaved rounds (~{batch:g} ms batches)")

@@ -288,20 +288,20 @@ async def _django(cfg: Config, results: Results) -> None:
                 out["skipped"][f"{b}_postgres"] = f"PostgreSQL for Django: {type(exc).__name__}: {exc}"
         servers: dict[str, Server] = {}
         targets: list[Target] = []
-        for db, database in dbs.items():
-            try:
-                await asyncio.to_thread(
-                    _migrate,
-                    {
-                        "backend": "db",
-                        "database": database,
-                        "with_keyfob": no_engine is None,
-                        "keyfob": _keyfob_settings("database"),
-                    },
-                )
-            except Exception as exc:
+        # each database's migrate is a Django process of its own: run them side by side
+        migrated = await asyncio.gather(*(
+            asyncio.to_thread(_migrate, {
+                "backend": "db",
+                "database": database,
+                "with_keyfob": no_engine is None,
+                "keyfob": _keyfob_settings("database"),
+            })
+            for database in dbs.values()
+        ), return_exceptions=True)  # fmt: skip
+        for (db, database), failed in zip(dbs.items(), migrated, strict=True):
+            if isinstance(failed, BaseException):
                 for b in ("db", "cached_db", "keyfob_engine", "keyfob_hybrid"):
-                    out["skipped"][f"{b}_{db}"] = f"{type(exc).__name__}: {exc}"
+                    out["skipped"][f"{b}_{db}"] = f"{type(failed).__name__}: {failed}"
                 continue
             # each keyfob row next to the backend it is compared with (see http.run_targets' rounds)
             backends = ["db", "keyfob_engine", "cached_db", "keyfob_hybrid"]
