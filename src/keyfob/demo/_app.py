@@ -340,8 +340,9 @@ def create_app(
     SQLite file ``<data_dir>/keyfob.db``). The secret is ``secret``, else ``KEYFOB_SECRET``, else one
     generated once and kept in ``<data_dir>/keyfob-secret``. ``port`` (the CLI passes ``--port``) names
     the cookies after it, so demos side by side on one host keep apart (:func:`cookie_names`).
-    ``bench_results`` is the ``keyfob bench --json`` output the compare page reads (default the source
-    checkout's ``docs/benchmarks/results.json``); ``event_limit`` bounds the event log. With ``metrics``
+    ``bench_results`` is the ``keyfob bench --json`` output the compare page reads (default the run
+    bundled with the package, :func:`._compare.default_results_path`); ``event_limit`` bounds the
+    event log. With ``metrics``
     (and the ``metrics`` extra installed) the engine is instrumented with :mod:`keyfob.metrics` on a
     registry of its own and ``/metrics`` serves it. ``step_up_age`` (seconds, default 10 minutes) is how
     recent the sign-in must be to change the password (older: re-enter it first);

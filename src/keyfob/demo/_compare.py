@@ -1,9 +1,9 @@
 """The "compare" page's data: each strategy's guarantees next to numbers from a ``keyfob bench --json`` run.
 
-The numbers are read from the results file at request time (``docs/benchmarks/results.json`` in a source
-checkout, or the file the app was given), never copied into templates, so a new benchmark run shows up
-without a code change. A number the run does not have (a case that was skipped, a renamed key) shows as
-"not measured" rather than failing the page.
+The numbers are read from the results file at request time (the run bundled with the package,
+``keyfob/_data/bench_results.json``, or the file the app was given), never copied into templates,
+so a new benchmark run shows up without a code change. A number the run does not have (a case that
+was skipped, a renamed key) shows as "not measured" rather than failing the page.
 """
 
 from __future__ import annotations
@@ -18,8 +18,12 @@ __all__ = ["GUARANTEES", "BenchRun", "Figure", "default_results_path", "load_run
 
 
 def default_results_path() -> Path:
-    """``docs/benchmarks/results.json`` of the source checkout this package runs from."""
-    return Path(__file__).resolve().parents[3] / "docs" / "benchmarks" / "results.json"
+    """The bundled run: ``keyfob/_data/bench_results.json``, package data (a copy of the source tree's
+    ``docs/benchmarks/results.json``, kept equal by ``tools/choosing_numbers.py`` and a test), found
+    with importlib.resources, so an installed wheel has it too."""
+    from importlib.resources import files
+
+    return Path(str(files("keyfob").joinpath("_data", "bench_results.json")))
 
 
 @dataclass(frozen=True, slots=True)
