@@ -632,22 +632,34 @@ class Keyfob:
         plain_authenticate, plain_token = self.authenticate, self.authenticate_token
         plain_refresh = self.refresh
 
+        # The same keyword parameters as the plain methods, passed on only when a route sets them: a
+        # ``**route`` catch-all would build a dict and take the slow call path on every request.
         async def authenticate(cookies: Mapping[str, str], *, secure: bool | None = None,
-                               **route: Any) -> AuthResult:
+                               max_staleness: float | None = None, outage_grace: float = 0,
+                               meta: RequestMeta | None = None) -> AuthResult:  # fmt: skip
             start = perf_counter()
             try:
-                result = await plain_authenticate(cookies, secure=secure, **route)
+                if max_staleness is None and not outage_grace and meta is None:
+                    result = await plain_authenticate(cookies, secure=secure)
+                else:
+                    result = await plain_authenticate(cookies, secure=secure, max_staleness=max_staleness,
+                                                      outage_grace=outage_grace, meta=meta)  # fmt: skip
             except KeyfobError as exc:
                 observer("authenticate", exc.code, perf_counter() - start)
                 raise
-            code = "ok" if result.session is not None else result.reason or "anonymous"
-            observer("authenticate", code, perf_counter() - start)
+            observer("authenticate", "ok" if result.session is not None else result.reason or "anonymous",
+                     perf_counter() - start)
             return result
 
-        async def authenticate_token(token: str, **route: Any) -> AuthResult:
+        async def authenticate_token(token: str, *, max_staleness: float | None = None,
+                                     outage_grace: float = 0, meta: RequestMeta | None = None) -> AuthResult:
             start = perf_counter()
             try:
-                result = await plain_token(token, **route)
+                if max_staleness is None and not outage_grace and meta is None:
+                    result = await plain_token(token)
+                else:
+                    result = await plain_token(token, max_staleness=max_staleness, outage_grace=outage_grace,
+                                               meta=meta)  # fmt: skip
             except KeyfobError as exc:
                 observer("authenticate", exc.code, perf_counter() - start)
                 raise
