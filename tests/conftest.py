@@ -6,6 +6,7 @@ missing — except under ``CI=true``, where a missing service is a failure.
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
 import shutil
@@ -31,6 +32,24 @@ CHROMIUM = "/usr/bin/chromium"  # Debian's chromium and chromium-driver packages
 CHROMEDRIVER = "/usr/bin/chromedriver"
 SECRET = "kf-test-secret-0123456789abcdef0123456789abcdef0123456789ab"
 OLD_SECRET = "kf-test-old-secret-fedcba9876543210fedcba9876543210fedcba98"
+
+
+@contextlib.contextmanager
+def closed_port() -> Iterator[int]:
+    """A loopback port that refuses connections for as long as the block runs: bound by this
+    process but never listening, so no other process (another suite, CI) can start a server on it
+    meanwhile, as it could on a port that was only free when it was looked up."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        yield port
+
+
+@pytest.fixture
+def refused_port() -> Iterator[int]:
+    """:func:`closed_port` for the whole test."""
+    with closed_port() as port:
+        yield port
 
 
 def port_open(host: str, port: int) -> bool:

@@ -23,7 +23,7 @@ from click.testing import CliRunner, Result
 from keyfob import FakeClock, Keyfob, RequestMeta
 from keyfob.cli import cli
 from keyfob.tokens import JWECodec
-from tests.conftest import require_redis
+from tests.conftest import closed_port, require_redis
 
 SECRET = "kf-cli-secret-0123456789abcdef0123456789abcdef0123456789abcd"
 OLD_SECRET = "kf-cli-old-secret-fedcba9876543210fedcba9876543210fedcba98"
@@ -563,11 +563,11 @@ def test_a_sqlite_failure_is_said_once_and_talks_about_the_file(tmp_path: Path) 
 
 
 def test_a_server_store_failure_asks_whether_the_server_runs() -> None:
-    port = free_port()
-    result = invoke(
-        ["sessions", "list", "--strategy", "database", "--store", f"postgresql://postgres@127.0.0.1:{port}/x"],
-        with_secret(),
-    )
+    with closed_port() as port:
+        result = invoke(
+            ["sessions", "list", "--strategy", "database", "--store", f"postgresql://postgres@127.0.0.1:{port}/x"],
+            with_secret(),
+        )
     assert result.exit_code == 1
     assert f"is PostgreSQL running at 127.0.0.1:{port}?" in result.stderr
     assert result.stderr.count("Connect call failed") <= 1

@@ -225,9 +225,9 @@ async def _drop_prefix(prefix: str) -> None:
 
 
 @pytest.mark.redis
-def test_a_bad_configuration_names_each_problem() -> None:
+def test_a_bad_configuration_names_each_problem(refused_port: int) -> None:
     require_redis()
-    closed = free_port()
+    closed = refused_port
     # A store of its own, migrated (a store with no epoch is a problem of its own, not the one tested here)
     prefix = f"kfdoctor{os.getpid()}"
     store_url = f"{REDIS_URL}?prefix={prefix}"
@@ -258,8 +258,8 @@ def test_a_bad_configuration_names_each_problem() -> None:
     assert checks["store"]["status"] == "ok" and checks["clock"]["status"] == "ok"
 
 
-def test_a_store_that_is_down_is_named_and_the_checks_that_need_it_skip() -> None:
-    port = free_port()
+def test_a_store_that_is_down_is_named_and_the_checks_that_need_it_skip(refused_port: int) -> None:
+    port = refused_port
     code, report = doctor(
         "--store",
         f"redis://127.0.0.1:{port}/0",

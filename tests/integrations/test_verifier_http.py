@@ -134,9 +134,10 @@ async def test_jwks_only_verifier_refuses_hs256_wrong_audience_and_refresh_token
             assert verifier.verify(issued.access_token or "")["sub"] == "u1"
 
 
-async def test_unreachable_or_broken_jwks_fails_start_with_store_unavailable(issuer: Keyfob) -> None:
+async def test_unreachable_or_broken_jwks_fails_start_with_store_unavailable(issuer: Keyfob,
+                                                                          refused_port: int) -> None:
     with pytest.raises(StoreUnavailable):
-        await Verifier(jwks_url=f"http://127.0.0.1:{free_port()}{JWKS_PATH}", timeout=2).start()
+        await Verifier(jwks_url=f"http://127.0.0.1:{refused_port}{JWKS_PATH}", timeout=2).start()
     with serve(jwks_app(issuer)) as base:
         with pytest.raises(StoreUnavailable):
             await Verifier(jwks_url=base + "/nowhere.json").start()  # 404
