@@ -218,7 +218,8 @@ async def _drop_prefix(prefix: str) -> None:
 
     client = aioredis.Redis.from_url(REDIS_URL)
     try:
-        async for key in client.scan_iter(match=f"{prefix}*"):
+        # keyfob ends the prefix with ":" — match it, so pid 123 never deletes the keys of pid 1234
+        async for key in client.scan_iter(match=f"{prefix}:*"):
             await client.delete(key)
     finally:
         await client.aclose()
