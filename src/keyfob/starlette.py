@@ -41,7 +41,7 @@ from .web import (
     error_parts,
     parse_cookie_header,
 )
-from .web._request import NO_STORE, VARY_COOKIE
+from .web._request import NO_STORE, SESSION_HEADERS, VARY_COOKIE
 
 __all__ = [
     "KeyfobMiddleware",
@@ -109,20 +109,7 @@ class KeyfobMiddleware:
                     await _outage_answer(req.outage, scope, receive, send)
                 return
             if message["type"] == "http.response.start" and req.touches_response():
-                headers = list(message.get("headers", ()))
-                cache_control = False
-                vary: str | None = None
-                for k, v in headers:
-                    lk = k.lower()
-                    if lk == b"cache-control":
-                        cache_control = True
-                    elif lk == b"vary":
-                        vary = v.decode("latin-1")
-                for pair in req.finish(cache_control=cache_control, vary=vary):
-                    encoded = _ENCODED.get(pair)
-                    headers.append(encoded if encoded is not None else
-                                   (pair[0].encode("latin-1"), pair[1].encode("latin-1")))
-                message = {**message, "headers": headers}
+                message = _with_headers(message, req)
             await send(message)
 
         if req.outage is None:
@@ -145,7 +132,31 @@ async def _outage_answer(exc: StoreUnavailable, scope: Scope, receive: Receive, 
     await error_response(exc)(scope, receive, send)
 
 
-_ENCODED = {pair: (pair[0].encode("latin-1"), pair[1].encode("latin-1")) for pair in (NO_STORE, VARY_COOKIE)}
+def _latin1(pair: tuple[str, str]) -> tuple[bytes, bytes]:
+    return pair[0].encode("latin-1"), pair[1].encode("latin-1")
+
+
+#: The two cache headers of a signed-in response, encoded once (``finish`` returns them as they are).
+_SESSION_HEADERS_RAW = (_latin1(NO_STORE), _latin1(VARY_COOKIE))
+
+
+def _with_headers(message: Message, req: RequestState) -> Message:
+    """The ``http.response.start`` message with the core's headers added (a copy: the app's stays)."""
+    headers = list(message.get("headers", ()))
+    cache_control = False
+    vary: str | None = None
+    for k, v in headers:
+        lk = k.lower()
+        if lk == b"cache-control":
+            cache_control = True
+        elif lk == b"vary":
+            vary = v.decode("latin-1")
+    extra = req.finish(cache_control=cache_control, vary=vary)
+    if extra is SESSION_HEADERS:  # the common case: a signed-in request, nothing else to add
+        headers += _SESSION_HEADERS_RAW
+    else:
+        headers += map(_latin1, extra)
+    return {**message, "headers": headers}
 
 
 def _view(scope: Scope, device: bool = False) -> RequestView:
@@ -164,11 +175,11 @@ def _view(scope: Scope, device: bool = False) -> RequestView:
                 auth_raw = v
         elif k == b"host" and host_raw is None:
             host_raw = v
-    view = RequestView(
-        method=scope["method"], scheme=scope.get("scheme", "http"),
-        host=host_raw.decode("latin-1") if host_raw is not None else "", path=scope.get("path", "/"),
-        cookies=parse_cookie_header(cookie_raw.decode("latin-1")) if cookie_raw else {},
-        authorization=auth_raw.decode("latin-1") if auth_raw is not None else None,
+    view = RequestView(  # method, scheme, host, path, cookies, authorization
+        scope["method"], scope.get("scheme", "http"),
+        host_raw.decode("latin-1") if host_raw is not None else "", scope.get("path", "/"),
+        parse_cookie_header(cookie_raw.decode("latin-1")) if cookie_raw else {},
+        auth_raw.decode("latin-1") if auth_raw is not None else None,
     )
     if view.method not in ("GET", "HEAD", "OPTIONS"):  # what the CSRF check reads, only when it may
         origins = 0

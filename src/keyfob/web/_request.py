@@ -53,8 +53,9 @@ if TYPE_CHECKING:
     from .._session import Session
     from ..engine import Issued, Keyfob
 
-__all__ = ["CSRF_COOKIE", "CSRF_FIELD", "CSRF_HEADER", "MAX_FORM_BYTES", "NO_STORE", "VARY_COOKIE",
-           "Forbidden", "RequestCore", "RequestState", "RequestView", "error_parts", "not_signed_in"]
+__all__ = ["CSRF_COOKIE", "CSRF_FIELD", "CSRF_HEADER", "MAX_FORM_BYTES", "NO_STORE", "SESSION_HEADERS",
+           "VARY_COOKIE", "Forbidden", "RequestCore", "RequestState", "RequestView", "error_parts",
+           "not_signed_in"]
 
 #: Base name of the CSRF cookie (``__Host-`` prefixed when Secure).
 CSRF_COOKIE = "keyfob.csrf-token"
@@ -76,10 +77,11 @@ CSRF_FIELD = "csrf_token"
 #: Longest urlencoded form body an adapter reads to find ``csrf_token``.
 MAX_FORM_BYTES = 64 * 1024
 _FORM_TYPE = "application/x-www-form-urlencoded"
-#: The cache headers of a session response (adapters may pre-encode these two pairs).
+#: The cache headers of a session response; ``finish`` returns this very tuple when they are all it adds
+#: (adapters may pre-encode it).
 NO_STORE = ("cache-control", "no-store")
 VARY_COOKIE = ("vary", "Cookie")
-_SESSION_HEADERS = (NO_STORE, VARY_COOKIE)
+SESSION_HEADERS = (NO_STORE, VARY_COOKIE)
 _NO_COOKIES: Mapping[str, str] = {}
 
 
@@ -115,13 +117,16 @@ def _base(name: str) -> str:
 
 class RequestView:
     """What the core reads from a request. Header values are the first of each name, as sent;
-    ``origin_count`` is how many ``Origin`` headers there were (more than one is refused)."""
+    ``origin_count`` is how many ``Origin`` headers there were (more than one is refused).
+
+    The first six may be passed by position (the ASGI adapter does: keyword arguments to a class
+    cost a dict per call); the CSRF fields are keyword-only."""
 
     __slots__ = ("authorization", "client_ip", "content_type", "cookies", "csrf_header", "host", "method",
                  "origin", "origin_count", "path", "referer", "scheme", "sec_fetch_site", "user_agent")
 
-    def __init__(self, *, method: str, scheme: str, host: str, path: str = "/",
-                 cookies: Mapping[str, str] = _NO_COOKIES, authorization: str | None = None,
+    def __init__(self, method: str, scheme: str, host: str, path: str = "/",
+                 cookies: Mapping[str, str] = _NO_COOKIES, authorization: str | None = None, *,
                  origin: str | None = None, origin_count: int | None = None, referer: str | None = None,
                  sec_fetch_site: str | None = None, csrf_header: str | None = None,
                  content_type: str | None = None, client_ip: str | None = None,
@@ -398,7 +403,7 @@ class RequestState:
         result = self.result
         cookies = self.set_cookies() if self.pending or (result is not None and result.cookies) else ()
         if not cookies and self.session is not None and cache_control is False and vary is None:
-            return _SESSION_HEADERS  # the common case: a signed-in request, nothing to set
+            return SESSION_HEADERS  # the common case: a signed-in request, nothing to set
         out = [("set-cookie", c.header()) for c in cookies]
         if self.session is None and not out:
             return out
