@@ -141,12 +141,12 @@ class SessionDependency(SecurityBase):
 
     __signature__: inspect.Signature
 
-    def __call__(self, *args: Any, **kw: Any) -> Any:
+    def __call__(self, request: Any = None, **kw: Any) -> Any:
         """As a dependency (FastAPI passes ``request``): the session. With options only: a new
         dependency, e.g. ``require_session(max_staleness=0)``, ``require_session(fresh=600)``,
         ``require_session(level=2)``."""
-        if args or "request" in kw:
-            return self._dependency(*args, **kw)
+        if request is not None:
+            return self._dependency(request, **kw)
         options: dict[str, Any] = {
             "required": self.required, "roles": self.roles, "fresh": self.fresh,
             "cookie_name": self.cookie_name, "max_staleness": self.max_staleness,
