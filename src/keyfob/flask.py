@@ -56,6 +56,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, redirect, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
+from ._pending_work import let_pending_work_in
 from ._session import RequestMeta, Session, SessionInfo
 from .engine import AuthResult, Issued, Keyfob
 from .errors import ConfigError, CSRFError, KeyfobError, StoreUnavailable
@@ -112,7 +113,7 @@ class _ProcessLoop:
                 loop = self._loop = asyncio.new_event_loop()
                 self._pid = os.getpid()
             if self._pump:
-                loop.run_until_complete(_let_pending_work_in())
+                loop.run_until_complete(let_pending_work_in())
             return loop.run_until_complete(coro)
 
     def close(self, final: Callable[[], Coroutine[Any, Any, None]] | None = None) -> None:
@@ -125,27 +126,6 @@ class _ProcessLoop:
                     loop.run_until_complete(final())
             finally:
                 loop.close()
-
-
-async def _let_pending_work_in() -> None:
-    """Run the loop until nothing is ready to run: what arrived between requests (feed messages,
-    a dropped line, the answer to the listener's PING) is handled before the request.
-
-    A fixed few iterations was not enough after an idle gap, and the first request after a
-    revocation was served from the old view. Each iteration polls I/O and runs what it made
-    ready; the loop is quiet once the run queue holds nothing but this task (bounded, in case a
-    callback keeps rescheduling itself).
-    """
-    loop = asyncio.get_running_loop()
-    ready = getattr(loop, "_ready", None)  # CPython's run queue (asyncio.BaseEventLoop)
-    for _ in range(_PUMP_MAX):
-        await asyncio.sleep(0)
-        if ready is not None and not ready:
-            return
-
-
-#: Most loop iterations a request runs first to let pending work in (a few are usually enough).
-_PUMP_MAX = 64
 
 
 class KeyfobFlask:

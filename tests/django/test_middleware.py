@@ -314,3 +314,49 @@ class _Urls:
 
     def __init__(self, patterns: list[Any]) -> None:
         self.urlpatterns = patterns
+
+
+@pytest.mark.redis
+@pytest.mark.parametrize("strategy", ["jwt", "hybrid"])
+@pytest.mark.parametrize("framework", ["django-wsgi", "django-asgi"])
+def test_a_revocation_published_while_the_process_idles_is_applied_before_its_next_request(
+    framework: str, strategy: str, _migrated: None,
+) -> None:
+    """Django's private loop runs only inside requests (WSGI, and ASGI without keyfob's ASGI wrapper).
+    After an idle gap longer than the feed's health window, the listener's pending work (the
+    message, or its "line silent" drop) must be done before the next check, or that request is
+    served from the old view (200). The store-outage test covers the dropped line."""
+    import asyncio
+    import time
+    import uuid
+
+    from keyfob.stores.redis import RedisFeed
+    from tests.conftest import require_redis
+    from tests.contract.conftest import delete_redis_keys
+    from tests.django.conftest import REDIS_DJANGO_URL
+    from tests.http_contract.frameworks import FRAMEWORKS
+
+    require_redis()
+    prefix = f"django-idle-{uuid.uuid4().hex[:8]}:"
+    url = f"{REDIS_DJANGO_URL}?prefix={prefix}"
+    engine = Keyfob(strategy=strategy, secret=SECRET, store=url, feed=RedisFeed(url, health_interval=0.05))
+    other = Keyfob(strategy=strategy, secret=SECRET, store=url)
+    with FRAMEWORKS[framework](engine) as client:
+        token = client.request("GET", "/auth/csrf").body["csrfToken"]
+        signed_in = client.request("POST", "/login", json={"user": "u1"}, headers=[("x-csrf-token", token)])
+        sid = signed_in.body["id"]
+        assert client.request("GET", "/me").status == 200
+        time.sleep(0.3)  # the process idles: longer than 3 health intervals, so its loop falls behind
+
+        async def revoke_elsewhere() -> None:
+            await other.start()
+            try:
+                await other.revoke(sid)
+            finally:
+                await other.close()
+
+        asyncio.run(revoke_elsewhere())
+        time.sleep(0.05)  # the message is on the process's socket
+        assert client.request("GET", "/me").status == 401
+    asyncio.run(delete_redis_keys(prefix, REDIS_DJANGO_URL))
+

@@ -11,9 +11,9 @@ code (``aload``/``asave``…, ``alogin``, async views). Every engine call runs o
   against ~100-200 µs for handing the call to a loop thread (``run_coroutine_threadsafe``: two thread
   wake-ups) and ~700 µs for ``async_to_sync`` outside ASGI (a new loop in a new thread per call, which a
   loop-bound pool cannot survive anyway). Background work — the revocation feed of the hybrid and
-  jwt strategies — runs whenever a call runs the loop, and each call first lets pending feed
-  messages (and a lost feed's state) in, so a check never runs on a view that missed a revocation
-  or an outage that already reached the socket.
+  jwt strategies — runs whenever a call runs the loop, and each call first runs the loop until
+  it is quiet (``keyfob._pending_work``, shared with Flask), so a check never runs on a view that
+  missed a revocation or an outage that already reached the socket.
 * **Under ASGI**, ``keyfob.django.asgi.get_asgi_application()`` makes the *server's* loop the home
   loop: async views, ``aload``/``asave`` and the async middleware path then await the store directly
   on it (no thread at all), and sync code in asgiref's worker threads submits to it and waits.
@@ -36,15 +36,16 @@ from typing import Any, TypeVar
 
 from django.core.exceptions import SynchronousOnlyOperation
 
+from .._pending_work import let_pending_work_in
+
 __all__ = ["HomeLoop", "home"]
 
 T = TypeVar("T")
 
 
 async def _after_pending_work(coro: Coroutine[Any, Any, T]) -> T:
-    """A few loop iterations first, so I/O that arrived between calls (feed messages) is handled."""
-    for _ in range(3):
-        await asyncio.sleep(0)
+    """The loop catches up first (feed messages, a dropped line: ``keyfob._pending_work``), then ``coro``."""
+    await let_pending_work_in()
     return await coro
 
 
