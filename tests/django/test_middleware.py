@@ -4,6 +4,7 @@ tests/http_contract for django-wsgi and django-asgi.)"""
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Iterator
 from typing import Any
@@ -18,13 +19,16 @@ from django.views.decorators.csrf import csrf_exempt
 import keyfob.django as kf
 from django.urls import include, path
 from keyfob import Keyfob
+from keyfob.django._loop import home
 from keyfob.django.conf import use_fob
 from keyfob.django.decorators import (
     FreshRequiredMixin,
     LoginRequiredMixin,
+    RequireSessionMixin,
     RoleRequiredMixin,
     fresh_required,
     login_required,
+    require_session,
     role_required,
 )
 from keyfob.django.urls import jwks_urlpatterns
@@ -42,7 +46,8 @@ WITH_DJANGO = [
 
 def signin(request: HttpRequest) -> HttpResponse:
     user = get_user_model().objects.get(username=request.POST["username"])
-    kf.sign_in(request, user, data={"role": request.POST.get("role", "user")})
+    kf.sign_in(request, user, data={"role": request.POST.get("role", "user")},
+               remember=request.POST.get("remember") != "no", amr=request.POST.getlist("amr"))
     return HttpResponse("ok")
 
 
@@ -117,8 +122,58 @@ class Rekey(FreshRequiredMixin, View):
         return HttpResponse("rekey")
 
 
+@require_session(max_staleness=0)
+def pay(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"user": request.user.get_username()})
+
+
+@require_session(max_staleness=0)
+async def apay(request: HttpRequest) -> JsonResponse:
+    user = await request.auser()  # type: ignore[attr-defined]
+    return JsonResponse({"user": user.get_username()})
+
+
+class Payout(RequireSessionMixin, View):
+    max_staleness = 0
+
+    def get(self, request: HttpRequest) -> JsonResponse:
+        return JsonResponse({"user": request.user.get_username()})
+
+
+class APayout(RequireSessionMixin, View):
+    max_staleness = 0
+
+    async def get(self, request: HttpRequest) -> JsonResponse:
+        user = await request.auser()  # type: ignore[attr-defined]
+        return JsonResponse({"user": user.get_username()})
+
+
+@require_session(level=2)
+def strong(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("strong")
+
+
+class ChangePassword(RequireSessionMixin, View):
+    fresh = 600
+
+    async def get(self, request: HttpRequest) -> HttpResponse:
+        return HttpResponse("change password")
+
+
+@require_session
+def bare(request: HttpRequest) -> HttpResponse:
+    return HttpResponse("bare")
+
+
 urlpatterns = [
     path("auth/", include("keyfob.django.urls")),
+    path("pay", pay),
+    path("apay", apay),
+    path("payout", Payout.as_view()),
+    path("apayout", APayout.as_view()),
+    path("strong", strong),
+    path("change-password", ChangePassword.as_view()),
+    path("bare", bare),
     *jwks_urlpatterns,
     path("signin", csrf_exempt(signin)),
     path("signout", signout),
@@ -249,6 +304,119 @@ async def test_async_views_and_the_async_middleware_path(strategy_fob: Keyfob) -
         assert (await client.post("/asignin", {"username": "ada"})).status_code == 200
         assert (await client.get("/adashboard")).json() == {"user": "ada"}
         assert (await client.get("/rekey")).content == b"rekey"
+
+
+CONFIRMED = ["pay", "apay", "payout", "apayout"]  # sync and async, function and class-based
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_require_session_max_staleness_0_asks_the_store_in_every_kind_of_view(
+    strategy: str, fob: Keyfob, tmp_path: Any,
+) -> None:
+    db = f"sqlite:///{tmp_path / 'pay.db'}"
+    engine = Keyfob(strategy=strategy, secret=SECRET, store=db, feed=None)  # no feed: a stale view
+    other_node = Keyfob(strategy=strategy, secret=SECRET, store=db, feed=None)
+    with use_fob(engine), project(KEYFOB_ONLY):
+        for route in CONFIRMED:
+            client = signed_in_client()
+            assert client.get(f"/{route}").json() == {"user": "ada"}, route
+            sid = kf.current_session_id(client.get("/whoami").wsgi_request)
+            assert sid is not None
+            home.run(other_node.revoke(sid))
+            assert client.get("/whoami").json()["session"] is (strategy != "database")  # the view's staleness
+            refused = client.get(f"/{route}")
+            assert refused.status_code == 401, route
+            if strategy != "database":  # (database: the default check above already refused, and cleared)
+                assert refused.json()["error"] == "session_revoked", route
+        home.run(other_node.close())
+        page = client.get("/pay", headers={"Accept": "text/html"})
+        assert page.status_code == 302 and page["Location"] == "/login?next=/pay"
+    home.run(engine.close())
+
+
+@pytest.mark.anyio
+async def test_require_session_max_staleness_0_under_the_async_client(strategy_fob: Keyfob) -> None:
+    from asgiref.sync import sync_to_async
+
+    await sync_to_async(get_user_model().objects.get_or_create)(username="ada")
+    with project(KEYFOB_ONLY):
+        client = AsyncClient()
+        assert (await client.post("/asignin", {"username": "ada"})).status_code == 200
+        for route in CONFIRMED:
+            assert (await client.get(f"/{route}")).json() == {"user": "ada"}, route
+        assert (await client.post("/auth/signout", headers={
+            "X-CSRF-Token": (await client.get("/auth/csrf")).json()["csrfToken"],
+            "Origin": "http://testserver"})).status_code == 200
+        for route in CONFIRMED:
+            assert (await client.get(f"/{route}")).status_code == 401, route
+
+
+def test_require_session_step_up_403s_say_what_to_do(fob: Keyfob, tmp_path: Any) -> None:
+    from keyfob import FakeClock
+
+    clock = FakeClock()
+    engine = Keyfob(strategy="hybrid", secret=SECRET, store=f"sqlite:///{tmp_path / 's.db'}", clock=clock)
+    with use_fob(engine), project(KEYFOB_ONLY):
+        get_user_model().objects.get_or_create(username="ada")
+        client = Client()
+        assert client.post("/signin", {"username": "ada", "amr": ["pwd"]}).status_code == 200
+        assert client.get("/bare").content == b"bare"
+        assert client.get("/change-password").content == b"change password"
+        weak = client.get("/strong")
+        assert weak.status_code == 403
+        assert {k: weak.json()[k] for k in ("error", "reason", "level", "current_level")} == {
+            "error": "step_up_required", "reason": "level", "level": 2, "current_level": 1}
+        assert "elevate" in weak.json()["hint"]
+        clock.advance(601)
+        stale = client.get("/change-password")
+        assert stale.status_code == 403
+        assert (stale.json()["reason"], stale.json()["max_age"]) == ("fresh", 600)
+        assert client.get("/bare").content == b"bare"  # still signed in: only the step-up views ask
+        strong_client = Client()
+        assert strong_client.post("/signin", {"username": "ada", "amr": ["pwd", "otp"]}).status_code == 200
+        assert strong_client.get("/strong").content == b"strong"
+        assert Client().get("/bare").status_code == 401
+    home.run(engine.close())
+
+
+def test_require_session_without_keyfob_middleware_names_it(fob: Keyfob) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    with project(WITH_DJANGO[:3]), pytest.raises(ImproperlyConfigured, match="KeyfobMiddleware"):
+        Client().get("/bare")
+
+
+@pytest.mark.parametrize("route", CONFIRMED)
+def test_a_store_outage_during_the_confirmation_is_a_503(route: str, fob: Keyfob) -> None:
+    from tests.conftest import require_service
+    from tests.http_contract.test_store_outage import REDIS_SERVER, PrivateRedis
+
+    require_service("redis-server", os.access(REDIS_SERVER, os.X_OK), "apt-get install redis-server")
+    server = PrivateRedis()
+    try:
+        # jwt without a feed: the middleware's check needs no store, the confirmation does
+        engine = Keyfob(strategy="jwt", secret=SECRET, store=server.url, feed=None)
+        with use_fob(engine), project(KEYFOB_ONLY):
+            client = signed_in_client()
+            assert client.get(f"/{route}").status_code == 200
+            server.kill()
+            assert client.get("/whoami").json()["session"] is True
+            down = client.get(f"/{route}")
+            assert down.status_code == 503 and down["Retry-After"], route
+            assert down.json()["error"] == "store_unavailable"
+        home.run(engine.close())
+    finally:
+        server.kill()
+
+
+def test_a_guard_mixin_without_its_guard_cannot_be_instantiated() -> None:
+    from keyfob.django.decorators import _GuardMixin
+
+    class Unguarded(_GuardMixin, View):
+        pass
+
+    with pytest.raises(TypeError, match="keyfob_guard"):
+        Unguarded()
 
 
 def test_a_store_outage_is_a_503_never_an_anonymous_pass(fob: Keyfob, tmp_path: Any) -> None:

@@ -2,8 +2,8 @@
 
 Every route that needs the store answers 503 with ``Retry-After`` and the JSON error shape, on
 Starlette, FastAPI, Flask and Django (WSGI and ASGI test clients), for every strategy (fail closed:
-with the feed gone, the jwt and hybrid views cannot vouch for a session either). Each test starts its own ``redis-server`` on a
-free loopback port and kills it; about 0.3 s a case.
+with the feed gone, the jwt and hybrid views cannot vouch for a session either). Each test starts
+its own ``redis-server`` on a free loopback port and kills it; about 0.3 s a case.
 """
 
 from __future__ import annotations

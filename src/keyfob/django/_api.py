@@ -7,7 +7,7 @@ They work the same whether the request's session is keyfob's Django session engi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from django.contrib.auth.signals import user_logged_in, user_logged_out
@@ -114,27 +114,32 @@ def _signed_in(request: HttpRequest, req: RequestState, issued: Issued, model_us
         request.user = model_user
 
 
-def sign_in(request: HttpRequest, user: Any, *, data: Mapping[str, Any] | None = None) -> Issued:
+def sign_in(request: HttpRequest, user: Any, *, data: Mapping[str, Any] | None = None, remember: bool = True,
+            amr: Sequence[str] = ()) -> Issued:
     """Sign ``user`` (a user model instance, or a user id string) in with keyfob: a new session (a
     fresh id, any session the request carried is ended), its cookies and a new CSRF token on the
-    response. ``data`` is stored in the session (``data={"role": "admin"}`` for ``role_required``)."""
+    response. ``data`` is stored in the session (``data={"role": "admin"}`` for ``role_required``).
+    ``remember=False`` ("don't remember me"): browser-session cookies and the browser-session
+    lifetimes; ``amr``: the methods the user just proved (``["pwd"]``, for ``require_session(level=)``)."""
     req = _state(request)
     user_id, model_user = _user_id_and_model(user)
     fob = started_fob()
-    issued = home.run(fob.create(user_id, data, _meta(request), secure=req.secure, cookies=req.cookies))
+    issued = home.run(fob.create(user_id, data, _meta(request), secure=req.secure, cookies=req.cookies,
+                                 remember=remember, amr=amr))
     _signed_in(request, req, issued, model_user)
     if model_user is not None:  # Django's own receivers run, e.g. update_last_login
         user_logged_in.send(sender=model_user.__class__, request=request, user=model_user)
     return issued
 
 
-async def asign_in(request: HttpRequest, user: Any, *, data: Mapping[str, Any] | None = None) -> Issued:
+async def asign_in(request: HttpRequest, user: Any, *, data: Mapping[str, Any] | None = None,
+                   remember: bool = True, amr: Sequence[str] = ()) -> Issued:
     """:func:`sign_in` for async views."""
     req = _state(request)
     user_id, model_user = _user_id_and_model(user)
     fob = await astarted_fob()
     issued = await home.arun(fob.create(user_id, data, _meta(request), secure=req.secure,
-                                        cookies=req.cookies))
+                                        cookies=req.cookies, remember=remember, amr=amr))
     _signed_in(request, req, issued, model_user)
     if model_user is not None:
         await user_logged_in.asend(sender=model_user.__class__, request=request, user=model_user)

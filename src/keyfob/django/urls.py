@@ -1,8 +1,9 @@
 """keyfob's ``/auth`` routes for Django: ``path("auth/", include("keyfob.django.urls"))``.
 
 The same routes, status codes and JSON as every keyfob integration (``keyfob.web.AuthRoutes``):
-``GET session``, ``GET csrf``, ``GET sessions``, ``DELETE sessions/<id>``,
-``POST sessions/revoke-others``, ``POST signout``, ``POST refresh``; and ``jwks_urlpatterns`` for
+``GET session``, ``POST session`` (the client's own update, decided by ``Keyfob(on_update=...)``),
+``GET csrf``, ``GET sessions``, ``DELETE sessions/<id>``, ``POST sessions/revoke-others``,
+``POST signout``, ``POST refresh``; and ``jwks_urlpatterns`` for
 ``/.well-known/jwks.json`` at the site root. They need ``KeyfobMiddleware``. They are exempt from
 Django's ``CsrfViewMiddleware`` and protected by keyfob's CSRF check instead (session-bound
 ``X-CSRF-Token`` from ``GET csrf``, Origin, Fetch Metadata).
@@ -42,12 +43,28 @@ def _no_extra(request: HttpRequest) -> tuple[Any, ...]:
     return ()
 
 
-def _route(method: str, pick: Callable[[AuthRoutes], Route],
-           extra: Callable[[HttpRequest], tuple[Any, ...]] = _no_extra) -> Callable[..., HttpResponse]:
+def _body(request: HttpRequest) -> tuple[Any, ...]:
+    return request.content_type, request.body
+
+
+Handler = tuple[Callable[[AuthRoutes], Route], Callable[[HttpRequest], tuple[Any, ...]]]
+
+
+def _route(**methods: Handler) -> Callable[..., HttpResponse]:
+    """One path's view: ``GET=(pick, extra)``, ``POST=...`` — the ``AuthRoutes`` handler per method
+    (``extra``: what it takes from the request besides the core's state), 405 for any other."""
+    if "GET" in methods:
+        methods.setdefault("HEAD", methods["GET"])
+    allowed = ", ".join(m for m in methods if m != "HEAD")
+
     @csrf_exempt
     def view(request: HttpRequest, **kwargs: Any) -> HttpResponse:
-        if request.method != method and not (method == "GET" and request.method == "HEAD"):
-            return JsonResponse({"error": "method_not_allowed", "detail": f"use {method}"}, status=405)
+        handler = methods.get(request.method or "")
+        if handler is None:
+            response = JsonResponse({"error": "method_not_allowed", "detail": f"use {allowed}"}, status=405)
+            response["Allow"] = allowed
+            return response
+        pick, extra = handler
         req = _state(request)
         try:
             routes = AuthRoutes(started_fob())
@@ -65,14 +82,14 @@ def _jwks(request: HttpRequest) -> HttpResponse:
 
 
 urlpatterns: list[URLPattern] = [
-    path("session", _route("GET", lambda r: r.session), name="session"),
-    path("csrf", _route("GET", lambda r: r.csrf), name="csrf"),
-    path("sessions", _route("GET", lambda r: r.sessions), name="sessions"),
-    path("sessions/revoke-others", _route("POST", lambda r: r.revoke_others), name="revoke-others"),
-    path("sessions/<str:sid>", _route("DELETE", lambda r: r.delete_session), name="session-detail"),
-    path("signout", _route("POST", lambda r: r.signout), name="signout"),
-    path("refresh", _route("POST", lambda r: r.refresh,
-                           lambda request: (request.content_type, request.body)), name="refresh"),
+    path("session", _route(GET=(lambda r: r.session, _no_extra), POST=(lambda r: r.update, _body)),
+         name="session"),
+    path("csrf", _route(GET=(lambda r: r.csrf, _no_extra)), name="csrf"),
+    path("sessions", _route(GET=(lambda r: r.sessions, _no_extra)), name="sessions"),
+    path("sessions/revoke-others", _route(POST=(lambda r: r.revoke_others, _no_extra)), name="revoke-others"),
+    path("sessions/<str:sid>", _route(DELETE=(lambda r: r.delete_session, _no_extra)), name="session-detail"),
+    path("signout", _route(POST=(lambda r: r.signout, _no_extra)), name="signout"),
+    path("refresh", _route(POST=(lambda r: r.refresh, _body)), name="refresh"),
 ]
 
 jwks_urlpatterns: list[URLPattern] = [path(".well-known/jwks.json", _jwks, name="keyfob-jwks")]
