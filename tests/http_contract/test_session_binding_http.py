@@ -4,8 +4,8 @@ The middleware's own check passes the request's device whenever ``bind`` is set,
 holds on plain routes, not only on ``max_staleness`` ones: under database at every request (each is
 a store check), under hybrid at each refresh (the middleware's transparent one and ``POST
 /auth/refresh``) and at every request while the revocation view is down (the store answers), under
-jwt at every request (the token carries its binding). Starlette, FastAPI and Flask; Django's adapter
-does not take the policy parameters yet.
+jwt at every request (the token carries its binding). Starlette, FastAPI, Flask and Django (WSGI
+and ASGI).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ PHONE = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.
 LAPTOP_UPDATED = LAPTOP.replace("Chrome/141.0", "Chrome/142.0")  # a browser update: same family
 
 
-@pytest.fixture(params=["fastapi", "flask", "starlette"])
+@pytest.fixture(params=["fastapi", "flask", "starlette", "django-wsgi", "django-asgi"])
 def framework(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 

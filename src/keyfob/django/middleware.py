@@ -75,7 +75,9 @@ def error_response(exc: KeyfobError) -> JsonResponse:
     return response
 
 
-def _view(request: HttpRequest) -> RequestView:
+def _view(request: HttpRequest, device: bool) -> RequestView:
+    """The core's view of a Django request; ``device`` (``settings.bind`` is set): also the client
+    address and user agent, which every check then compares."""
     meta = request.META
     view = RequestView(method=request.method or "GET", scheme=request.scheme or "http",
                        host=meta.get("HTTP_HOST") or meta.get("SERVER_NAME") or "", path=request.path,
@@ -87,6 +89,9 @@ def _view(request: HttpRequest) -> RequestView:
         view.sec_fetch_site = meta.get("HTTP_SEC_FETCH_SITE")
         view.csrf_header = meta.get("HTTP_X_CSRF_TOKEN")
         view.content_type = meta.get("CONTENT_TYPE")
+    if device:  # session binding: the device goes with every check
+        view.client_ip = meta.get("REMOTE_ADDR") or None
+        view.user_agent = meta.get("HTTP_USER_AGENT")
     return view
 
 
@@ -185,7 +190,7 @@ class KeyfobMiddleware:
         if self.is_async:
             return self.__acall__(request)
         core = self.core()
-        req = core.begin(_view(request))
+        req = core.begin(_view(request, core.binds))
         result = _ANONYMOUS
         if req.cookies or req.bearer is not None:  # else nothing to check: the loop is not touched
             try:
@@ -200,7 +205,7 @@ class KeyfobMiddleware:
 
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
         core = self.core()
-        req = core.begin(_view(request))
+        req = core.begin(_view(request, core.binds))
         result = _ANONYMOUS
         if req.cookies or req.bearer is not None:
             try:
