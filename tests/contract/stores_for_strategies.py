@@ -119,6 +119,15 @@ async def make_fob(request: pytest.FixtureRequest, make_store_url: StoreFactory,
         yield factory
 
 
+def _query(url: str, name: str) -> str:
+    """The one value of ``name`` in ``url``'s query (the namespace :func:`make_store_url` gave it)."""
+    from urllib.parse import parse_qs, urlsplit
+
+    values = parse_qs(urlsplit(url).query).get(name)
+    assert values and len(values) == 1, f"{url!r} has no single {name}="
+    return values[0]
+
+
 async def wipe_store_url(url: str) -> None:
     """Make the store at ``url`` (one :func:`make_store_url` gave) lose all its data, as FLUSHDB,
     dropped tables or a restart without persistence would. Engines on it stay open."""
@@ -139,12 +148,8 @@ async def wipe_store_url(url: str) -> None:
         finally:
             db.close()
     elif url.startswith("postgresql"):
-        await drop_postgres_tables(f"{PREFIX}_")
-    elif "+cluster" in url:
-        from tests._redis_cluster import flush_cluster
-
-        await flush_cluster(url)
-    elif url.startswith("redis"):
-        await delete_redis_keys(f"{PREFIX}:")
+        await drop_postgres_tables(_query(url, "table_prefix"))
+    elif url.startswith("redis"):  # one server or the cluster: this test's own keys
+        await delete_redis_keys(_query(url, "prefix"), url.split("?", 1)[0])
     else:
         raise AssertionError(f"no wipe for {url!r}")
