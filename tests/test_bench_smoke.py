@@ -8,6 +8,7 @@ This proves the benchmark cannot rot; it never asserts a timing. Cases whose ser
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -84,8 +85,10 @@ def test_bench_smoke_json_has_every_ratio(tmp_path: Path, capsys: pytest.Capture
                 assert reasons[key].startswith(SMOKE_SKIP), (key, reasons[key])
         else:
             assert isinstance(value, int | float), (key, value)
-            # a cost (metrics on over off, minus one) may come out below zero in a short run
-            assert value > 0 or key.startswith("metrics_"), (key, value)
+            # a finite number: its sign is not checked, because a smoke run is too short for timing
+            # differences (metrics on minus off, keyfob's added us minus the floor's) to be above noise
+            # (asgi_jwt_vs_floor came out -0.247 in one clean CI run on a loaded 2-core machine)
+            assert math.isfinite(value), (key, value)
     for name, case in doc["cases"].items():
         assert {"median_us", "min_us", "max_us"} <= case.keys(), name
         if case["median_us"] is None:
