@@ -8,10 +8,11 @@ fields, defaults and slot layout (plain slot stores), then re-labels the object 
 class with one ``__class__`` assignment. The result is an ordinary instance of the frozen class
 — same fields, equality, hash, repr, immutability — built for about a third of the cost.
 
-Used only where it pays more than 5% on a guarded-floor ratio of ``keyfob bench`` (issue 9): the SQL
-stores' per-request ``SessionRecord`` (~14.5k instructions a request, 5.8% of
-``asgi_db_sqlite_vs_floor``). ``Session`` and ``AuthResult`` are built plainly (the shortcut would
-save ~13k a request: 5.3% of the database ratio, 4.1% of hybrid's, 3.6% of jwt's).
+Used only where it pays more than 5% on a guarded-floor ratio of ``keyfob bench`` (issue 9), by
+instruction counts (``benchmarks/callgrind_asgi.py``): the SQL stores' per-request ``SessionRecord``
+(~14.5k instructions a request, 5.8% of ``asgi_db_sqlite_vs_floor``); and the per-request ``Session``
+(every strategy's authenticate) with the engine's ``AuthResult``: ~13.5k a request together,
+``asgi_db_sqlite_vs_floor`` 2.31 -> 2.18 (5.6%), hybrid 1.71 -> 1.64 (4.2%), jwt 1.54 -> 1.48 (3.9%).
 
 Only applied where the class has no ``__post_init__`` and no ``InitVar``/``init=False`` fields; in
 any other case (or if the layouts ever differ) the class itself is returned, so the trick can

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from ._clock import iso, to_datetime
+from ._frozen import fast_constructor
 
 if TYPE_CHECKING:  # annotations only: the value types sit below every layer that uses them
     from .errors import SessionError
@@ -187,3 +188,9 @@ class Issued:
     expires_in: float = 0
     cookie_max_age: float = 0
     persistent: bool = True
+
+
+# The per-request builds (every strategy's authenticate makes one Session and the engine one AuthResult):
+# see keyfob._frozen for the shortcut and its measured worth.
+new_session = fast_constructor(Session)
+new_auth_result = fast_constructor(AuthResult)

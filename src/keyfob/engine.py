@@ -17,7 +17,7 @@ from typing import Any
 
 from ._clock import Clock, system_clock
 from ._devices import device_label
-from ._session import AuthResult, Event, EventName, Issued, RequestMeta, Session, SessionInfo
+from ._session import AuthResult, Event, EventName, Issued, RequestMeta, Session, SessionInfo, new_auth_result
 from .errors import (
     ImpersonationRefused,
     InvalidToken,
@@ -307,7 +307,7 @@ class Keyfob:
             err = InvalidToken()
             return AuthResult(None, reason=err.code, error=err)
         if isinstance(out, Session):
-            return AuthResult(out)
+            return new_auth_result(out)
         return AuthResult(out.session, cookies=self._with_cookies(strategy, out, cookies).cookies)
 
     async def refresh(self, refresh_token: str | None = None, *, cookies: Mapping[str, str] | None = None,

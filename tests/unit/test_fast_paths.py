@@ -15,7 +15,7 @@ from keyfob.stores import SessionRecord
 from keyfob.web._cookies import _COOKIE_VALUE_RE, _valid_value, parse_cookie_header
 
 
-@pytest.mark.parametrize("cls", [SessionRecord])  # the stores' per-request reads
+@pytest.mark.parametrize("cls", [SessionRecord, Session, AuthResult])  # the per-request builds
 def test_fast_constructor_is_used_and_builds_the_real_class(cls: type[Any]) -> None:
     make = fast_constructor(cls)
     assert make is not cls  # the layouts are compatible: the shortcut is active
@@ -36,6 +36,18 @@ def test_session_positional_order_is_pinned() -> None:
         "id", "user_id", "data", "created_at", "expires_at", "authenticated_at", "strategy", "claims",
         "policy",
     ]
+
+
+def test_the_per_request_builders_are_the_shortcuts() -> None:
+    from keyfob._session import new_auth_result, new_session
+
+    assert new_session is not Session and new_auth_result is not AuthResult
+    s = new_session("sid", "u", {"role": "a"}, 1.0, 2.0, 1.5, "jwt")
+    assert type(s) is Session and s == Session("sid", "u", {"role": "a"}, 1.0, 2.0, 1.5, "jwt")
+    assert s.claims == {} and s.policy == {}
+    assert s.claims is not new_session("x", "u", {}, 1, 2, 1, "jwt").claims  # a fresh default each time
+    r = new_auth_result(s)
+    assert type(r) is AuthResult and r == AuthResult(s) and r.cookies == [] and r.reason is None
 
 
 def test_fast_constructor_defaults_are_fresh() -> None:

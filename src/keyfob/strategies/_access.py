@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from .._session import Session
+from .._session import Session, new_session
 from ..errors import InvalidToken
 from ..stores import SessionRecord
 from ..tokens import JWSVerifier, KeyRing
@@ -81,12 +81,12 @@ def session_from_claims(claims: Mapping[str, Any], strategy: str,
     created = claims.get("ct", claims.get("iat", 0))
     pol = claims.get(POLICY_KEY)
     if isinstance(pol, dict):
-        return Session(str(claims.get("sid") or claims.get("jti") or ""), str(claims["sub"]), data,
+        return new_session(str(claims.get("sid") or claims.get("jti") or ""), str(claims["sub"]), data,
+                           float(created), float(claims["exp"]), float(claims.get("auth_time", created)),
+                           strategy, claims, pol)
+    return new_session(str(claims.get("sid") or claims.get("jti") or ""), str(claims["sub"]), data,
                        float(created), float(claims["exp"]), float(claims.get("auth_time", created)),
-                       strategy, claims, pol)
-    return Session(str(claims.get("sid") or claims.get("jti") or ""), str(claims["sub"]), data,
-                   float(created), float(claims["exp"]), float(claims.get("auth_time", created)), strategy,
-                   claims)
+                       strategy, claims)
 
 
 def stored_data(claims: Mapping[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from .._clock import Clock
-from .._session import EventName, Issued, RequestMeta, Session
+from .._session import EventName, Issued, RequestMeta, Session, new_session
 from ..errors import InvalidToken
 from ..settings import Settings
 from ..stores import SessionRecord, SessionStore
@@ -130,12 +130,12 @@ def session_from_record(rec: SessionRecord, strategy: str, expires_at: float | N
     if POLICY_KEY in data:  # keyfob's own facts about the session ride in the row's data
         pol = data[POLICY_KEY]
         auth = pol.get("auth", auth if auth is not None else rec.created_at)
-        return Session(rec.id, rec.user_id, app_data(data), rec.created_at,
+        return new_session(rec.id, rec.user_id, app_data(data), rec.created_at,
+                           rec.expires_at if expires_at is None else expires_at,
+                           float(auth), strategy, {}, pol)
+    return new_session(rec.id, rec.user_id, data, rec.created_at,
                        rec.expires_at if expires_at is None else expires_at,
-                       float(auth), strategy, {}, pol)
-    return Session(rec.id, rec.user_id, data, rec.created_at,
-                   rec.expires_at if expires_at is None else expires_at,
-                   auth if auth is not None else rec.created_at, strategy)
+                       auth if auth is not None else rec.created_at, strategy)
 
 
 @dataclass
