@@ -23,7 +23,8 @@ code (``aload``/``asave``…, ``alogin``, async views). Every engine call runs o
 * After ``fork`` (gunicorn ``--preload``, uWSGI) the child forgets the parent's loop (and
   ``conf`` the engine): nothing is started at import, and a forked copy is never reused.
 * The per-request read skips the loop altogether where the store has a plain lookup (SQLite's
-  ``get_sync``).
+  ``get_sync``), or is Django's own PostgreSQL database (the ``SELECT`` on Django's connection:
+  ``keyfob.django._django_db``).
 """
 
 from __future__ import annotations

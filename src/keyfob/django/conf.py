@@ -105,7 +105,8 @@ def build_fob() -> Keyfob:
 def _build() -> tuple[Keyfob, SyncGet | None]:
     fields, engine = _options()
     env = os.environ
-    if "store" not in fields and not env.get("KEYFOB_STORE"):
+    derived = "store" not in fields and not env.get("KEYFOB_STORE")
+    if derived:
         fields["store"] = store_url_from_databases()
     if "secret" not in fields and "secrets" not in fields and not (
             env.get("KEYFOB_SECRET") or env.get("AUTH_SECRET")):
@@ -126,8 +127,14 @@ def _build() -> tuple[Keyfob, SyncGet | None]:
         store_options = engine.pop("store_options", None) or {}
         store = open_store(settings.store, **store_options) if store_options else None
         fob = Keyfob(settings, store=store, **engine)
-        # the per-request read without the loop, where the store has one (SQLite's primary-key lookup)
-        return fob, getattr(fob.store, "get_sync", None)
+        # the per-request read without the loop: SQLite's primary-key lookup, or (PostgreSQL that is
+        # Django's own database) the same SELECT on Django's connection
+        reader: SyncGet | None = getattr(fob.store, "get_sync", None)
+        if reader is None and derived:
+            from ._django_db import django_connection_get
+
+            reader = django_connection_get(fob.store)
+        return fob, reader
     except ConfigError as exc:
         hint = ""
         if "secret" in str(exc):

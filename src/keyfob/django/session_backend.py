@@ -22,7 +22,8 @@ Sync and async: the sync methods (``load``, ``save``...) run keyfob's async stor
 process's home event loop, in the calling thread (``keyfob.django._loop``); the async ones
 (``aload``, ``asave``...) await the same coroutines — directly when the home loop is the ASGI
 server's (``keyfob.django.asgi``), else through the home loop without blocking the caller's loop.
-The per-request read on SQLite is a plain primary-key lookup, with no loop at all.
+The per-request read on SQLite is a plain primary-key lookup, with no loop at all; so is the read
+on PostgreSQL when it is Django's own database (on Django's connection: ``keyfob.django._django_db``).
 """
 
 from __future__ import annotations
@@ -147,7 +148,7 @@ class SessionStore(SessionBase):
         if h is None:
             self._session_key = None
             return {}
-        get = sync_get()  # SQLite: a plain primary-key lookup, no loop at all
+        get = sync_get()  # SQLite, or PostgreSQL on Django's connection: no loop at all
         rec = get(h) if get is not None else home.run(fob.store.get(h))
         now = fob.clock()
         rec = self._live(fob, rec, now)

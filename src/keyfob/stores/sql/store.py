@@ -118,6 +118,15 @@ class SQLStore:
         if self._one_now is not None and type(self).get is SQLStore.get:
             self.get_sync = self._get_sync
 
+    def get_statement(self) -> tuple[str, Callable[[Row], SessionRecord]] | None:
+        """PostgreSQL only (None on SQLite, and in subclasses that override ``get``): ``get``'s SQL
+        (one ``$1`` parameter, the token hash) and the row codec, for a caller that runs the lookup
+        on a connection of its own to the same database (keyfob.django: Django's connection, which
+        saves the event loop that this store's asyncpg pool needs)."""
+        if not self._driver.postgres or type(self).get is not SQLStore.get:
+            return None
+        return self._get_sql, record
+
     def _get_sync(self, token_hash: bytes) -> SessionRecord | None:
         one_now = self._one_now
         assert one_now is not None

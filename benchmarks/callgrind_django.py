@@ -1,0 +1,241 @@
+"""Instructions, syscalls and PostgreSQL round trips per request of the ``django`` benchmark's apps.
+
+Builds one server's app of ``keyfob bench --only django`` (:mod:`keyfob._bench.django_app`, the same
+settings) and drives it in process through Django's WSGI handler (no gunicorn, no socket to the
+client). One backend per process (Django's settings are configured once)::
+
+    BACKEND ∈ db | cached_db | signed_cookies | keyfob_engine | keyfob_hybrid ; DB ∈ sqlite | postgres
+
+Around the measured requests it calls ``os.getppid()``; callgrind dumps its counters before every
+``getppid``, so the second dump holds exactly the ``N`` requests::
+
+    PYTHONPATH=$PWD/src valgrind --tool=callgrind --dump-instr=no --dump-before=getppid \\
+        --callgrind-out-file=/tmp/cgd/cg.out.%p /work/main/.venv/bin/python \\
+        benchmarks/callgrind_django.py run /tmp/cgd 300 keyfob_engine postgres
+    PYTHONPATH=$PWD/src /work/main/.venv/bin/python benchmarks/callgrind_django.py report /tmp/cgd
+
+Instructions miss what the kernel does (socket reads and writes, ``epoll_wait``) and what the
+PostgreSQL server does. ``syscalls`` counts both ends' share without valgrind: it runs the same
+requests under ``strace -f`` (between the two ``getppid`` markers): each PostgreSQL round trip is
+one ``sendto`` on a connection's socket (the in-process driver has no other socket)::
+
+    PYTHONPATH=$PWD/src /work/main/.venv/bin/python benchmarks/callgrind_django.py syscalls 2000 \\
+        keyfob_engine postgres
+
+PostgreSQL must be up (``postgresql://postgres@127.0.0.1:5432/test``, or ``KFBENCH_PG``); each run
+creates and drops a database of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import gc
+import glob
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from typing import Any
+
+PG_URL = os.environ.get("KFBENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def _database(db: str, workdir: str, name: str) -> dict[str, Any]:
+    if db == "sqlite":
+        return {"ENGINE": "django.db.backends.sqlite3", "NAME": os.path.join(workdir, "django.db")}
+    from keyfob._bench.wsgi import _pg_database
+
+    return {**_pg_database(PG_URL), "NAME": name}
+
+
+async def _pg(sql: str) -> Any:
+    import asyncpg
+
+    conn = await asyncpg.connect(PG_URL, timeout=5)
+    try:
+        return await conn.fetch(sql)
+    finally:
+        await conn.close()
+
+
+def _environ(cookie: str, path: str) -> dict[str, Any]:
+    return {"REQUEST_METHOD": "GET", "PATH_INFO": path, "SERVER_NAME": "127.0.0.1", "SERVER_PORT": "80",
+            "HTTP_HOST": "127.0.0.1", "wsgi.url_scheme": "http", "wsgi.input": io.BytesIO(b""),
+            "HTTP_COOKIE": cookie, "REMOTE_ADDR": "127.0.0.1", "HTTP_USER_AGENT": "kfbench",
+            "wsgi.errors": sys.stderr}
+
+
+class App:
+    """One benchmark server's Django app, in process, with a signed-in cookie."""
+
+    def __init__(self, backend: str, db: str) -> None:
+        self.workdir = tempfile.mkdtemp(prefix="kfcgd")
+        self.pg_name = f"kfcgd{os.getpid()}_django" if db == "postgres" else None
+        if self.pg_name:
+            asyncio.run(_pg(f'CREATE DATABASE "{self.pg_name}"'))
+        self.database = _database(db, self.workdir, self.pg_name or "")
+        from keyfob._bench.django_app import configure
+        from keyfob._bench.wsgi import _keyfob_session, _keyfob_settings
+
+        strategy = "hybrid" if backend == "keyfob_hybrid" else "database"
+        self.conf = {"kind": "django", "backend": backend, "database": self.database,
+                     "keyfob": _keyfob_settings(strategy)}
+        configure({**self.conf, "with_keyfob": True})
+        from django.core.management import call_command
+
+        call_command("migrate", verbosity=0, interactive=False)
+        from django.core.handlers.wsgi import WSGIHandler
+
+        self.handler = WSGIHandler()
+        if backend == "keyfob_hybrid":
+            cookies = asyncio.run(_keyfob_session(strategy, self.database))
+            self.cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
+        else:
+            headers: list[tuple[str, str]] = []
+            self._call("/login", "", headers)
+            self.cookie = "; ".join(v.split(";", 1)[0] for k, v in headers if k.lower() == "set-cookie")
+
+    def _call(self, path: str, cookie: str, headers: list[tuple[str, str]] | None = None) -> bytes:
+        status_line: list[str] = []
+
+        def start(status: str, hdrs: list[tuple[str, str]], exc_info: Any = None) -> None:
+            status_line.append(status)
+            if headers is not None:
+                headers.extend(hdrs)
+
+        body = b"".join(self.handler(_environ(cookie, path), start))
+        if not status_line[0].startswith("200"):
+            raise SystemExit(f"{path}: {status_line[0]} {body!r}")
+        return body
+
+    def request(self) -> None:
+        body = self._call("/p", self.cookie)
+        assert b'"user"' in body, body
+
+    def close(self) -> None:
+        from django.db import connections
+
+        from keyfob.django.conf import reset
+
+        connections.close_all()
+        try:
+            reset()
+        except Exception as exc:
+            print(f"reset: {exc}", file=sys.stderr)
+        if self.pg_name:
+            asyncio.run(_pg(f'DROP DATABASE IF EXISTS "{self.pg_name}" WITH (FORCE)'))
+
+
+def run(out_dir: str, n: int, backend: str, db: str) -> None:
+    app = App(backend, db)
+    try:
+        for _ in range(50):  # warm: caches, prepared statements, lazy imports
+            app.request()
+        gc.collect()
+        os.getppid()  # dump: the warm-up (discarded)
+        for _ in range(n):
+            app.request()
+        os.getppid()  # dump: exactly the n requests
+    finally:
+        app.close()
+    with open(os.path.join(out_dir, f"case.{os.getpid()}.json"), "w") as f:
+        json.dump({"n": n, "case": f"{backend}_{db}", "pid": os.getpid()}, f)
+
+
+def _total(path: str) -> int:
+    with open(path) as f:
+        for line in f:
+            if line.startswith(("summary:", "totals:")):
+                return int(line.split()[1])
+    raise ValueError(f"no totals in {path}")
+
+
+def report(out_dir: str) -> dict[str, float]:
+    per: dict[str, float] = {}
+    for meta_path in sorted(glob.glob(os.path.join(out_dir, "case.*.json"))):
+        with open(meta_path) as f:
+            meta = json.load(f)
+        dumps = sorted(glob.glob(os.path.join(out_dir, f"cg.out.{meta['pid']}.*")),
+                       key=lambda p: int(re.sub(r".*\.", "", p)))
+        per[meta["case"]] = _total(dumps[1]) / meta["n"]
+    for name, v in sorted(per.items()):
+        print(f"{name:28s} {v:12,.0f} instr/request")
+    for db in ("sqlite", "postgres"):
+        k, d = per.get(f"keyfob_engine_{db}"), per.get(f"db_{db}")
+        if k and d:
+            print(f"db_{db} / keyfob_engine_{db} (instructions): {d / k:.2f}")
+    return per
+
+
+def syscalls(n: int, backend: str, db: str) -> None:
+    """The n requests under ``strace -f``: syscalls per request, and PostgreSQL transactions."""
+    if os.environ.get("_KFCGD_CHILD"):
+        app = App(backend, db)
+        try:
+            for _ in range(50):
+                app.request()
+            os.getppid()
+            for _ in range(n):
+                app.request()
+            os.getppid()
+        finally:
+            app.close()
+        return
+    trace = tempfile.mktemp(prefix="kfcgd-strace")
+    env = {**os.environ, "_KFCGD_CHILD": "1"}
+    subprocess.run(["strace", "-f", "-qq", "-o", trace, sys.executable, __file__, "syscalls", str(n),
+                    backend, db], env=env, check=True)
+    counts: collections.Counter[str] = collections.Counter()
+    marks = 0
+    with open(trace) as f:
+        for line in f:
+            m = re.match(r"\d+\s+(\w+)\(", line)
+            if not m:
+                continue
+            name = m.group(1)
+            if name == "getppid":
+                marks += 1
+            elif marks == 1:
+                counts[name] += 1
+    os.unlink(trace)
+    # every request's PostgreSQL round trip is one send (sendto) on a connection's socket
+    print(f"{backend}_{db}: {sum(counts.values()) / n:.2f} syscalls/request")
+    for name, c in counts.most_common():
+        print(f"  {name:20s} {c / n:8.2f}")
+
+
+def cpu(n: int, backend: str, db: str) -> None:
+    """Wall, user and system µs per request of n requests (no valgrind; moves with the machine's load)."""
+    import time
+
+    app = App(backend, db)
+    try:
+        for _ in range(200):
+            app.request()
+        t0, c0 = time.perf_counter(), os.times()
+        for _ in range(n):
+            app.request()
+        t1, c1 = time.perf_counter(), os.times()
+    finally:
+        app.close()
+    user = (c1.user - c0.user) / n * 1e6
+    print(f"{backend}_{db}: wall {(t1 - t0) / n * 1e6:7.1f} µs, user {user:7.1f} µs, "
+          f"system {(c1.system - c0.system) / n * 1e6:7.1f} µs per request")
+
+
+if __name__ == "__main__":
+    cmd = sys.argv[1]
+    if cmd == "run":
+        run(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
+    elif cmd == "report":
+        report(sys.argv[2])
+    elif cmd == "syscalls":
+        syscalls(int(sys.argv[2]), sys.argv[3], sys.argv[4])
+    elif cmd == "cpu":
+        cpu(int(sys.argv[2]), sys.argv[3], sys.argv[4])
+    else:
+        raise SystemExit(__doc__)
