@@ -19,6 +19,7 @@ from keyfob import Keyfob, StoreUnavailable
 from keyfob.django._django_db import django_connection_get
 from keyfob.django._loop import home
 from keyfob.stores import open_store
+from keyfob.stores.sql import SQLStore
 from keyfob.strategies._base import token_hash
 from tests.conftest import PG_URL, SECRET, require_postgres
 
@@ -114,6 +115,9 @@ def test_no_django_read_where_it_could_differ(fob: Keyfob, tmp_path: Any) -> Non
     sqlite_store = open_store(f"sqlite:///{tmp_path / 'kf.db'}")
     assert django_connection_get(sqlite_store) is None  # SQLite has its own plain lookup
     assert django_connection_get(fob.store, "default") is None  # Django's default here is SQLite
+    authjs = open_store(PG_URL, authjs_compat=True, table_prefix=f"kfdjr{os.getpid()}_")
+    # its get is its own (Auth.js tables): the home loop reads
+    assert isinstance(authjs, SQLStore) and authjs.get_statement() is None
     u = urlsplit(PG_URL)
     conf = {"ENGINE": "django.db.backends.postgresql", "NAME": u.path.lstrip("/"), "USER": u.username or "",
             "HOST": u.hostname or "", "PORT": u.port or 5432, "OPTIONS": {"options": "-c search_path=other"}}
