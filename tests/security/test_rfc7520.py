@@ -61,7 +61,7 @@ VECTORS: dict[str, dict[str, Any]] = {
     p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(FIXTURES.glob("*.json"))
 }
 REFUSED_JWE = ["5_1_rsa1_5", "5_3_pbes2", "5_6_dir_a128gcm", "5_9_zip_def"]
-TIME_BOUND = 1.0  # seconds: a refusal is immediate (PBES2's PBKDF2 must never run)
+TIME_BOUND = 1.0  # CPU seconds (not wall-clock, which load inflates): a refusal is immediate
 
 
 def _b64int(s: str) -> int:
@@ -182,10 +182,10 @@ def test_rfc7520_vector_is_refused_by_every_decoder(name: str) -> None:
         lambda: VERIFIER.verify(token, now=time.time()),
     ]
     for decode in decoders:
-        start = time.perf_counter()
+        start = time.process_time()
         with pytest.raises(InvalidToken):
             decode()
-        assert time.perf_counter() - start < TIME_BOUND
+        assert time.process_time() - start < TIME_BOUND
 
 
 @pytest.mark.parametrize("name", [*REFUSED_JWE, "4_4_hs256"])
