@@ -181,6 +181,16 @@ async def test_session_ended_by_a_user_version_bump_says_session_revoked(make_fo
     assert result.session is None and result.reason == "session_revoked"
 
 
+async def lose_feed(fob: Keyfob) -> None:
+    """``fob``'s feed drops and stays down: its listener stops (no late "up" or event can arrive, which a
+    bare ``view.live = False`` did not prevent: a subscription or reconnect finishing after it resynced
+    and turned the view live again), and the view is told so, as a dropped line tells it."""
+    if fob.view.feed is not None:
+        await fob.view.feed.close()
+    await fob.view._on_state(False)
+    assert not fob.view.live
+
+
 async def test_feed_down_falls_back_to_the_stores_revocations(make_fob: MakeFob) -> None:
     node_a, node_b = make_fob(), make_fob()
     jar = await sign_in(node_a)
@@ -188,9 +198,9 @@ async def test_feed_down_falls_back_to_the_stores_revocations(make_fob: MakeFob)
     await node_b.start()
     session = (await node_a.authenticate(jar)).session
     assert session is not None
-    node_a.view.live = False  # node A lost its feed...
-    await node_b.revoke(session.id)
-    node_a.view.revoked.clear()  # ...so it never heard of node B's revocation
+    await lose_feed(node_a)  # node A lost its feed...
+    await node_b.revoke(session.id)  # ...so it never hears of node B's revocation
+    assert session.id not in node_a.view.revoked
     assert (await node_a.authenticate(jar)).session is None
 
 
@@ -200,9 +210,9 @@ async def test_feed_down_falls_back_to_the_stores_user_versions(make_fob: MakeFo
     await node_a.start()
     await node_b.start()
     assert (await node_a.authenticate(jar)).session is not None
-    node_a.view.live = False
+    await lose_feed(node_a)
     await node_b.bump_user_version("u1")
-    node_a.view.min_version.clear()
+    assert "u1" not in node_a.view.min_version
     assert (await node_a.authenticate(access_only(node_a, jar))).session is None
 
 
