@@ -60,7 +60,7 @@ _WEB = ("tests/unit/test_csrf.py tests/unit/test_cookies.py tests/http_contract 
 # with a refresh token), and the core driven directly; a survivor is re-run with _WEB + the integrations.
 _CORE = ("tests/unit/test_request_core.py tests/http_contract/test_http_contract.py "
          "tests/http_contract/test_session_policy_http.py tests/http_contract/test_request_core_http.py "
-         "-k 'not (django or fastapi or jwt or database)'")
+         "tests/http_contract/test_auth_routes_http.py -k 'not (django or fastapi or jwt or database)'")
 #: The tests that cover each module (fast: memory store only); --tests overrides them for every file.
 TARGETED = {
     "src/keyfob/strategies/_revocation.py":

@@ -63,6 +63,9 @@ def test_a_refresh_token_in_a_json_body_gets_both_tokens_in_the_body(client: Cli
 def test_a_refresh_body_without_a_usable_token_is_a_401_never_a_500(client: Client, body: bytes) -> None:
     r = client.request("POST", "/auth/refresh", raw=body, headers=[("Content-Type", "application/json")])
     assert r.status == 401 and r.body["error"] == "invalid_token", r.body
+    assert isinstance(r.body["detail"], str) and "refresh" in r.body["detail"], r.body  # says what to send
+    if body == b"{not json":
+        assert "not JSON" in r.body["detail"], r.body
 
 
 def test_deleting_a_session_id_that_does_not_exist_is_404(client: Client) -> None:
