@@ -70,8 +70,8 @@ from .web import (
     RequestView,
     SetCookie,
     error_parts,
-    parse_cookie_header,
 )
+from .web._cookies import parse_joined_cookie_header
 
 __all__ = [
     "KeyfobFlask",
@@ -185,7 +185,7 @@ class KeyfobFlask:
         cookie_header = request.headers.get("Cookie")
         headers = request.headers
         view = RequestView(method=request.method, scheme=request.scheme, host=request.host, path=request.path,
-                           cookies=parse_cookie_header(cookie_header) if cookie_header else {},
+                           cookies=parse_joined_cookie_header(cookie_header) if cookie_header else {},
                            authorization=headers.get("Authorization"))
         if view.method not in _SAFE:
             origins = headers.getlist("Origin")

@@ -246,6 +246,21 @@ def fastapi_client(fob: Keyfob) -> Iterator[Client]:
 
 # -- Flask: werkzeug's test client -------------------------------------------------------------------
 
+_SENT_COOKIES = "keyfob.test.cookie_headers"
+
+
+def _joining_cookie_headers(wsgi_app: Any) -> Any:
+    """Werkzeug's test client replaces a request's own ``Cookie`` headers with its jar's; this puts
+    them back as a WSGI server passes repeated headers on: joined with ``", "`` (after the jar's)."""
+    def app(environ: dict[str, Any], start_response: Any) -> Any:
+        sent = environ.pop(_SENT_COOKIES, None)
+        if sent:
+            environ["HTTP_COOKIE"] = ", ".join([environ["HTTP_COOKIE"], *sent] if environ.get("HTTP_COOKIE")
+                                               else sent)
+        return wsgi_app(environ, start_response)
+    return app
+
+
 class _FlaskClient:
     base_url = "http://localhost"
 
@@ -254,8 +269,11 @@ class _FlaskClient:
 
     def request(self, method: str, path: str, *, headers: Headers | None = None, json: Any = None,
                 form: dict[str, str] | None = None, raw: bytes | None = None) -> Reply:
-        r = self.client.open(path, method=method, headers=headers or [], json=json,
-                             data=raw if raw is not None else form)
+        sent = [v for k, v in headers or [] if k.lower() == "cookie"]
+        rest = [(k, v) for k, v in headers or [] if k.lower() != "cookie"]
+        r = self.client.open(path, method=method, headers=rest, json=json,
+                             data=raw if raw is not None else form,
+                             environ_overrides={_SENT_COOKIES: sent} if sent else None)
         return Reply(status=r.status_code, body=_decode(r.get_data()),
                      headers={k.lower(): v for k, v in reversed(list(r.headers.items()))},
                      set_cookies=r.headers.getlist("Set-Cookie"), vary=r.headers.get("Vary"))
@@ -286,6 +304,7 @@ def flask_client(fob: Keyfob) -> Iterator[Client]:
 
     app = Flask(__name__)
     kf = KeyfobFlask(app, fob)
+    app.wsgi_app = _joining_cookie_headers(app.wsgi_app)  # type: ignore[method-assign]
 
     @app.post("/login")
     def login() -> dict[str, Any]:

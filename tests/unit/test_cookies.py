@@ -20,6 +20,7 @@ from keyfob.web import (
     is_local_development,
     parse_cookie_header,
 )
+from keyfob.web._cookies import parse_joined_cookie_header
 
 NOW = 1_800_000_000.0  # Fri, 15 Jan 2027 08:00:00 GMT
 # Characters a token may hold (RFC 6265 cookie-octets); JWE/JWS use the base64url subset.
@@ -430,6 +431,19 @@ def test_parse_then_read_recovers_a_chunked_cookie() -> None:
     value = "v" * 9000
     header = "; ".join(f"{c.name}={c.value}" for c in s.write(value, max_age=60))
     assert s.read(parse_cookie_header(f"theme=dark; {header}")) == value
+
+
+@pytest.mark.parametrize("header", ["theme=dark, a=1; b=2", "theme=dark,a=1,b=2", "theme=dark; a=1, b=2"],
+                         ids=["werkzeug-join", "gunicorn-and-django-join", "mixed"])
+def test_cookie_headers_a_server_joined_with_commas_read_as_separate_cookies(header: str) -> None:
+    assert parse_joined_cookie_header(header) == {"theme": "dark", "a": "1", "b": "2"}
+
+
+def test_a_chunked_cookie_split_over_joined_cookie_headers_is_recovered() -> None:
+    s = spec()
+    value = "v" * 9000
+    header = ", ".join(f"{c.name}={c.value}" for c in s.write(value, max_age=60))  # one header a chunk
+    assert s.read(parse_joined_cookie_header(f"theme=dark, {header}")) == value
 
 
 # --- is_local_development --------------------------------------------------------------------------

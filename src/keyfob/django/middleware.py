@@ -55,6 +55,7 @@ from .._session import Session
 from ..engine import AuthResult
 from ..errors import CSRFError, KeyfobError
 from ..web import CSRF_FIELD, RequestCore, RequestState, RequestView, SetCookie, error_parts
+from ..web._cookies import parse_joined_cookie_header
 from ._loop import home
 from .conf import astarted_fob, get_fob, started_fob
 
@@ -81,7 +82,8 @@ def _view(request: HttpRequest, device: bool) -> RequestView:
     meta = request.META
     view = RequestView(method=request.method or "GET", scheme=request.scheme or "http",
                        host=meta.get("HTTP_HOST") or meta.get("SERVER_NAME") or "", path=request.path,
-                       cookies=request.COOKIES, authorization=meta.get("HTTP_AUTHORIZATION"))
+                       cookies=parse_joined_cookie_header(meta.get("HTTP_COOKIE") or ""),
+                       authorization=meta.get("HTTP_AUTHORIZATION"))
     if view.method not in _SAFE:
         origin = meta.get("HTTP_ORIGIN")
         view.origin = origin  # WSGI joins repeated headers with ", ": the core refuses that

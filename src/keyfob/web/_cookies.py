@@ -403,6 +403,18 @@ def parse_cookie_header(header: str) -> dict[str, str]:
     return cookies
 
 
+def parse_joined_cookie_header(header: str) -> dict[str, str]:
+    """Parse a ``Cookie`` value that may be several ``Cookie`` headers joined with ``,``.
+
+    HTTP/2 may send one ``Cookie`` header per cookie (RFC 9113 §8.2.3); the ASGI adapter joins them
+    with ``"; "`` itself, but a WSGI server (gunicorn ``,``, werkzeug ``", "``) and Django's ASGI
+    handler (``,``) join them before an adapter sees them. So ``,`` separates pairs here as ``;``
+    does: RFC 6265's cookie-octets exclude it, so no cookie keyfob writes (nor any conforming one) is
+    split; a foreign value with a comma only reads as two pairs, which keyfob's names are not in.
+    """
+    return parse_cookie_header(header.replace(",", ";") if "," in header else header)
+
+
 # "testserver" is the host of Starlette's/FastAPI's TestClient (http://testserver): a test's first
 # request must get cookies the test client sends back, and a Secure cookie over http is never sent.
 _LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "[::1]", "::1", "testserver"})
