@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from ._session import MAX_USER_AGENT
+
 _BROWSERS = (
     ("Edge", re.compile(r"Edg(?:e|A|iOS)?/")),
     ("Opera", re.compile(r"OPR/|Opera")),
@@ -34,7 +36,7 @@ def device_label(user_agent: str | None) -> str:
     """A short human label for a User-Agent string ("Unknown device" when there is none)."""
     if not user_agent:
         return "Unknown device"
-    ua = user_agent[:512]
+    ua = user_agent[:MAX_USER_AGENT]
     try:
         from ua_parser import parse
 

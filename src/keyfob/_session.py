@@ -42,12 +42,23 @@ class _NoPolicy(Mapping[str, Any]):
 _NO_POLICY: Mapping[str, Any] = _NoPolicy()
 
 
+#: The longest User-Agent keyfob keeps (longer ones are cut): one rule for every adapter and caller.
+MAX_USER_AGENT = 512
+
+
 @dataclass(frozen=True, slots=True)
 class RequestMeta:
-    """What keyfob records about the device that signs in (shown in the device list)."""
+    """What keyfob records about the device that signs in (shown in the device list).
+
+    ``user_agent`` is cut to :data:`MAX_USER_AGENT` characters, and an empty one is None."""
 
     ip: str | None = None
     user_agent: str | None = None
+
+    def __post_init__(self) -> None:
+        ua = self.user_agent
+        if ua is not None and (not ua or len(ua) > MAX_USER_AGENT):
+            object.__setattr__(self, "user_agent", ua[:MAX_USER_AGENT] or None)
 
 
 @dataclass(frozen=True, slots=True)

@@ -264,9 +264,8 @@ def csrf_token(request: Request) -> str:
 
 
 def _meta(request: Request) -> RequestMeta:
-    ua = request.headers.get("user-agent")
     return RequestMeta(ip=request.client.host if request.client else None,
-                       user_agent=ua[:512] if ua else None)
+                       user_agent=request.headers.get("user-agent"))
 
 
 async def sign_in(request: Request, user_id: str, data: Mapping[str, Any] | None = None,

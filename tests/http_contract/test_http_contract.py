@@ -160,6 +160,17 @@ def test_device_list_and_revoking_own_and_foreign_sessions(client: Client, fob: 
     assert len(client.request("GET", "/auth/sessions").body) == 1
 
 
+def test_a_user_agent_over_512_characters_is_kept_to_512_on_every_adapter(client: Client,
+                                                                           fob: Keyfob) -> None:
+    if fob.settings.strategy == "jwt":
+        pytest.skip("jwt sessions are stateless: there is no device list")
+    agent = "Mozilla/5.0 (X11; Linux x86_64) Firefox/140.0 " + "x" * 600
+    r = client.request("POST", "/login", json={"user": "u1"}, headers=[*csrf(client), ("User-Agent", agent)])
+    assert r.status == 200, r.body
+    (listed,) = client.request("GET", "/auth/sessions").body
+    assert listed["user_agent"] == agent[:512]
+
+
 def login_elsewhere(fob: Keyfob, user: str) -> str:
     """A session of ``user`` made on another device (its own client and store connection)."""
     import asyncio

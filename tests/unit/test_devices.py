@@ -62,3 +62,13 @@ def test_device_label_names_browser_and_system(parser: str, ua: str | None, labe
 
 def test_device_label_never_raises_on_huge_input(parser: str) -> None:
     assert device_label("Firefox/1" + "x" * 100_000) == "Firefox"
+
+
+@pytest.mark.parametrize(("sent", "kept"), [
+    ("a" * 513, "a" * 512), ("a" * 512, "a" * 512), ("Firefox", "Firefox"), ("", None), (None, None),
+])
+def test_request_meta_keeps_at_most_512_characters_of_the_user_agent(sent: str | None,
+                                                                     kept: str | None) -> None:
+    from keyfob import RequestMeta
+
+    assert RequestMeta(ip="192.0.2.1", user_agent=sent).user_agent == kept

@@ -320,7 +320,7 @@ class RequestState:
         ip, ua = view.client_ip, view.user_agent
         if ip is None and ua is None:
             return None
-        return RequestMeta(ip=ip, user_agent=ua[:512] if ua else None)
+        return RequestMeta(ip=ip, user_agent=ua)
 
     @property
     def csrf_binding(self) -> str:
