@@ -167,9 +167,8 @@ class SessionStore(SessionBase):
         if h is None:
             self._session_key = None
             return {}
-        # SQLite's lookup is a plain call in any thread or loop; every other store is awaited
-        get_sync = getattr(fob.store, "get_sync", None)
-        rec = get_sync(h) if get_sync is not None else await home.arun(fob.store.get(h))
+        get = sync_get()  # SQLite's lookup is a plain call in any thread or loop; others are awaited
+        rec = get(h) if get is not None else await home.arun(fob.store.get(h))
         now = fob.clock()
         rec = self._live(fob, rec, now)
         if rec is None:
