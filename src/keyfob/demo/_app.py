@@ -468,6 +468,17 @@ def create_app(
             return render(request, "forbidden.html", status=403, email=email_of(session))
         return session, user
 
+    def need_admin_over(request: Request, uid: str) -> tuple[Session, User, User] | Response:
+        """The signed-in admin (session, user) and the user ``uid`` they act on; else a redirect to
+        sign in, the 403 page, or back to the admin page when there is no such user."""
+        who = need_admin(request)
+        if isinstance(who, Response):
+            return who
+        target = users.by_id(uid)
+        if target is None:
+            return redirect("/admin?m=no-user")
+        return (*who, target)
+
     def email_of(session: Session) -> str:
         value = session.data.get("email")
         return value if isinstance(value, str) else session.user_id
@@ -685,36 +696,32 @@ def create_app(
                           minutes=_span(step_up_age))
         return None
 
-    def not_while_impersonating(request: Request, session: Session) -> Response | None:
-        """An admin acting as a user does not change the user's password."""
-        if session.impersonated_by is None:
-            return None
-        return render(request, "forbidden.html", status=403, email=email_of(session),
-                      reason="An admin acting as a user cannot change the user's password. Stop acting as "
-                      "the user first.")
-
-    @page("/password")
-    async def password_page(request: Request) -> Response:
+    async def own_password(request: Request, *, fresh: bool) -> Session | Response:
+        """The session that may change its user's password: signed in, not an admin acting as the
+        user, and (``fresh``) signed in within ``step_up_age``; else the page that says why not."""
         session = need_session(request)
         if isinstance(session, Response):
             return session
-        refused = not_while_impersonating(request, session)
-        if refused is not None:
-            return refused
-        stale = await step_up(request)
-        if stale is not None:
-            return stale
+        if session.impersonated_by is not None:
+            return render(request, "forbidden.html", status=403, email=email_of(session),
+                          reason="An admin acting as a user cannot change the user's password. Stop acting "
+                          "as the user first.")
+        stale = await step_up(request) if fresh else None
+        return session if stale is None else stale
+
+    @page("/password")
+    async def password_page(request: Request) -> Response:
+        session = await own_password(request, fresh=True)
+        if isinstance(session, Response):
+            return session
         return render(request, "password.html", email=email_of(session))
 
     @app.post("/password/confirm", include_in_schema=False)
     async def confirm_password(request: Request) -> Response:
         """Step-up: the user re-entered their password; ``fob.elevate`` records it (a new token)."""
-        session = need_session(request)
+        session = await own_password(request, fresh=False)
         if isinstance(session, Response):
             return session
-        refused = not_while_impersonating(request, session)
-        if refused is not None:
-            return refused
         form = await request.form()
         password = _field(form, "password")
         user = users.by_id(session.user_id)
@@ -731,15 +738,9 @@ def create_app(
 
     @app.post("/password", include_in_schema=False)
     async def change_password(request: Request) -> Response:
-        session = need_session(request)
+        session = await own_password(request, fresh=True)
         if isinstance(session, Response):
             return session
-        refused = not_while_impersonating(request, session)
-        if refused is not None:
-            return refused
-        stale = await step_up(request)
-        if stale is not None:
-            return stale
         form = await request.form()
         current, new = _field(form, "current_password"), _field(form, "new_password")
         user = users.by_id(session.user_id)
@@ -831,12 +832,10 @@ def create_app(
 
     @app.post("/admin/users/{uid}/kick", include_in_schema=False)
     async def admin_kick(request: Request, uid: str) -> Response:
-        who = need_admin(request)
+        who = need_admin_over(request, uid)
         if isinstance(who, Response):
             return who
-        _, admin_user = who
-        if users.by_id(uid) is None:
-            return redirect("/admin?m=no-user")
+        _, admin_user, _ = who
         revoked = await fob.revoke_user(uid)  # jwt: the user's version is raised (-1: "all")
         events.admin("admin.kicked", actor=admin_user.id, user_id=uid, at=fob.clock(),
                      detail={"sessions": "all" if revoked < 0 else revoked})
@@ -844,12 +843,10 @@ def create_app(
 
     @app.post("/admin/users/{uid}/bump", include_in_schema=False)
     async def admin_bump(request: Request, uid: str) -> Response:
-        who = need_admin(request)
+        who = need_admin_over(request, uid)
         if isinstance(who, Response):
             return who
-        _, admin_user = who
-        if users.by_id(uid) is None:
-            return redirect("/admin?m=no-user")
+        _, admin_user, _ = who
         version = await fob.bump_user_version(uid)
         events.admin("admin.version_bumped", actor=admin_user.id, user_id=uid, at=fob.clock(),
                      detail={"version": version})
@@ -859,14 +856,11 @@ def create_app(
     async def admin_role(request: Request, uid: str) -> Response:
         """A role change that the user's sessions show at their next request, with no sign-out
         (``fob.update_user_sessions``)."""
-        who = need_admin(request)
+        who = need_admin_over(request, uid)
         if isinstance(who, Response):
             return who
-        _, admin_user = who
+        _, admin_user, target = who
         role = _field(await request.form(), "role")
-        target = users.by_id(uid)
-        if target is None:
-            return redirect("/admin?m=no-user")
         if uid == admin_user.id:
             return redirect("/admin?m=own-role")
         if role not in ROLES:
@@ -882,14 +876,11 @@ def create_app(
     async def admin_impersonate(request: Request, uid: str) -> Response:
         """Act as the user (``fob.impersonate``): a bounded session of theirs carrying the admin's id;
         this browser's own admin session stays, and "stop" returns to it."""
-        who = need_admin(request)
+        who = need_admin_over(request, uid)
         if isinstance(who, Response):
             return who
-        session, _ = who
+        session, _, target = who
         form = await request.form()
-        target = users.by_id(uid)
-        if target is None:
-            return redirect("/admin?m=no-user")
         if uid == session.user_id:
             return redirect("/admin?m=imp-self")
         req = keyfob_request(request)
