@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack
+from dataclasses import dataclass
 
 import pytest
 
@@ -33,10 +35,9 @@ def framework(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
-def make_fob(strategy: str, bind: str, store: str, clock: FakeClock, events: list[Event],
-             **options: object) -> Keyfob:
+def make_fob(strategy: str, bind: str, store: str, clock: FakeClock, events: list[Event]) -> Keyfob:
     return Keyfob(strategy=strategy, secret=SECRET, store=store, clock=clock, bind=bind,
-                  on_event=events.append, **options)
+                  on_event=events.append)
 
 
 @pytest.fixture
@@ -44,15 +45,36 @@ def memory_store() -> str:
     return f"memory://binding-{uuid.uuid4().hex[:8]}"  # with its feed: the view is live
 
 
-def open_client(framework: str, fob: Keyfob) -> Iterator[Client]:
-    with FRAMEWORKS[framework](fob) as client:
-        yield client
-
-
 def login(client: Client) -> None:
     r = client.request("POST", "/login", json={"user": "u1", "amr": ["pwd"]},
                        headers=[*csrf(client), ("user-agent", LAPTOP)])
     assert r.status == 200, r.body
+
+
+@dataclass
+class Bound:
+    """A client of this test's framework signed in from LAPTOP; its engine (``bind`` set) and events."""
+
+    client: Client
+    fob: Keyfob
+    events: list[Event]
+
+
+SignIn = Callable[[str, str], Bound]
+
+
+@pytest.fixture
+def signed_in(framework: str, memory_store: str, clock: FakeClock) -> Iterator[SignIn]:
+    """``signed_in(strategy, bind)``: an engine with that binding, and a client signed in on it."""
+    with ExitStack() as stack:
+        def sign_in(strategy: str, bind: str) -> Bound:
+            events: list[Event] = []
+            fob = make_fob(strategy, bind, memory_store, clock, events)
+            client = stack.enter_context(FRAMEWORKS[framework](fob))
+            login(client)
+            return Bound(client, fob, events)
+
+        yield sign_in
 
 
 def me(client: Client, ua: str) -> int:
@@ -65,80 +87,59 @@ def mismatches(events: list[Event]) -> list[Event]:
 
 @pytest.mark.parametrize("strategy", ["jwt", "database"])
 def test_strict_binding_revokes_a_session_used_from_another_device_at_the_plain_routes_check(
-    framework: str, strategy: str, memory_store: str, clock: FakeClock
+    signed_in: SignIn, strategy: str
 ) -> None:
-    events: list[Event] = []
-    fob = make_fob(strategy, "strict", memory_store, clock, events)
-    for client in open_client(framework, fob):
-        login(client)
-        assert me(client, LAPTOP) == 200 and me(client, LAPTOP_UPDATED) == 200  # same family: no mismatch
-        assert mismatches(events) == []
-        assert me(client, PHONE) == 401  # GET /me has no policy options: the default check binds
-        assert [e.detail["mode"] for e in mismatches(events)] == ["strict"]
-        assert any(e.name == "revoked" and e.detail.get("reason") == "binding" for e in events)
-        assert me(client, LAPTOP) == 401  # revoked, not merely refused once
+    b = signed_in(strategy, "strict")
+    assert me(b.client, LAPTOP) == 200 and me(b.client, LAPTOP_UPDATED) == 200  # same family: no mismatch
+    assert mismatches(b.events) == []
+    assert me(b.client, PHONE) == 401  # GET /me has no policy options: the default check binds
+    assert [e.detail["mode"] for e in mismatches(b.events)] == ["strict"]
+    assert any(e.name == "revoked" and e.detail.get("reason") == "binding" for e in b.events)
+    assert me(b.client, LAPTOP) == 401  # revoked, not merely refused once
 
 
-def test_strict_binding_under_hybrid_holds_at_the_next_refresh(
-    framework: str, memory_store: str, clock: FakeClock
-) -> None:
-    events: list[Event] = []
-    fob = make_fob("hybrid", "strict", memory_store, clock, events)
-    for client in open_client(framework, fob):
-        login(client)
-        # a live access token is checked against the view only: no store check, so no binding check yet
-        assert me(client, PHONE) == 200 and mismatches(events) == []
-        clock.advance(fob.settings.access_ttl + 1)  # the access token expires: the middleware refreshes
-        assert me(client, PHONE) == 401
-        assert [e.detail["mode"] for e in mismatches(events)] == ["strict"]
-        assert me(client, LAPTOP) == 401  # the whole session is gone
+def test_strict_binding_under_hybrid_holds_at_the_next_refresh(signed_in: SignIn, clock: FakeClock) -> None:
+    b = signed_in("hybrid", "strict")
+    # a live access token is checked against the view only: no store check, so no binding check yet
+    assert me(b.client, PHONE) == 200 and mismatches(b.events) == []
+    clock.advance(b.fob.settings.access_ttl + 1)  # the access token expires: the middleware refreshes
+    assert me(b.client, PHONE) == 401
+    assert [e.detail["mode"] for e in mismatches(b.events)] == ["strict"]
+    assert me(b.client, LAPTOP) == 401  # the whole session is gone
 
 
-def test_strict_binding_under_hybrid_holds_at_post_auth_refresh(
-    framework: str, memory_store: str, clock: FakeClock
-) -> None:
-    events: list[Event] = []
-    fob = make_fob("hybrid", "strict", memory_store, clock, events)
-    for client in open_client(framework, fob):
-        login(client)
-        r = client.request("POST", "/auth/refresh", headers=[*csrf(client), ("user-agent", LAPTOP)])
-        assert r.status == 200, r.body
-        r = client.request("POST", "/auth/refresh", headers=[*csrf(client), ("user-agent", PHONE)])
-        assert r.status == 401 and r.body["error"] == "session_revoked", r.body
-        assert [e.detail["mode"] for e in mismatches(events)] == ["strict"]
+def test_strict_binding_under_hybrid_holds_at_post_auth_refresh(signed_in: SignIn) -> None:
+    b = signed_in("hybrid", "strict")
+    r = b.client.request("POST", "/auth/refresh", headers=[*csrf(b.client), ("user-agent", LAPTOP)])
+    assert r.status == 200, r.body
+    r = b.client.request("POST", "/auth/refresh", headers=[*csrf(b.client), ("user-agent", PHONE)])
+    assert r.status == 401 and r.body["error"] == "session_revoked", r.body
+    assert [e.detail["mode"] for e in mismatches(b.events)] == ["strict"]
 
 
-def test_strict_binding_under_hybrid_holds_at_every_request_while_the_view_is_down(
-    framework: str, memory_store: str, clock: FakeClock
-) -> None:
-    events: list[Event] = []
-    fob = make_fob("hybrid", "strict", memory_store, clock, events)
-    for client in open_client(framework, fob):
-        login(client)
-        fob.view.live = False  # as when the feed's connection drops: the store answers every request
-        assert me(client, LAPTOP) == 200
-        assert me(client, PHONE) == 401 and len(mismatches(events)) == 1
+def test_strict_binding_under_hybrid_holds_at_every_request_while_the_view_is_down(signed_in: SignIn) -> None:
+    b = signed_in("hybrid", "strict")
+    b.fob.view.live = False  # as when the feed's connection drops: the store answers every request
+    assert me(b.client, LAPTOP) == 200
+    assert me(b.client, PHONE) == 401 and len(mismatches(b.events)) == 1
 
 
 @pytest.mark.parametrize("strategy", ["jwt", "database", "hybrid"])
 def test_soft_binding_keeps_the_session_but_a_fresh_route_asks_to_sign_in_again(
-    framework: str, strategy: str, memory_store: str, clock: FakeClock
+    signed_in: SignIn, strategy: str, clock: FakeClock
 ) -> None:
-    events: list[Event] = []
-    fob = make_fob(strategy, "soft", memory_store, clock, events)
-    for client in open_client(framework, fob):
-        login(client)
-        fresh = client.request("GET", "/fresh", headers=[("user-agent", LAPTOP)])
-        assert fresh.status == 200, fresh.body
-        if strategy == "hybrid":  # the mismatch is seen at the next store check: the refresh
-            assert me(client, PHONE) == 200 and mismatches(events) == []
-            clock.advance(fob.settings.access_ttl + 1)
-        assert me(client, PHONE) == 200  # soft: still signed in
-        assert [e.detail["mode"] for e in mismatches(events)] == ["soft"]
-        moved = client.request("GET", "/fresh", headers=[("user-agent", PHONE)])
-        assert moved.status == 403 and moved.body["reason"] == "fresh", moved.body
-        again = client.request("GET", "/fresh", headers=[("user-agent", PHONE)])
-        assert again.status == 403 and len(mismatches(events)) == 1  # stale until elevate; one event
+    b = signed_in(strategy, "soft")
+    fresh = b.client.request("GET", "/fresh", headers=[("user-agent", LAPTOP)])
+    assert fresh.status == 200, fresh.body
+    if strategy == "hybrid":  # the mismatch is seen at the next store check: the refresh
+        assert me(b.client, PHONE) == 200 and mismatches(b.events) == []
+        clock.advance(b.fob.settings.access_ttl + 1)
+    assert me(b.client, PHONE) == 200  # soft: still signed in
+    assert [e.detail["mode"] for e in mismatches(b.events)] == ["soft"]
+    moved = b.client.request("GET", "/fresh", headers=[("user-agent", PHONE)])
+    assert moved.status == 403 and moved.body["reason"] == "fresh", moved.body
+    again = b.client.request("GET", "/fresh", headers=[("user-agent", PHONE)])
+    assert again.status == 403 and len(mismatches(b.events)) == 1  # stale until elevate; one event
 
 
 def test_an_adapter_that_reads_no_device_compares_no_binding(memory_store: str, clock: FakeClock) -> None:
