@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import pytest
 
-from keyfob import FakeClock, Keyfob
+from keyfob import FakeClock, Issued, Keyfob
 from tests.contract.stores_for_strategies import (
     Jar,
     MakeFob,
@@ -35,7 +35,7 @@ def horizon(fob: Keyfob) -> float:
     return (s.max_age if fob.strategy.name == "jwt" else s.access_ttl) + s.clock_skew
 
 
-def credential(fob: Keyfob, issued: object) -> str:
+def credential(fob: Keyfob, issued: Issued) -> str:
     token = getattr(issued, "access_token", None)
     assert isinstance(token, str)
     return token
@@ -44,12 +44,18 @@ def credential(fob: Keyfob, issued: object) -> str:
 # -- store wipes ---------------------------------------------------------------------------------
 
 
+async def before_the_wipe(fob: Keyfob) -> tuple[Issued, Issued]:
+    """Start ``fob`` and give it two sessions to wipe: alice's, revoked, and bob's, kept."""
+    await fob.start()
+    revoked = await fob.create("alice")
+    kept = await fob.create("bob")
+    assert (await fob.revoke(revoked.session.id)) is True
+    return revoked, kept
+
+
 async def test_after_a_wipe_a_fresh_engine_refuses_every_token_minted_before_it(make_fob: MakeFob) -> None:
     before = make_fob()
-    await before.start()
-    revoked = await before.create("alice")
-    kept = await before.create("bob")
-    assert (await before.revoke(revoked.session.id)) is True
+    revoked, kept = await before_the_wipe(before)
     old_epoch = before.view.epoch
     await wipe_store_url(before.settings.store)
     fresh = make_fob()  # a new process: migrates the wiped store (a new epoch), reads it
@@ -66,10 +72,7 @@ async def test_after_a_wipe_a_running_engine_refuses_pre_wipe_tokens_once_it_hea
     make_fob: MakeFob,
 ) -> None:
     running = make_fob()
-    await running.start()
-    revoked = await running.create("alice")
-    kept = await running.create("bob")
-    await running.revoke(revoked.session.id)
+    revoked, kept = await before_the_wipe(running)
     await wipe_store_url(running.settings.store)
     fresh = make_fob()
     await fresh.start()
@@ -86,10 +89,7 @@ async def test_after_a_wipe_a_running_engine_refuses_pre_wipe_tokens_after_its_s
     make_fob: MakeFob,
 ) -> None:
     running = make_fob()
-    await running.start()
-    revoked = await running.create("alice")
-    kept = await running.create("bob")
-    await running.revoke(revoked.session.id)
+    revoked, kept = await before_the_wipe(running)
     old_epoch = running.view.epoch
     await wipe_store_url(running.settings.store)
     await running.view.maintain()  # the periodic sweep: no epoch, so it migrates the store again
