@@ -112,6 +112,22 @@ async def test_prune_drops_every_kind_of_entry_at_its_horizon_and_not_before(
     assert view.revoked == {} and view.min_version == {"u-forever": 1, "u-legacy": 2}
 
 
+async def test_a_late_echo_of_an_event_at_its_horizon_does_not_bring_the_pruned_entry_back(
+    view: RevocationView, clock: FakeClock
+) -> None:
+    bump = {"t": "ver", "user": "alice", "ver": 1, "until": clock() + 10}
+    revoke = {"t": "sid", "sid": "s1", "until": clock() + 10}
+    view.apply(bump)
+    view.apply(revoke)
+    clock.advance(10)
+    assert await view.prune() == 2
+    view.apply(bump)  # the feed's copies arrive after the sweep (a loaded server, a slow NOTIFY)
+    view.apply(revoke)
+    assert view.revoked == {} and view.min_version == {} and view.version_until == {}
+    view.apply({**bump, "until": clock() + 0.001})  # not yet at its horizon: applied
+    assert view.min_version == {"alice": 1}
+
+
 async def test_a_later_bump_keeps_the_version_until_the_latest_horizon(view: RevocationView,
                                                                        clock: FakeClock) -> None:
     now = clock()

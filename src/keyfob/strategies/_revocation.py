@@ -267,8 +267,14 @@ class RevocationView:
 
     # -- events --------------------------------------------------------------------------------------
     def apply(self, event: Mapping[str, Any]) -> None:
-        """Apply one feed event (also called locally, so this node never waits for its own echo)."""
-        self._apply(event)
+        """Apply one feed event (also called locally, so this node never waits for its own echo).
+
+        An event already at its horizon (``until <= now``: what :meth:`prune` drops) is not applied:
+        a late echo of this node's own event would otherwise bring back an entry the sweep just
+        dropped, and no token it refuses is valid any more."""
+        until = event.get("until")
+        if not (_number(until) and until <= self.clock()):
+            self._apply(event)
         sent_at = event.get("at")  # only on published copies: local applies are not a propagation
         if self.propagation_observer is not None and _number(sent_at):
             self.propagation_observer(self.clock() - sent_at)
