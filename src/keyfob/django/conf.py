@@ -43,8 +43,8 @@ from ..settings import Settings
 from ..stores import SessionRecord, open_store
 from ._loop import home
 
-__all__ = ["astarted_fob", "build_fob", "get_fob", "reset", "started_fob", "store_url_from_databases",
-           "sync_get", "use_fob"]
+__all__ = ["astarted_fob", "build_fob", "get_fob", "plain_get", "reset", "started_fob",
+           "store_url_from_databases", "sync_get", "use_fob"]
 
 SyncGet = Callable[[bytes], SessionRecord | None]
 _ENGINE_KEYS = ("clock", "feed", "on_token", "on_session", "on_event", "auto_migrate", "store_options")
@@ -157,6 +157,7 @@ class _State:
     def __init__(self) -> None:
         self.fob: Keyfob | None = None
         self.sync_get: SyncGet | None = None
+        self.plain_get: SyncGet | None = None  # the store's own plain lookup (SQLite): safe in any loop
         self.started = False
         self.pinned = False  # use_fob(): never rebuilt from settings
         self.db_name: object = None
@@ -175,15 +176,18 @@ def use_fob(fob: Keyfob) -> Iterator[Keyfob]:
     """Make ``fob`` the engine ``keyfob.django`` uses, instead of one built from ``settings.KEYFOB``
     (tests; an app that builds its own :class:`keyfob.Keyfob`). Restores the previous one after."""
     with _state.lock:
-        saved = (_state.fob, _state.sync_get, _state.db_name, _state.started, _state.pinned)
+        saved = (_state.fob, _state.sync_get, _state.plain_get, _state.db_name, _state.started,
+                 _state.pinned)
         _state.fob, _state.sync_get, _state.started, _state.pinned = (
             fob, getattr(fob.store, "get_sync", None), False, True)
+        _state.plain_get = _state.sync_get
         home.pump = fob.feed is not None
     try:
         yield fob
     finally:
         with _state.lock:
-            _state.fob, _state.sync_get, _state.db_name, _state.started, _state.pinned = saved
+            (_state.fob, _state.sync_get, _state.plain_get, _state.db_name, _state.started,
+             _state.pinned) = saved
 
 
 def get_fob() -> Keyfob:
@@ -200,6 +204,7 @@ def get_fob() -> Keyfob:
             _discard()
             fob, reader = _build()
             _state.fob, _state.sync_get, _state.started = fob, reader, False
+            _state.plain_get = getattr(fob.store, "get_sync", None)
             home.pump = fob.feed is not None
             _state.db_name = _db_name()
         return _state.fob
@@ -226,13 +231,23 @@ async def astarted_fob() -> Keyfob:
 
 
 def sync_get() -> SyncGet | None:
-    """The current engine's store lookup as a plain call (SQLite), or None: use the home loop."""
+    """The current engine's store lookup as a plain call for sync code (SQLite's, or PostgreSQL's on
+    Django's own connection), or None: use the home loop."""
     get_fob()
     return _state.sync_get
 
 
+def plain_get() -> SyncGet | None:
+    """The store's own plain lookup (SQLite), safe from async code too; None: await the store.
+
+    Not :func:`sync_get`: the read on Django's connection is blocking, sync-only Django code."""
+    get_fob()
+    return _state.plain_get
+
+
 def _discard() -> None:
     old, _state.fob, _state.sync_get, _state.started = _state.fob, None, None, False
+    _state.plain_get = None
     if old is not None:
         try:
             home.run(old.close())
@@ -255,6 +270,7 @@ def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
 def _forget_after_fork() -> None:
     # the parent's engine holds the parent's connections and loop: never use (or close) them here
     _state.fob, _state.sync_get, _state.db_name, _state.lock = None, None, None, threading.Lock()
+    _state.plain_get = None
     _state.started = False
 
 

@@ -46,7 +46,7 @@ from ..strategies._base import looks_like_opaque_token, new_id, new_token, token
 from ..strategies._stored import add_session
 from ._loop import home
 from ._request import current_meta
-from .conf import astarted_fob, started_fob, sync_get
+from .conf import astarted_fob, plain_get, started_fob, sync_get
 
 __all__ = ["ANONYMOUS_PREFIX", "SessionStore"]
 
@@ -167,7 +167,7 @@ class SessionStore(SessionBase):
         if h is None:
             self._session_key = None
             return {}
-        get = sync_get()  # SQLite's lookup is a plain call in any thread or loop; others are awaited
+        get = plain_get()  # SQLite's lookup is a plain call in any thread or loop; others are awaited
         rec = get(h) if get is not None else await home.arun(fob.store.get(h))
         now = fob.clock()
         rec = self._live(fob, rec, now)
