@@ -6,14 +6,15 @@ redis.asyncio, the revocation feed's listener task). Django calls the session en
 code (``aload``/``asave``…, ``alogin``, async views). Every engine call runs on the home loop:
 
 * **By default the home loop is private** and nobody runs it in the background: a sync call runs it
-  *in the calling thread* (``loop.run_until_complete``), under a lock, so the threads of a process
+  *in the calling thread* (``keyfob._pending_work.run_from_sync``), under a lock, so the threads of a process
   take turns. Measured (``benchmarks/django_bridge.py``): ~20 µs per call on a loaded 2-core machine,
   against ~100-200 µs for handing the call to a loop thread (``run_coroutine_threadsafe``: two thread
   wake-ups) and ~700 µs for ``async_to_sync`` outside ASGI (a new loop in a new thread per call, which a
   loop-bound pool cannot survive anyway). Background work — the revocation feed of the hybrid and
   jwt strategies — runs whenever a call runs the loop, and each call first runs the loop until
   it is quiet (``keyfob._pending_work``, shared with Flask), so a check never runs on a view that
-  missed a revocation or an outage that already reached the socket.
+  missed a revocation or an outage that already reached the socket; a call that finds the loop
+  quiet already, and needs no I/O (hybrid on a live view), does not run the loop at all.
 * **Under ASGI**, ``keyfob.django.asgi.get_asgi_application()`` makes the *server's* loop the home
   loop: async views, ``aload``/``asave`` and the async middleware path then await the store directly
   on it (no thread at all), and sync code in asgiref's worker threads submits to it and waits.
@@ -37,17 +38,11 @@ from typing import Any, TypeVar
 
 from django.core.exceptions import SynchronousOnlyOperation
 
-from .._pending_work import let_pending_work_in
+from .._pending_work import run_from_sync
 
 __all__ = ["HomeLoop", "home"]
 
 T = TypeVar("T")
-
-
-async def _after_pending_work(coro: Coroutine[Any, Any, T]) -> T:
-    """The loop catches up first (feed messages, a dropped line: ``keyfob._pending_work``), then ``coro``."""
-    await let_pending_work_in()
-    return await coro
 
 
 class HomeLoop:
@@ -101,8 +96,7 @@ class HomeLoop:
         if adopted is not None:
             return asyncio.run_coroutine_threadsafe(coro, adopted).result()
         with self._lock:
-            loop = self._private_loop()
-            return loop.run_until_complete(_after_pending_work(coro) if self.pump else coro)
+            return run_from_sync(self._private_loop(), coro, catch_up=self.pump)
 
     async def arun(self, coro: Coroutine[Any, Any, T]) -> T:
         """Await ``coro`` on the home loop from async code (directly when already on it)."""
