@@ -84,10 +84,7 @@ class HomeLoop:
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
         """Run ``coro`` on the home loop from sync code and return its result (or raise its error)."""
         adopted = self.adopted
-        try:
-            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
+        running = asyncio.events._get_running_loop()  # None outside async code (no exception raised)
         if running is not None and (adopted is None or running is adopted):
             coro.close()
             raise SynchronousOnlyOperation(

@@ -97,23 +97,30 @@ def _view(request: HttpRequest, device: bool) -> RequestView:
     return view
 
 
-def _user_loader(session: Session) -> Callable[[], Any]:
-    """``get_user_model()``'s row for the session's user id (or AnonymousUser), looked up once."""
-    cache: list[Any] = []
+class _UserLoader:
+    """``get_user_model()``'s row for the session's user id (or AnonymousUser), looked up once:
+    ``load`` for ``request.user`` (a ``SimpleLazyObject``), ``aload`` for ``request.auser()``."""
 
-    def load() -> Any:
-        if not cache:
+    __slots__ = ("session", "user")
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.user: Any = None
+
+    def load(self) -> Any:
+        if self.user is None:
             model = get_user_model()
             try:
-                pk = model._meta.pk.to_python(session.user_id)
+                pk = model._meta.pk.to_python(self.session.user_id)
             except (ValidationError, ValueError, TypeError):  # not this model's key (another app's user)
                 user = None
             else:  # a database error is not "anonymous": it propagates (500/503)
                 user = model._default_manager.filter(pk=pk).first()
-            cache.append(user if user is not None else AnonymousUser())
-        return cache[0]
+            self.user = user if user is not None else AnonymousUser()
+        return self.user
 
-    return load
+    async def aload(self) -> Any:
+        return await sync_to_async(self.load)()
 
 
 def _attach(request: HttpRequest, req: RequestState) -> None:
@@ -121,13 +128,9 @@ def _attach(request: HttpRequest, req: RequestState) -> None:
     session = req.session
     request.keyfob_session = session
     if session is not None:
-        load = _user_loader(session)
-        request.user = SimpleLazyObject(load)
-
-        async def auser() -> Any:
-            return await sync_to_async(load)()
-
-        request.auser = auser
+        loader = _UserLoader(session)
+        request.user = SimpleLazyObject(loader.load)
+        request.auser = loader.aload
     elif not hasattr(request, "user"):
         request.user = AnonymousUser()
 
@@ -136,14 +139,15 @@ def _write(req: RequestState, response: HttpResponse) -> HttpResponse:
     """The core's cookies and cache headers onto a Django response."""
     if not req.touches_response():
         return response
-    for name, value in req.finish(cache_control=response.has_header("Cache-Control"),
-                                  vary=response.get("Vary")):
+    headers = response.headers  # what response[...] reads and writes, one call less each time
+    vary = headers.get("Vary")
+    for name, value in req.finish(cache_control="Cache-Control" in headers, vary=vary):
         if name == "set-cookie":
             continue  # below: Django sends each cookie of response.cookies as its own header
-        if name == "vary" and response.has_header("Vary"):
-            response["Vary"] = f"{response['Vary']}, {value}"
+        if name == "vary" and vary is not None:
+            headers["Vary"] = f"{vary}, {value}"
         else:
-            response[name] = value
+            headers[name] = value
     for cookie in req.set_cookies():
         response.cookies[cookie.name] = _Morsel(cookie)
     return response
