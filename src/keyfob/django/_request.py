@@ -1,9 +1,10 @@
 """The device a request comes from, for the session rows the engine writes (IP, user agent).
 
 Django builds ``SessionStore(session_key)`` without the request, so the ``keyfob.django`` app
-records each request's device in a context variable when the request starts (the
-``request_started`` signal carries the WSGI environ or the ASGI scope); ``KeyfobMiddleware``
-sets it too. asgiref carries context variables into and out of its worker threads.
+records each request's WSGI environ or ASGI scope in a context variable when the request starts
+(the ``request_started`` signal carries it); ``current_meta.get()`` reads the device from it when
+the engine writes a session row — most requests write none, so none of them pays for a
+``RequestMeta``. asgiref carries context variables into and out of its worker threads.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from .._session import RequestMeta
 
 __all__ = ["current_meta", "meta_from_environ", "meta_from_scope", "on_request_started"]
 
-current_meta: ContextVar[RequestMeta | None] = ContextVar("keyfob_django_meta", default=None)
+#: The current request's ``("environ", environ)`` or ``("scope", scope)``.
+_source: ContextVar[tuple[str, Mapping[str, Any]] | None] = ContextVar("keyfob_django_request", default=None)
 
 
 def meta_from_environ(environ: Mapping[str, Any]) -> RequestMeta:
@@ -34,10 +36,24 @@ def meta_from_scope(scope: Mapping[str, Any]) -> RequestMeta:
     return RequestMeta(ip=client[0] if client else None, user_agent=ua)
 
 
+class _CurrentMeta:
+    """``current_meta.get()``: the device of the request being served, or None outside one."""
+
+    def get(self) -> RequestMeta | None:
+        source = _source.get()
+        if source is None:
+            return None
+        kind, mapping = source
+        return meta_from_environ(mapping) if kind == "environ" else meta_from_scope(mapping)
+
+
+current_meta = _CurrentMeta()
+
+
 def on_request_started(sender: object, *, environ: Mapping[str, Any] | None = None,
                        scope: Mapping[str, Any] | None = None, **kwargs: Any) -> None:
     """``request_started`` receiver (connected in ``KeyfobConfig.ready``)."""
     if environ is not None:
-        current_meta.set(meta_from_environ(environ))
+        _source.set(("environ", environ))
     elif scope is not None:
-        current_meta.set(meta_from_scope(scope))
+        _source.set(("scope", scope))
