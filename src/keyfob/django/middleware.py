@@ -184,12 +184,13 @@ class KeyfobMiddleware:
             markcoroutinefunction(self)
         self._core: RequestCore | None = None
         self._core_fob: Any = None
+        self._started = False  # started_fob() ran for _core_fob (a started engine stays started)
         self.django_csrf = _DJANGO_FORGERY_MIDDLEWARE in list(django_settings.MIDDLEWARE)
 
     def core(self) -> RequestCore:
         fob = get_fob()
         if self._core is None or self._core_fob is not fob:  # rebuilt with the engine (settings changed)
-            self._core, self._core_fob = RequestCore(fob), fob
+            self._core, self._core_fob, self._started = RequestCore(fob), fob, False
         return self._core
 
     def __call__(self, request: HttpRequest) -> Any:
@@ -200,7 +201,8 @@ class KeyfobMiddleware:
         result = _ANONYMOUS
         if req.cookies or req.bearer is not None:  # else nothing to check: the loop is not touched
             try:
-                started_fob()
+                if not self._started:  # once per engine, not a second get_fob() per request
+                    self._started = started_fob() is self._core_fob
                 result = home.run(cast("Coroutine[Any, Any, AuthResult]", core.authenticate(req)))
             except KeyfobError as exc:  # StoreUnavailable: fail closed
                 return error_response(exc)
@@ -215,7 +217,8 @@ class KeyfobMiddleware:
         result = _ANONYMOUS
         if req.cookies or req.bearer is not None:
             try:
-                await astarted_fob()
+                if not self._started:
+                    self._started = await astarted_fob() is self._core_fob
                 result = await home.arun(cast("Coroutine[Any, Any, AuthResult]", core.authenticate(req)))
             except KeyfobError as exc:
                 return error_response(exc)
