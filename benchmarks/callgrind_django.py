@@ -6,6 +6,9 @@ client). One backend per process (Django's settings are configured once)::
 
     BACKEND ∈ db | cached_db | signed_cookies | keyfob_engine | keyfob_hybrid ; DB ∈ sqlite | postgres
 
+(also ``keyfob_jwt`` and ``keyfob_database``: KeyfobMiddleware with that strategy, which the benchmark
+does not serve). Only the keyfob backends install the ``keyfob.django`` app, as in the benchmark.
+
 Around the measured requests it calls ``os.getppid()``; callgrind dumps its counters before every
 ``getppid``, so the second dump holds exactly the ``N`` requests::
 
@@ -81,17 +84,19 @@ class App:
         from keyfob._bench.django_app import configure
         from keyfob._bench.wsgi import _keyfob_session, _keyfob_settings
 
-        strategy = "hybrid" if backend == "keyfob_hybrid" else "database"
+        middleware = backend in ("keyfob_hybrid", "keyfob_jwt", "keyfob_database")
+        strategy = backend.removeprefix("keyfob_") if middleware else "database"
         self.conf = {"kind": "django", "backend": backend, "database": self.database,
                      "keyfob": _keyfob_settings(strategy)}
-        configure({**self.conf, "with_keyfob": True})
+        # as the benchmark's servers: Django's backends without the keyfob.django app (its receiver)
+        configure({**self.conf, "with_keyfob": backend.startswith("keyfob")})
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0, interactive=False)
         from django.core.handlers.wsgi import WSGIHandler
 
         self.handler = WSGIHandler()
-        if backend == "keyfob_hybrid":
+        if middleware:
             cookies = asyncio.run(_keyfob_session(strategy, self.database))
             self.cookie = "; ".join(f"{k}={v}" for k, v in cookies.items())
         else:
