@@ -39,10 +39,9 @@ from typing import Any
 
 from ..stores import SessionRecord, SessionStore
 from ._loop import home
+from .conf import SyncGet
 
 __all__ = ["django_connection_get"]
-
-SyncGet = Callable[[bytes], SessionRecord | None]
 
 
 def django_connection_get(store: SessionStore, alias: str = "default") -> SyncGet | None:

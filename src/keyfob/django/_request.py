@@ -2,7 +2,7 @@
 
 Django builds ``SessionStore(session_key)`` without the request, so the ``keyfob.django`` app
 records each request's WSGI environ or ASGI scope in a context variable when the request starts
-(the ``request_started`` signal carries it); ``current_meta.get()`` reads the device from it when
+(the ``request_started`` signal carries it); ``current_meta()`` reads the device from it when
 the engine writes a session row — most requests write none, so none of them pays for a
 ``RequestMeta``. asgiref carries context variables into and out of its worker threads.
 """
@@ -36,18 +36,13 @@ def meta_from_scope(scope: Mapping[str, Any]) -> RequestMeta:
     return RequestMeta(ip=client[0] if client else None, user_agent=ua)
 
 
-class _CurrentMeta:
-    """``current_meta.get()``: the device of the request being served, or None outside one."""
-
-    def get(self) -> RequestMeta | None:
-        source = _source.get()
-        if source is None:
-            return None
-        kind, mapping = source
-        return meta_from_environ(mapping) if kind == "environ" else meta_from_scope(mapping)
-
-
-current_meta = _CurrentMeta()
+def current_meta() -> RequestMeta | None:
+    """The device of the request being served, or None outside one."""
+    source = _source.get()
+    if source is None:
+        return None
+    kind, mapping = source
+    return meta_from_environ(mapping) if kind == "environ" else meta_from_scope(mapping)
 
 
 def on_request_started(sender: object, *, environ: Mapping[str, Any] | None = None,

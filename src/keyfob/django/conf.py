@@ -157,7 +157,6 @@ class _State:
     def __init__(self) -> None:
         self.fob: Keyfob | None = None
         self.sync_get: SyncGet | None = None
-        self.plain_get: SyncGet | None = None  # the store's own plain lookup (SQLite): safe in any loop
         self.started = False
         self.pinned = False  # use_fob(): never rebuilt from settings
         self.db_name: object = None
@@ -176,18 +175,15 @@ def use_fob(fob: Keyfob) -> Iterator[Keyfob]:
     """Make ``fob`` the engine ``keyfob.django`` uses, instead of one built from ``settings.KEYFOB``
     (tests; an app that builds its own :class:`keyfob.Keyfob`). Restores the previous one after."""
     with _state.lock:
-        saved = (_state.fob, _state.sync_get, _state.plain_get, _state.db_name, _state.started,
-                 _state.pinned)
+        saved = (_state.fob, _state.sync_get, _state.db_name, _state.started, _state.pinned)
         _state.fob, _state.sync_get, _state.started, _state.pinned = (
             fob, getattr(fob.store, "get_sync", None), False, True)
-        _state.plain_get = _state.sync_get
         home.pump = fob.feed is not None
     try:
         yield fob
     finally:
         with _state.lock:
-            (_state.fob, _state.sync_get, _state.plain_get, _state.db_name, _state.started,
-             _state.pinned) = saved
+            _state.fob, _state.sync_get, _state.db_name, _state.started, _state.pinned = saved
 
 
 def get_fob() -> Keyfob:
@@ -204,7 +200,6 @@ def get_fob() -> Keyfob:
             _discard()
             fob, reader = _build()
             _state.fob, _state.sync_get, _state.started = fob, reader, False
-            _state.plain_get = getattr(fob.store, "get_sync", None)
             home.pump = fob.feed is not None
             _state.db_name = _db_name()
         return _state.fob
@@ -241,13 +236,11 @@ def plain_get() -> SyncGet | None:
     """The store's own plain lookup (SQLite), safe from async code too; None: await the store.
 
     Not :func:`sync_get`: the read on Django's connection is blocking, sync-only Django code."""
-    get_fob()
-    return _state.plain_get
+    return getattr(get_fob().store, "get_sync", None)  # a store attribute, not in the protocol
 
 
 def _discard() -> None:
     old, _state.fob, _state.sync_get, _state.started = _state.fob, None, None, False
-    _state.plain_get = None
     if old is not None:
         try:
             home.run(old.close())
@@ -270,7 +263,6 @@ def _on_setting_changed(*, setting: str, **kwargs: Any) -> None:
 def _forget_after_fork() -> None:
     # the parent's engine holds the parent's connections and loop: never use (or close) them here
     _state.fob, _state.sync_get, _state.db_name, _state.lock = None, None, None, threading.Lock()
-    _state.plain_get = None
     _state.started = False
 
 

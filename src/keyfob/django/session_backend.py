@@ -242,7 +242,7 @@ class SessionStore(SessionBase):
         sid = new_id()
         absolute = life.absolute_deadline(now, fob.settings)
         expires = self._expires(now, age)
-        meta = current_meta.get()
+        meta = current_meta()
         return SessionRecord(
             token_hash=h, id=sid, user_id=user if user is not None else ANONYMOUS_PREFIX + sid,
             created_at=now, last_seen_at=now,
