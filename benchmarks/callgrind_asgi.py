@@ -23,12 +23,12 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import glob
 import json
 import os
-import re
 import sys
 import tempfile
+
+from _callgrind import dumps, total  # benchmarks/_callgrind.py (the script's own folder is on sys.path)
 
 RATIOS = {"hybrid": "asgi_floor_hs256", "jwt": "asgi_floor_jwe", "db_sqlite": "asgi_floor_sqlite"}
 
@@ -70,24 +70,15 @@ async def _measure(out_dir: str, n: int, only: set[str], seconds: float = 0.0) -
         json.dump({"n": n, "order": order, "pid": os.getpid()}, f)
 
 
-def _total(path: str) -> int:
-    with open(path) as f:
-        for line in f:
-            if line.startswith(("summary:", "totals:")):
-                return int(line.split()[1])
-    raise ValueError(f"no totals in {path}")
-
-
 def report(out_dir: str) -> dict[str, float]:
     with open(os.path.join(out_dir, "cases.json")) as f:
         meta = json.load(f)
     pid, n = meta["pid"], meta["n"]
-    dumps = sorted(glob.glob(os.path.join(out_dir, f"cg.out.{pid}.*")),
-                   key=lambda p: int(re.sub(r".*\.", "", p)))
+    files = dumps(out_dir, pid)
     # dump k (1-based) holds what ran since dump k-1; case i's requests are in dump 2i+2
     per: dict[str, float] = {}
     for i, name in enumerate(meta["order"]):
-        per[name] = _total(dumps[2 * i + 1]) / n
+        per[name] = total(files[2 * i + 1]) / n
     o = per.get("asgi_open")
     for name, v in per.items():
         added = f"  added {v - o:10,.0f}" if o is not None else ""

@@ -44,6 +44,8 @@ import sys
 import tempfile
 from typing import Any
 
+from _callgrind import dumps, total  # benchmarks/_callgrind.py (the script's own folder is on sys.path)
+
 PG_URL = os.environ.get("KFBENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 
@@ -151,22 +153,12 @@ def run(out_dir: str, n: int, backend: str, db: str) -> None:
         json.dump({"n": n, "case": f"{backend}_{db}", "pid": os.getpid()}, f)
 
 
-def _total(path: str) -> int:
-    with open(path) as f:
-        for line in f:
-            if line.startswith(("summary:", "totals:")):
-                return int(line.split()[1])
-    raise ValueError(f"no totals in {path}")
-
-
 def report(out_dir: str) -> dict[str, float]:
     per: dict[str, float] = {}
     for meta_path in sorted(glob.glob(os.path.join(out_dir, "case.*.json"))):
         with open(meta_path) as f:
             meta = json.load(f)
-        dumps = sorted(glob.glob(os.path.join(out_dir, f"cg.out.{meta['pid']}.*")),
-                       key=lambda p: int(re.sub(r".*\.", "", p)))
-        per[meta["case"]] = _total(dumps[1]) / meta["n"]
+        per[meta["case"]] = total(dumps(out_dir, meta["pid"])[1]) / meta["n"]
     for name, v in sorted(per.items()):
         print(f"{name:28s} {v:12,.0f} instr/request")
     for db in ("sqlite", "postgres"):

@@ -21,15 +21,14 @@ Redis must be up (hybrid's store and feed), as for the benchmark.
 
 import asyncio
 import gc
-import glob
 import json
 import os
-import re
 import sys
 import tempfile
 from collections.abc import Callable
 from typing import Annotated, Any
 
+from _callgrind import dumps, total  # benchmarks/_callgrind.py (the script's own folder is on sys.path)
 from fastapi import Depends, FastAPI, Request
 
 
@@ -184,23 +183,14 @@ async def _measure(out_dir: str, n: int, key: str) -> None:
         json.dump({"n": n, "order": order, "pid": os.getpid(), "key": key}, f)
 
 
-def _total(path: str) -> int:
-    with open(path) as f:
-        for line in f:
-            if line.startswith(("summary:", "totals:")):
-                return int(line.split()[1])
-    raise ValueError(f"no totals in {path}")
-
-
 def report(out_dir: str) -> None:
     with open(os.path.join(out_dir, "parts.json")) as f:
         meta = json.load(f)
     pid, n = meta["pid"], meta["n"]
-    dumps = sorted(glob.glob(os.path.join(out_dir, f"cg.out.{pid}.*")),
-                   key=lambda p: int(re.sub(r".*\.", "", p)))
+    files = dumps(out_dir, pid)
     print(f"{meta['key']}: instructions per call (the loop's own cost included: see the empty call)")
     for i, name in enumerate(meta["order"]):
-        print(f"{name:48s} {_total(dumps[2 * i + 1]) / n:10,.0f}")
+        print(f"{name:48s} {total(files[2 * i + 1]) / n:10,.0f}")
 
 
 if __name__ == "__main__":
