@@ -7,12 +7,14 @@ import pickle
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from keyfob._frozen import fast_constructor
 from keyfob._session import Session
 from keyfob.engine import AuthResult
 from keyfob.stores import SessionRecord
-from keyfob.web._cookies import _COOKIE_VALUE_RE, _valid_value, parse_cookie_header
+from keyfob.web._cookies import _CONTROL_RE, _COOKIE_VALUE_RE, _valid_value, parse_cookie_header
 
 
 @pytest.mark.parametrize("cls", [SessionRecord, Session, AuthResult])  # the per-request builds
@@ -82,3 +84,34 @@ def test_cookie_value_check_matches_the_regex() -> None:
 def test_cookie_header_control_characters_still_drop_only_their_pair() -> None:
     got = parse_cookie_header('a=1; b="2"; c=x\x01y; d\x7f=4; e=é; f=5')
     assert got == {"a": "1", "b": "2", "e": "é", "f": "5"}
+
+
+def _parse_pair_by_pair(header: str) -> dict[str, str]:
+    """parse_cookie_header's documented rules, written plainly: a regex search in every pair."""
+    cookies: dict[str, str] = {}
+    for pair in header[: 64 * 1024].split(";"):
+        name, sep, value = pair.partition("=")
+        name, value = name.strip(" \t"), value.strip(" \t")
+        if not sep or not name or name in cookies or _CONTROL_RE.search(name + value):
+            continue
+        cookies[name] = value[1:-1] if len(value) >= 2 and value[0] == value[-1] == '"' else value
+    return cookies
+
+
+# Every place a character can sit in a pair: name, value, their edges (TAB is stripped there, other
+# control characters are not), inside quotes, and a first occurrence that is dropped for it.
+_SHAPES = ("a=1; b{c}=2; c=3", "a=1; b=x{c}y; c=3", "a={c}1; b=2", "a=1{c}", "{c}a=1", "a=1;{c}b=2",
+           'a="{c}"', "a=1{c}; a=2", "a{c}=1; a=2", "{c}", "a{c}", "a={c}")
+
+
+def test_cookie_header_fast_control_check_matches_the_pair_by_pair_rules() -> None:
+    for code in range(0x180):
+        for shape in _SHAPES:
+            header = shape.format(c=chr(code))
+            assert parse_cookie_header(header) == _parse_pair_by_pair(header), (code, shape)
+
+
+@settings(max_examples=300, deadline=None)
+@given(header=st.text(st.sampled_from("ab=; \t\"\x00\x01\x09\x0a\x1f\x7f\x80\xe9\u0100"), max_size=40))
+def test_cookie_header_parse_matches_the_pair_by_pair_rules(header: str) -> None:
+    assert parse_cookie_header(header) == _parse_pair_by_pair(header)

@@ -368,8 +368,9 @@ def _valid_value(value: object) -> bool:
 
 
 _MAX_HEADER = 64 * 1024
-# bytes.translate table: every byte _CONTROL_RE matches (\x00-\x1F, \x7F) → NUL, the rest unchanged.
-_CONTROL_TO_NUL = bytes(0 if _CONTROL_RE.match(chr(b)) else b for b in range(256))
+# bytes.translate table: every byte _CONTROL_RE matches (\x00-\x1F, \x7F) → itself + 0x80, the rest
+# unchanged. So bytes come back equal to themselves exactly when none of them is a control character.
+_CONTROL_MARKED = bytes(b | 0x80 if _CONTROL_RE.match(chr(b)) else b for b in range(256))
 
 
 def parse_cookie_header(header: str) -> dict[str, str]:
@@ -387,7 +388,11 @@ def parse_cookie_header(header: str) -> dict[str, str]:
     header = header[:_MAX_HEADER]
     # One scan of the whole header instead of two regex searches per pair: when no character of
     # it is a control character (the usual case), no pair can contain one.
-    clean = header.isascii() and b"\x00" not in header.encode("ascii").translate(_CONTROL_TO_NUL)
+    if header.isascii():
+        raw = header.encode("ascii")
+        clean = raw.translate(_CONTROL_MARKED) == raw
+    else:
+        clean = False
     for pair in header.split(";"):
         name, sep, value = pair.partition("=")
         if not sep:
