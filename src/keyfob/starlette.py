@@ -39,8 +39,8 @@ from .web import (
     RequestState,
     RequestView,
     error_parts,
-    parse_cookie_header,
 )
+from .web._cookies import parse_cookie_bytes
 from .web._request import NO_STORE, SESSION_HEADERS, VARY_COOKIE
 
 __all__ = [
@@ -178,7 +178,7 @@ def _view(scope: Scope, device: bool = False) -> RequestView:
     view = RequestView(  # method, scheme, host, path, cookies, authorization
         scope["method"], scope.get("scheme", "http"),
         host_raw.decode("latin-1") if host_raw is not None else "", scope.get("path", "/"),
-        parse_cookie_header(cookie_raw.decode("latin-1")) if cookie_raw else {},
+        parse_cookie_bytes(cookie_raw) if cookie_raw else {},
         auth_raw.decode("latin-1") if auth_raw is not None else None,
     )
     if view.method not in ("GET", "HEAD", "OPTIONS"):  # what the CSRF check reads, only when it may

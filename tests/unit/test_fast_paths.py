@@ -14,7 +14,13 @@ from keyfob._frozen import fast_constructor
 from keyfob._session import Session
 from keyfob.engine import AuthResult
 from keyfob.stores import SessionRecord
-from keyfob.web._cookies import _CONTROL_RE, _COOKIE_VALUE_RE, _valid_value, parse_cookie_header
+from keyfob.web._cookies import (
+    _CONTROL_RE,
+    _COOKIE_VALUE_RE,
+    _valid_value,
+    parse_cookie_bytes,
+    parse_cookie_header,
+)
 
 
 @pytest.mark.parametrize("cls", [SessionRecord, Session, AuthResult])  # the per-request builds
@@ -108,10 +114,24 @@ def test_cookie_header_fast_control_check_matches_the_pair_by_pair_rules() -> No
     for code in range(0x180):
         for shape in _SHAPES:
             header = shape.format(c=chr(code))
-            assert parse_cookie_header(header) == _parse_pair_by_pair(header), (code, shape)
+            expected = _parse_pair_by_pair(header)
+            assert parse_cookie_header(header) == expected, (code, shape)
+            if code < 0x100:  # the ASGI adapter's bytes, read as latin-1
+                assert parse_cookie_bytes(header.encode("latin-1")) == expected, (code, shape)
 
 
 @settings(max_examples=300, deadline=None)
 @given(header=st.text(st.sampled_from("ab=; \t\"\x00\x01\x09\x0a\x1f\x7f\x80\xe9\u0100"), max_size=40))
 def test_cookie_header_parse_matches_the_pair_by_pair_rules(header: str) -> None:
     assert parse_cookie_header(header) == _parse_pair_by_pair(header)
+
+
+@settings(max_examples=300, deadline=None)
+@given(raw=st.binary(max_size=60))
+def test_cookie_bytes_parse_as_their_latin1_text(raw: bytes) -> None:
+    assert parse_cookie_bytes(raw) == parse_cookie_header(raw.decode("latin-1"))
+
+
+def test_cookie_bytes_are_cut_at_64_kb_like_the_text() -> None:
+    for raw in (b"a=" + b"x" * 70_000, b"a=1; " + b"b" * (64 * 1024 - 7) + b"=2\x00", b"b=\x01" * 20_000):
+        assert parse_cookie_bytes(raw) == parse_cookie_header(raw.decode("latin-1"))
