@@ -353,18 +353,17 @@ class CookieSpec:
         return [self._cookie(n, "", 0) for n in names]
 
 
-# The bytes _COOKIE_VALUE_RE accepts. Deleting them with bytes.translate leaves nothing exactly
-# when the regex would match: the same check, at about half the cost (it runs on every request).
-_COOKIE_OCTETS = bytes(b for b in range(128) if _COOKIE_VALUE_RE.fullmatch(chr(b)))
+# bytes.translate table: the bytes _COOKIE_VALUE_RE accepts unchanged, every other one moved by 0x80. An
+# ASCII value's bytes come back equal to themselves exactly when the regex would match: the same check,
+# at a fraction of the cost (it runs on every request).
+_NON_OCTET_MARKED = bytes(b if _COOKIE_VALUE_RE.fullmatch(chr(b)) else b ^ 0x80 for b in range(256))
 
 
 def _valid_value(value: object) -> bool:
-    return (
-        isinstance(value, str)
-        and len(value) <= MAX_VALUE_SIZE
-        and value.isascii()
-        and not value.encode("ascii").translate(None, _COOKIE_OCTETS)
-    )
+    if not isinstance(value, str) or len(value) > MAX_VALUE_SIZE or not value.isascii():
+        return False
+    raw = value.encode()  # ASCII, so UTF-8 gives the same bytes (without looking up a codec's name)
+    return raw.translate(_NON_OCTET_MARKED) == raw
 
 
 _MAX_HEADER = 64 * 1024
