@@ -82,19 +82,12 @@ class KeyfobMiddleware:
         core = self.core
         req = RequestState(core, _view(scope, core.binds))  # core.begin(view), without the extra call
         state: MutableMapping[str, Any] = scope.setdefault("state", {})
-        state["keyfob"] = self.fob
         state["keyfob_request"] = req
-        # Older names, kept for apps written against them (the demo reads some).
-        state["keyfob_secure"] = req.secure
-        state["keyfob_cookies"] = req.cookies
-        state["keyfob_pending"] = req.pending
-        state["keyfob_csrf"] = req
         try:
             try:
                 result = await core.authenticate(req)
             except StoreUnavailable as exc:  # a GET may reach a route with outage_grace; else 503
                 result = req.defer(exc)
-            state["keyfob_result"] = result
             state["session"] = result.session
             if req.admit(result):
                 receive, submitted = await _form_token(receive)

@@ -133,7 +133,14 @@ def starlette_client(fob: Keyfob) -> Iterator[Client]:
     from starlette.testclient import TestClient
 
     from keyfob.errors import KeyfobError
-    from keyfob.starlette import KeyfobMiddleware, auth_routes, current_session, error_response, sign_in
+    from keyfob.starlette import (
+        KeyfobMiddleware,
+        auth_routes,
+        current_session,
+        error_response,
+        keyfob_request,
+        sign_in,
+    )
     from keyfob.web import Forbidden, not_signed_in
 
     async def login(request: Request) -> Response:
@@ -160,7 +167,7 @@ def starlette_client(fob: Keyfob) -> Iterator[Client]:
                 session = current_session(request)
                 try:
                     if session is None:
-                        raise not_signed_in(request.state.keyfob_result)
+                        raise not_signed_in(keyfob_request(request).result)
                     if role is not None and session.role != role:
                         raise Forbidden(f"this needs the role {role}")
                 except KeyfobError as exc:
