@@ -146,7 +146,7 @@ class SessionDependency(SecurityBase):
         dependency, e.g. ``require_session(max_staleness=0)``, ``require_session(fresh=600)``,
         ``require_session(level=2)``."""
         if request is not None:
-            return self._dependency(request, **kw)
+            return self._dependency(request, **kw) if kw else self._dependency(request)
         options: dict[str, Any] = {
             "required": self.required, "roles": self.roles, "fresh": self.fresh,
             "cookie_name": self.cookie_name, "max_staleness": self.max_staleness,

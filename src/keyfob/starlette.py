@@ -232,11 +232,12 @@ async def _form_token(receive: Receive) -> tuple[Receive, str | None]:
 
 def keyfob_request(request: Request) -> RequestState:
     """The request core's state for this request (session, pending cookies, CSRF token)."""
-    req = request.scope.get("state", {}).get("keyfob_request")
-    if req is None:
-        raise KeyfobError("keyfob's middleware is not installed",
-                          hint="app.add_middleware(KeyfobMiddleware, fob=fob) (or keyfob.fastapi.install)")
-    return req  # type: ignore[no-any-return]
+    try:
+        req: RequestState = request.scope["state"]["keyfob_request"]
+    except KeyError:
+        hint = "app.add_middleware(KeyfobMiddleware, fob=fob) (or keyfob.fastapi.install)"
+        raise KeyfobError("keyfob's middleware is not installed", hint=hint) from None
+    return req
 
 
 def get_keyfob(request: Request) -> Keyfob:
