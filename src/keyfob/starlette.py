@@ -19,7 +19,7 @@ never raises: it is simply no session (401 where one is required). A store outag
 
 from __future__ import annotations
 
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Awaitable, Mapping, MutableMapping, Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -96,14 +96,16 @@ class KeyfobMiddleware:
             await error_response(exc)(scope, receive, send)
             return
 
-        async def send_with_cookies(message: Message) -> None:
+        def send_with_cookies(message: Message) -> Awaitable[None]:
+            # A plain function that returns what to await (``send``'s own awaitable): ASGI's send only
+            # needs to be awaitable, and this spares a coroutine per message (~0.7k instructions).
             if req.outage is not None:  # a store outage no route bridged: fail closed, whatever the view said
                 if message["type"] == "http.response.start":
-                    await _outage_answer(req.outage, scope, receive, send)
-                return
+                    return _outage_answer(req.outage, scope, receive, send)
+                return _nothing()
             if message["type"] == "http.response.start" and req.touches_response():
                 message = _with_headers(message, req)
-            await send(message)
+            return send(message)
 
         if req.outage is None:
             await self.app(scope, receive, send_with_cookies)
@@ -114,6 +116,10 @@ class KeyfobMiddleware:
             if state.get("keyfob_outage_answered"):
                 raise
             await _outage_answer(exc, scope, receive, send)
+
+
+async def _nothing() -> None:
+    """What a dropped message awaits."""
 
 
 async def _outage_answer(exc: StoreUnavailable, scope: Scope, receive: Receive, send: Send) -> None:
