@@ -135,3 +135,20 @@ def test_cookie_bytes_parse_as_their_latin1_text(raw: bytes) -> None:
 def test_cookie_bytes_are_cut_at_64_kb_like_the_text() -> None:
     for raw in (b"a=" + b"x" * 70_000, b"a=1; " + b"b" * (64 * 1024 - 7) + b"=2\x00", b"b=\x01" * 20_000):
         assert parse_cookie_bytes(raw) == parse_cookie_header(raw.decode("latin-1"))
+
+
+@pytest.mark.parametrize("text", ['{"role":"admin","n":[1,2,{"x":null}]}', ' {"a":1} ', '{"a": "é"}\n',
+                                  '[1]', '"s"', "1", '{"a":1}x', "nope", "{", "", "{}"])
+def test_sql_data_codec_reads_like_json_loads(text: str) -> None:
+    # _loads decodes with JSONDecoder.raw_decode and leaves anything else to json.loads
+    import json
+
+    from keyfob.stores.sql._statements import _loads
+
+    try:
+        want: Any = json.loads(text) if text else {}
+    except ValueError as exc:
+        with pytest.raises(type(exc)):
+            _loads(text)
+        return
+    assert _loads(text) == (want if isinstance(want, dict) else {})
