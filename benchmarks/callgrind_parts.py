@@ -130,21 +130,22 @@ async def _measure(out_dir: str, n: int, key: str) -> None:
             ("_with_headers (signed in)", lambda: _with_headers(start, req), False),
         ]
         if key == "db_sqlite":
-            from keyfob.stores.sql._statements import record
+            from keyfob.stores.sql._statements import live
             from keyfob.strategies._base import session_from_record, token_hash
 
             store: Any = fob.store
             h = token_hash(token or "")
-            row = store._driver.one_now(store._get_sql, (h,))
-            rec = record(row)
+            one_now, sql = store._driver.one_now, store._get_live_sql
+            row = one_now(sql, (h,))
+            rec = live(row)
 
-            async def store_get() -> None:
-                await store.get(h)
+            async def store_get_live() -> None:
+                await store.get_live(h)
 
             parts += [
-                ("    store.get", store_get, True),
-                ("      the SELECT (one_now)", lambda: store._driver.one_now(store._get_sql, (h,)), False),
-                ("      record(row)", lambda: record(row), False),
+                ("    store.get_live", store_get_live, True),
+                ("      the SELECT (one_now)", lambda: one_now(sql, (h,)), False),
+                ("      live(row)", lambda: live(row), False),
                 ("    token_hash", lambda: token_hash(token or ""), False),
                 ("    session_from_record", lambda: session_from_record(rec, "database"), False),
             ]

@@ -19,11 +19,12 @@ import importlib
 from typing import Any
 
 from ..errors import ConfigError
-from ._protocol import ChangePage, FeedHandler, RevocationFeed, SessionRecord, SessionStore
+from ._protocol import ChangePage, FeedHandler, LiveRow, RevocationFeed, SessionRecord, SessionStore
 
 __all__ = [
     "ChangePage",
     "FeedHandler",
+    "LiveRow",
     "RevocationFeed",
     "SessionRecord",
     "SessionStore",

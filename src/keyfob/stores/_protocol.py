@@ -12,16 +12,19 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, NamedTuple, Protocol, runtime_checkable
 
 __all__ = [
     "ChangePage",
     "FeedHandler",
+    "LiveRow",
     "RevocationFeed",
     "SessionRecord",
     "SessionStore",
     "eviction_key",
     "is_live",
+    "live_reader",
+    "live_row",
     "over_limit",
     "passed_deadline",
 ]
@@ -49,6 +52,44 @@ class SessionRecord:
     data: Mapping[str, Any] = field(default_factory=dict)
     retired_at: float | None = None  # hybrid: this refresh token was rotated away at this time
     generation: int = 0  # hybrid: refresh rotation counter within the session (family)
+
+
+class LiveRow(NamedTuple):
+    """What a request's check reads of a live (not retired) row: :meth:`SessionStore.get_live`.
+
+    The :class:`SessionRecord` fields the ``database`` strategy's per-request decision (deadlines,
+    policy) and its :class:`~keyfob.Session` need, with the same names and meanings; the token
+    hash is the caller's own key. A plain tuple underneath (cheap to build from a SQL row).
+    """
+
+    id: str
+    user_id: str
+    created_at: float
+    last_seen_at: float
+    expires_at: float
+    absolute_expires_at: float | None
+    authenticated_at: float | None
+    data: Mapping[str, Any]
+
+
+def live_row(rec: SessionRecord | None) -> LiveRow | None:
+    """``rec`` as a :class:`LiveRow`; None for no row or a retired one."""
+    if rec is None or rec.retired_at is not None:
+        return None
+    return LiveRow(rec.id, rec.user_id, rec.created_at, rec.last_seen_at, rec.expires_at,
+                   rec.absolute_expires_at, rec.authenticated_at, rec.data)
+
+
+def live_reader(store: SessionStore) -> Callable[[bytes], Awaitable[LiveRow | None]]:
+    """``store.get_live``, or, for a store without it, ``get`` made into its answer."""
+    own: Callable[[bytes], Awaitable[LiveRow | None]] | None = getattr(store, "get_live", None)
+    if own is not None:
+        return own
+
+    async def get_live(token_hash: bytes) -> LiveRow | None:
+        return live_row(await store.get(token_hash))
+
+    return get_live
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,6 +194,14 @@ class SessionStore(Protocol):
 
     Replace the ``data`` of the live row with this hash, touching nothing else; False (changing
     nothing) when the row is missing or retired.
+
+    And ``get_live``, the ``database`` strategy's per-request read (for a store without it,
+    :func:`live_reader` makes ``get``'s answer into one)::
+
+        async def get_live(self, token_hash: bytes) -> LiveRow | None:
+
+    The live (not retired) row with this hash as a :class:`LiveRow`, or None: ``get`` without
+    retired rows, reading only the columns a :class:`LiveRow` holds. Never writes.
     """
 
     async def get(self, token_hash: bytes) -> SessionRecord | None:

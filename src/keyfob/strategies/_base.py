@@ -20,7 +20,7 @@ from .._clock import Clock
 from .._session import EventName, Issued, RequestMeta, Session, new_session
 from ..errors import InvalidToken
 from ..settings import Settings
-from ..stores import SessionRecord, SessionStore
+from ..stores import LiveRow, SessionRecord, SessionStore
 from ..web import CookieSpec, SetCookie
 from ._policy import POLICY_KEY, RouteCheck, app_data
 from ._revocation import RevocationView
@@ -124,7 +124,8 @@ def issued(session: Session, token: str, now: float, *, lifetime: float,
                   persistent=session.remembered)
 
 
-def session_from_record(rec: SessionRecord, strategy: str, expires_at: float | None = None) -> Session:
+def session_from_record(rec: SessionRecord | LiveRow, strategy: str,
+                        expires_at: float | None = None) -> Session:
     auth = rec.authenticated_at
     data = rec.data
     if POLICY_KEY in data:  # keyfob's own facts about the session ride in the row's data

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..errors import SessionExpired
 from ..settings import Settings
-from ..stores import SessionRecord
+from ..stores import LiveRow, SessionRecord
 from ..stores._protocol import is_live, passed_deadline
 
 __all__ = ["absolute_deadline", "check_alive", "check_deadlines", "is_live", "needs_touch", "new_expiry",
@@ -25,7 +25,7 @@ def check_deadlines(now: float, s: Settings, *, expires_at: float, last_seen_at:
         raise SessionExpired(expired_at=passed[1], reason=passed[0])
 
 
-def check_alive(rec: SessionRecord, now: float, s: Settings) -> None:
+def check_alive(rec: SessionRecord | LiveRow, now: float, s: Settings) -> None:
     """Raise SessionExpired if the stored session is past any of its deadlines."""
     check_deadlines(now, s, expires_at=rec.expires_at, last_seen_at=rec.last_seen_at,
                     absolute_expires_at=rec.absolute_expires_at)

@@ -9,14 +9,14 @@ from typing import Any
 from .._session import Issued, RequestMeta, Session
 from ..errors import ConfigError, KeyfobError, SessionRevoked
 from ..settings import Settings
-from ..stores import SessionRecord
+from ..stores import LiveRow, SessionRecord
 from ..stores._protocol import eviction_key
 from . import _lifetimes as lifetimes
 from ._base import Context, new_id
 from ._policy import POLICY_KEY, fingerprint, policy_of
 
-__all__ = ["SessionLimitReached", "StoredSessions", "add_session", "check_binding", "lifetimes_for",
-           "new_record", "shape"]
+__all__ = ["SessionLimitReached", "StoredSessions", "add_session", "binding_data", "check_binding",
+           "lifetimes_for", "new_record", "shape"]
 
 
 def lifetimes_for(s: Settings, pol: Mapping[str, Any] | None) -> Settings:
@@ -31,21 +31,29 @@ async def check_binding(ctx: Context, rec: SessionRecord, pol: Mapping[str, Any]
     ``soft``: a mismatch makes the session not fresh (``authenticated_at`` 0, stored) until the user
     re-authenticates (``Keyfob.elevate`` re-binds to the new device); ``strict``: revoked.
     """
+    data = await binding_data(ctx, rec.token_hash, rec, pol, meta, revoke)
+    return rec if data is rec.data else dataclasses.replace(rec, data=data)
+
+
+async def binding_data(ctx: Context, key: bytes, row: SessionRecord | LiveRow, pol: Mapping[str, Any],
+                       meta: RequestMeta, revoke: Callable[[str], Awaitable[Any]]) -> Mapping[str, Any]:
+    """:func:`check_binding` on the row stored under ``key``: its data (a new object after a soft
+    mismatch made it not fresh)."""
     bound = pol.get("bnd")
     mode = ctx.settings.bind
     if mode is None or bound is None or bound == fingerprint(meta):
-        return rec
+        return row.data
     if mode == "strict":
-        await revoke(rec.id)
-        ctx.emit("binding_mismatch", rec.id, rec.user_id, {"mode": mode})
-        ctx.emit("revoked", rec.id, rec.user_id, {"reason": "binding"})
+        await revoke(row.id)
+        ctx.emit("binding_mismatch", row.id, row.user_id, {"mode": mode})
+        ctx.emit("revoked", row.id, row.user_id, {"reason": "binding"})
         raise SessionRevoked("the session was used from another device or network", hint="sign in again")
     if pol.get("auth") == 0:  # already not fresh: nothing to write
-        return rec
-    data = {**rec.data, POLICY_KEY: {**pol, "auth": 0.0}}
-    await set_data(ctx, rec.token_hash, data)
-    ctx.emit("binding_mismatch", rec.id, rec.user_id, {"mode": mode})
-    return dataclasses.replace(rec, data=data)
+        return row.data
+    data = {**row.data, POLICY_KEY: {**pol, "auth": 0.0}}
+    await set_data(ctx, key, data)
+    ctx.emit("binding_mismatch", row.id, row.user_id, {"mode": mode})
+    return data
 
 
 async def set_data(ctx: Context, token_hash: bytes, data: Mapping[str, Any]) -> bool:

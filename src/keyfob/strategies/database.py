@@ -12,11 +12,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from .._session import Issued, RequestMeta, Session
 from ..errors import InvalidToken, SessionExpired, SessionRevoked
-from ..stores import SessionRecord
+from ..stores import LiveRow, SessionRecord
+from ..stores._protocol import live_reader
 from . import _lifetimes as lifetimes
 from ._base import (
     Context,
@@ -32,13 +33,15 @@ from ._stored import (
     SessionLimitReached,
     StoredSessions,
     add_session,
-    check_binding,
+    binding_data,
     lifetimes_for,
     new_record,
     shape,
 )
 
 __all__ = ["DatabaseStrategy", "SessionLimitReached"]
+
+_Row = TypeVar("_Row", SessionRecord, LiveRow)
 
 
 class DatabaseStrategy(StoredSessions):
@@ -52,33 +55,44 @@ class DatabaseStrategy(StoredSessions):
         self.cookies = cookies
         # Auth.js compatibility mode stores raw tokens (as Auth.js does); otherwise only the hash.
         self.raw_tokens = bool(getattr(ctx.store, "stores_raw_tokens", False))
+        # the per-request read: only the columns the decision and the Session need
+        self._get_live = live_reader(ctx.store)
 
     async def authenticate(self, token: str | None, refresh: str | None, *, now: float,
                            check: RouteCheck | None = None) -> Session | Issued:
-        if token is None:
+        # 1. shape: garbage never reaches the store
+        if token is None or not self._plausible(token):
             raise InvalidToken()
-        rec = await self._live_record(token, now)  # 1-3. shape, lookup, lifetimes
-        pol = rec.data.get(POLICY_KEY)
+        key = self._key(token)
+        row = self._alive(key, await self._get_live(key), now)  # 2-3. lookup, lifetimes
+        pol = row.data.get(POLICY_KEY)
         s = self.settings if pol is None else lifetimes_for(self.settings, pol)
         # 4. binding (opt-in): the device must match at every store check, which here is every request
         if pol is not None and check is not None and check.meta is not None:
-            rec = await check_binding(self.ctx, rec, pol, check.meta, lambda sid: self.revoke(sid, now=now))
+            data = await binding_data(self.ctx, key, row, pol, check.meta,
+                                      lambda sid: self.revoke(sid, now=now))
+            if data is not row.data:
+                row = row._replace(data=data)
         # 5. roll, at most once per update_age
-        if not lifetimes.needs_touch(rec.last_seen_at, now, s):
-            return session_from_record(rec, self.name)
-        expires = lifetimes.new_expiry(now, rec.absolute_expires_at, s)
-        await self.ctx.store.touch(rec.token_hash, seen=now, expires=expires)
-        self.ctx.emit("rolled", rec.id, rec.user_id, {})
-        return issued(session_from_record(rec, self.name, expires), token, now, lifetime=expires - now)
+        if not lifetimes.needs_touch(row.last_seen_at, now, s):
+            return session_from_record(row, self.name)
+        expires = lifetimes.new_expiry(now, row.absolute_expires_at, s)
+        await self.ctx.store.touch(key, seen=now, expires=expires)
+        self.ctx.emit("rolled", row.id, row.user_id, {})
+        return issued(session_from_record(row, self.name, expires), token, now, lifetime=expires - now)
 
     async def _live_record(self, token: str, now: float) -> SessionRecord:
-        # 1. shape: garbage never reaches the store
+        """``authenticate``'s steps 1-3 with the whole row (for ``rotate``, which writes a new one)."""
         if not self._plausible(token):
             raise InvalidToken()
-        # 2. lookup by hash; a token this node saw revoked says so
         key = self._key(token)
         rec = await self.ctx.store.get(key)
-        if rec is None or rec.retired_at is not None:
+        return self._alive(key, None if rec is None or rec.retired_at is not None else rec, now)
+
+    def _alive(self, key: bytes, rec: _Row | None, now: float) -> _Row:
+        """Steps 2-3 on the live row read by ``key`` (None: there is none)."""
+        # 2. no row: a token this node saw revoked says so
+        if rec is None:
             if _tombstone(key) in self.ctx.view.revoked:
                 raise SessionRevoked()
             raise InvalidToken()

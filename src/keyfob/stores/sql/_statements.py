@@ -18,11 +18,11 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine.interfaces import Dialect
 
 from ..._frozen import fast_constructor
-from .._protocol import SessionRecord
+from .._protocol import LiveRow, SessionRecord
 from .._schema import Tables, index_statements, table_statements
 from ._driver import Row
 
-__all__ = ["FIELDS", "Q", "Statements", "params", "record"]
+__all__ = ["FIELDS", "Q", "Statements", "live", "params", "record"]
 
 _MISSING: Any = object()
 
@@ -69,6 +69,8 @@ class Statements:
 
         # sessions
         self.get = q(sa.select(*cols).where(t.c.token_hash == bp("h")))
+        live_cols = [t.c[f] for f in LiveRow._fields]
+        self.get_live = q(sa.select(*live_cols).where(t.c.token_hash == bp("h"), live))
         self.get_by_id = q(sa.select(*cols).where(t.c.id == bp("sid"), live).limit(1))
         self.list_user = q(
             sa.select(*cols).where(t.c.user_id == bp("uid"), live).order_by(t.c.created_at, t.c.id)
@@ -190,6 +192,14 @@ def record(row: Row) -> SessionRecord:
         row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9],
         _loads(row[10]), row[11], row[12],
     )  # fmt: skip
+
+
+_new_live = LiveRow._make
+
+
+def live(row: Row) -> LiveRow:
+    """A ``get_live`` row (the columns of :class:`LiveRow`, in its order) → LiveRow."""
+    return _new_live((row[0], row[1], row[2], row[3], row[4], row[5], row[6], _loads(row[7])))
 
 
 def params(r: SessionRecord) -> tuple[Any, ...]:

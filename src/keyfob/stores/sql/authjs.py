@@ -28,7 +28,7 @@ from typing import Any
 
 from ..._clock import iso
 from ...errors import ConfigError
-from .._protocol import SessionRecord
+from .._protocol import LiveRow, SessionRecord, live_row
 from ._driver import Duplicate, Ops, Row
 from .store import SQLStore
 
@@ -142,6 +142,9 @@ class AuthjsSQLStore(SQLStore):
             return None
         row = await self._driver.one(self._prep(self._sel + ' WHERE "sessionToken" = $1'), (token,))
         return None if row is None else self._rec(row)
+
+    async def get_live(self, token_hash: bytes) -> LiveRow | None:
+        return live_row(await self.get(token_hash))  # Auth.js rows are never retired
 
     async def _exists(self, ops: Ops, token_hash: bytes) -> bool:
         sql = self._prep('SELECT 1 FROM {t} WHERE "sessionToken" = $1')

@@ -29,10 +29,10 @@ from sqlalchemy.engine.interfaces import Dialect
 
 from ...errors import ConfigError, StoreUnavailable
 from .. import _schema
-from .._protocol import ChangePage, SessionRecord, over_limit
+from .._protocol import ChangePage, LiveRow, SessionRecord, over_limit
 from ._driver import Driver, Duplicate, Ops, Row
 from ._options import SQLOptions, parse
-from ._statements import FIELDS, Statements, dumps, params, record
+from ._statements import FIELDS, Statements, dumps, live, params, record
 
 if TYPE_CHECKING:
     from .feed import PostgresFeed
@@ -105,6 +105,7 @@ class SQLStore:
         self._driver: Driver = open_driver(self._opts)
         self._tables, self._q, dialect = _rendered(self._opts.table_prefix, self._driver.postgres)
         self._get_sql = self._q.get.sql
+        self._get_live_sql = self._q.get_live.sql
         self._one_now: Callable[[str, Sequence[Any]], Row | None] | None = getattr(
             self._driver, "one_now", None
         )
@@ -138,6 +139,11 @@ class SQLStore:
     async def get(self, token_hash: bytes) -> SessionRecord | None:
         row = await self._driver.one(self._get_sql, (token_hash,))
         return None if row is None else record(row)
+
+    async def get_live(self, token_hash: bytes) -> LiveRow | None:
+        """The live row with this hash, as a :class:`~keyfob.stores.LiveRow` (only its columns are read)."""
+        row = await self._driver.one(self._get_live_sql, (token_hash,))
+        return None if row is None else live(row)
 
     async def add(self, record: SessionRecord) -> None:
         try:
