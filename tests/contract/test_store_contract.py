@@ -81,6 +81,23 @@ class TestStoreContract:
         await store.touch(th("ghost"), seen=NOW, expires=NOW + DAY)
         assert await store.get(th("ghost")) is None
 
+    async def test_live_read_is_get_without_retired_rows(self, store: SessionStore) -> None:
+        # the database strategy's per-request read (the store's own get_live, or get made into one)
+        from keyfob.stores._protocol import live_reader, live_row
+
+        get_live = live_reader(store)
+        r = rec("live", absolute_expires_at=NOW + 7 * DAY, authenticated_at=NOW - 5, ip="192.0.2.1",
+                data={"role": "admin", "nested": {"n": [1, 2.5]}})
+        await store.add(r)
+        got = await get_live(r.token_hash)
+        assert got is not None and got == live_row(r)
+        assert dict(got.data) == dict(r.data)
+        assert await get_live(th("nobody")) is None
+        assert await store.replace(th("live"), rec("next", sid=r.id), now=NOW + 1, keep_old=True)
+        assert await get_live(th("live")) is None  # retired: no longer a live row
+        nxt = await get_live(th("next"))
+        assert nxt is not None and nxt.id == r.id
+
     async def test_touch_leaves_a_retired_row_alone(self, store: SessionStore) -> None:
         await store.add(rec("old", sid="s"))
         assert await store.replace(th("old"), rec("new", sid="s"), now=NOW + 1, keep_old=True)
