@@ -168,8 +168,6 @@ _BRACKETS = re.compile(rb"[\[\]{}]")
 
 def _depth_ok(raw: bytes, max_depth: int) -> bool:
     """True when ``raw``'s bracket nesting is at most ``max_depth`` (cheap path first)."""
-    if raw.find(b"{", 1) < 0 and b"[" not in raw:
-        return True  # a flat object (memchr scans; bytes.count is a slower byte loop)
     if raw.count(b"{") + raw.count(b"[") <= max_depth:
         return True  # fewer openers than the limit: cannot nest deeper
     depth = 0
@@ -191,12 +189,17 @@ def parse_json_object(raw: bytes, *, max_depth: int = MAX_DEPTH) -> dict[str, An
     ``max_depth``, and anything before or after the object (even whitespace: no producer we
     accept writes it, and Auth.js's ``JSON.stringify`` never does).
     """
-    if not _depth_ok(raw, max_depth):
-        fail()
     try:
         text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        fail()
+    # A flat object (every token we make) has no "[" and no "{" after its first character: only
+    # anything else is measured (``in`` on a str is a memchr scan; bytes.find parses arguments).
+    if ("[" in text or "{" in text[1:]) and not _depth_ok(raw, max_depth):
+        fail()
+    try:
         obj, end = _DECODER.raw_decode(text)  # no whitespace skipped before the value
-    except (ValueError, RecursionError):  # no JSON value / UnicodeDecodeError / hooks
+    except (ValueError, RecursionError):  # no JSON value / hooks
         fail()
     if end != len(text):  # trailing data (our producers and Auth.js never add whitespace)
         fail()
