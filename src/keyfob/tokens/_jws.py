@@ -229,7 +229,7 @@ class JWSVerifier:
     when it is not, tokens with an ``aud`` are refused.
     """
 
-    __slots__ = ("_algorithms", "_audience", "_by_header", "_by_kid", "_typ")
+    __slots__ = ("_algorithms", "_audience", "_by_header", "_by_kid", "_macs", "_typ")
 
     def __init__(
         self,
@@ -250,6 +250,10 @@ class JWSVerifier:
             raise ConfigError("none of the key ring's keys uses an allowed algorithm")
         # The exact header segments our signer writes → key: the common case skips header parsing.
         self._by_header = {_header_b64(k.alg, k.kid, typ): k for k in self._by_kid.values()}
+        # Each HS256 key's HMAC, keyed once: a request copies it (hmac's copy(), made for inputs that
+        # share a prefix, here the key's padded blocks) instead of keying a new HMAC every time.
+        self._macs = {k.kid: hmac.new(k.secret, digestmod=_SHA256) for k in self._by_kid.values()
+                      if k.secret is not None}
 
     def verify(self, token: str, *, now: float | None = None, leeway: float = 0) -> dict[str, Any]:
         """Check signature, header and claims; return the claims.
@@ -269,13 +273,14 @@ class JWSVerifier:
         if key is None:
             key = self._key_from_header(header)
         signing_input = signed.encode("ascii")
-        signature = b64url_decode_strict(signature_b64)
         if key.secret is not None:
-            if not _compare(_hmac_digest(key.secret, signing_input, _SHA256), signature):
+            mac = self._macs[key.kid].copy()
+            mac.update(signing_input)
+            if not _compare(mac.digest(), b64url_decode_strict(signature_b64)):
                 fail()
         else:
             try:
-                cast(Ed25519PublicKey, key.public_key).verify(signature, signing_input)
+                cast(Ed25519PublicKey, key.public_key).verify(b64url_decode_strict(signature_b64), signing_input)
             except InvalidSignature:
                 fail()
         claims = parse_json_object(b64url_decode_strict(payload_b64), max_depth=MAX_DEPTH)
