@@ -276,11 +276,13 @@ class JWSVerifier:
         if key.secret is not None:
             mac = self._macs[key.kid].copy()
             mac.update(signing_input)
-            if not _compare(mac.digest(), b64url_decode_strict(signature_b64)):
+            # the canonical encoding of the right MAC is the only signature segment that decodes to it
+            if not _compare(b64url_encode(mac.digest()), signature_b64):
                 fail()
         else:
             try:
-                cast(Ed25519PublicKey, key.public_key).verify(b64url_decode_strict(signature_b64), signing_input)
+                signature = b64url_decode_strict(signature_b64)
+                cast(Ed25519PublicKey, key.public_key).verify(signature, signing_input)
             except InvalidSignature:
                 fail()
         claims = parse_json_object(b64url_decode_strict(payload_b64), max_depth=MAX_DEPTH)
