@@ -126,10 +126,12 @@ def _header_b64(kid: str | None) -> str:
 
 
 class _V5Key:
-    __slots__ = ("aes", "kid", "mac_key")
+    __slots__ = ("aes", "kid", "mac", "mac_key")
 
     def __init__(self, key: bytes) -> None:
         self.mac_key = key[:32]
+        # keyed once: a token's tag is computed on a copy (hmac's copy(), for inputs with a common prefix)
+        self.mac = hmac.new(self.mac_key, digestmod=_SHA512)
         self.aes = algorithms.AES(key[32:])
         self.kid = authjs_kid(key)
 
@@ -237,7 +239,9 @@ class JWECodec:
         mac_input = aad + iv + ct + (len(aad) * 8).to_bytes(8, "big")
         for index in candidates:
             key = self._keys[index]
-            if _compare(_hmac_digest(key.mac_key, mac_input, _SHA512)[:32], tag):
+            mac = key.mac.copy()
+            mac.update(mac_input)
+            if _compare(mac.digest()[:32], tag):
                 break
         else:
             fail()
