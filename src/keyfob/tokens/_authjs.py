@@ -232,8 +232,7 @@ class JWECodec:
             candidates = self._candidates(header)
         iv = b64url_decode_strict(iv_b64)
         ct = b64url_decode_strict(ct_b64)
-        tag = b64url_decode_strict(tag_b64)
-        if len(iv) != 16 or len(tag) != 32 or not ct or len(ct) & 15:
+        if len(iv) != 16 or not ct or len(ct) & 15:
             fail()
         aad = header.encode("ascii")
         mac_input = aad + iv + ct + (len(aad) * 8).to_bytes(8, "big")
@@ -241,7 +240,8 @@ class JWECodec:
             key = self._keys[index]
             mac = key.mac.copy()
             mac.update(mac_input)
-            if _compare(mac.digest()[:32], tag):
+            # the canonical encoding of the right tag is the only tag segment that decodes to it
+            if _compare(b64url_encode(mac.digest()[:32]), tag_b64):
                 break
         else:
             fail()
