@@ -75,6 +75,7 @@ _HEADER_KEYS = frozenset({"alg", "enc", "kid"})
 # header.  . iv . ciphertext . tag  — the encrypted-key segment must be empty for "dir".
 _JWE = re.compile(r"([A-Za-z0-9_-]+)\.\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)\.([A-Za-z0-9_-]+)").fullmatch
 _SHA512 = hashlib.sha512
+_PKCS7 = PKCS7(128)  # the padding scheme (its block size only); each token gets its own (un)padder
 _hmac_digest = hmac.digest
 _compare = hmac.compare_digest
 
@@ -191,7 +192,7 @@ class JWECodec:
         header = _header_b64(key.kid)
         aad = header.encode("ascii")
         iv = os.urandom(16)
-        padder = PKCS7(128).padder()
+        padder = _PKCS7.padder()
         padded = padder.update(plaintext.encode("utf-8")) + padder.finalize()
         encryptor = Cipher(key.aes, modes.CBC(iv)).encryptor()
         ct = encryptor.update(padded) + encryptor.finalize()
@@ -246,7 +247,7 @@ class JWECodec:
         else:
             fail()
         decryptor = Cipher(key.aes, modes.CBC(iv)).decryptor()
-        unpadder = PKCS7(128).unpadder()
+        unpadder = _PKCS7.unpadder()
         try:
             plaintext = unpadder.update(decryptor.update(ct) + decryptor.finalize()) + unpadder.finalize()
         except ValueError:  # bad padding under a valid tag: only a broken producer does this
