@@ -25,6 +25,16 @@ one ``sendto`` on a connection's socket (the in-process driver has no other sock
     PYTHONPATH=$PWD/src /work/main/.venv/bin/python benchmarks/callgrind_django.py syscalls 2000 \\
         keyfob_engine postgres
 
+``parts`` splits one request into its steps, each measured alone in a loop of ``N`` (same app, same
+cookie): for ``keyfob_*`` the middleware's steps (``_view`` and its cookie parse, ``core.begin``,
+``home.run(core.authenticate)`` and the same coroutine stepped directly without the loop, ``_attach``,
+``_write``); for Django's backends ``SessionMiddleware.process_request`` plus the session read, and
+``process_response``; for both the full request, ``WSGIRequest`` and an ``HttpResponse``::
+
+    PYTHONPATH=$PWD/src valgrind --tool=callgrind --dump-instr=no --dump-before=getppid \\
+        --callgrind-out-file=/tmp/cgp/cg.out.%p /work/main/.venv/bin/python \\
+        benchmarks/callgrind_django.py parts /tmp/cgp 200 keyfob_hybrid sqlite
+
 PostgreSQL must be up (``postgresql://postgres@127.0.0.1:5432/test``, or ``KFBENCH_PG``); each run
 creates and drops a database of its own.
 """
@@ -224,6 +234,87 @@ def cpu(n: int, backend: str, db: str) -> None:
           f"system {(c1.system - c0.system) / n * 1e6:7.1f} µs per request")
 
 
+def _parts(app: App, backend: str) -> dict[str, Any]:
+    """The statements ``parts`` measures, and their namespace."""
+    from django.core.handlers.wsgi import WSGIRequest
+    from django.http import HttpResponse
+
+    def env() -> dict[str, Any]:
+        return _environ(app.cookie, "/p")
+
+    ns: dict[str, Any] = {"app": app, "WSGIRequest": WSGIRequest, "HttpResponse": HttpResponse, "env": env}
+    stmts = {"full request": "app.request()", "WSGIRequest": "WSGIRequest(env())",
+             "HttpResponse": "HttpResponse(b'x')"}
+    if backend.startswith("keyfob_"):
+        from keyfob.django import middleware as m
+
+        core = m.KeyfobMiddleware(lambda r: None).core()
+        request = WSGIRequest(env())
+        view = m._view(request, core.binds)
+        req = core.begin(view)
+        res = m.home.run(core.authenticate(req))
+        req.result, req.session = res, res.session
+
+        def stepped() -> None:  # the same coroutine, no task and no loop (what home.run adds is the rest)
+            coro = core.fob.authenticate(req.cookies, secure=req.secure)
+            try:
+                coro.send(None)
+            except StopIteration:
+                return
+            raise SystemExit("authenticate waited for I/O: no direct step to measure")
+
+        ns.update(m=m, core=core, request=request, view=view, req=req, stepped=stepped)
+        stmts.update({
+            "_view": "m._view(request, core.binds)",
+            "  cookie parse": "m.parse_joined_cookie_header(app.cookie)",
+            "core.begin": "core.begin(view)",
+            "home.run(core.authenticate)": "m.home.run(core.authenticate(req))",
+            "  authenticate stepped directly": "stepped()",
+            "_attach": "m._attach(request, req)",
+            "_write (with HttpResponse)": "m._write(req, HttpResponse(b'x'))",
+        })
+    else:
+        from django.contrib.sessions.middleware import SessionMiddleware
+
+        smw = SessionMiddleware(lambda r: None)
+
+        def load() -> Any:
+            r = WSGIRequest(env())
+            smw.process_request(r)
+            r.session.get("uid")
+            return r
+
+        def load_respond() -> None:
+            smw.process_response(load(), HttpResponse(b"x"))
+
+        ns.update(load=load, load_respond=load_respond)
+        stmts.update({"WSGIRequest + process_request + session read": "load()",
+                      "  ... + process_response (with HttpResponse)": "load_respond()"})
+    return {"ns": ns, "stmts": stmts}
+
+
+def parts(out_dir: str, n: int, backend: str, db: str) -> None:
+    app = App(backend, db)
+    try:
+        spec = _parts(app, backend)
+        labels = ["(loop)", *spec["stmts"]]
+        codes = [compile(f"for _i in range({n}):\n    {s}", "<part>", "exec")
+                 for s in ["pass", *spec["stmts"].values()]]
+        for code in codes:
+            exec(code, spec["ns"])  # warm
+        gc.collect()
+        for code in codes:
+            os.getppid()
+            exec(code, spec["ns"])
+            os.getppid()
+    finally:
+        app.close()
+    counts = [total(p) for p in dumps(out_dir, os.getpid())]
+    print(f"{backend}_{db}: instructions per call ({n} calls each)")
+    for i, label in enumerate(labels):  # dump 2i+1 holds statement i's loop
+        print(f"{counts[2 * i + 1] / n:12,.0f}  {label}")
+
+
 if __name__ == "__main__":
     cmd = sys.argv[1]
     if cmd == "run":
@@ -232,6 +323,8 @@ if __name__ == "__main__":
         report(sys.argv[2])
     elif cmd == "syscalls":
         syscalls(int(sys.argv[2]), sys.argv[3], sys.argv[4])
+    elif cmd == "parts":
+        parts(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
     elif cmd == "cpu":
         cpu(int(sys.argv[2]), sys.argv[3], sys.argv[4])
     else:
