@@ -266,7 +266,7 @@ class Keyfob:
         """
         if not cookies:  # no cookie at all: nothing to read or clear
             return _NO_SESSION
-        strategy = self._strategies[True if secure is None else secure]
+        strategy = self._for(secure)
         check = None
         if max_staleness is not None or outage_grace or (meta is not None and self.settings.bind is not None):
             check = _route_check(max_staleness, outage_grace, meta)
@@ -277,18 +277,7 @@ class Keyfob:
                               reason=exc.code, error=exc)
         if token is None and refresh is None:
             return _NO_SESSION
-        # The strategy's check, awaited here rather than in a shared coroutine: one coroutine less a request.
-        if not self._started:
-            await self.start()
-        try:
-            out = await strategy.authenticate(token, refresh, now=self.clock(), check=check)
-        except StoreUnavailable:
-            raise
-        except Exception as exc:
-            return self._refused(strategy, cookies, exc)
-        if isinstance(out, Session):
-            return new_auth_result(out)
-        return AuthResult(out.session, cookies=self._with_cookies(strategy, out, cookies).cookies)
+        return await self._authenticate(strategy, token, refresh, cookies, check)
 
     async def authenticate_token(self, token: str, *, max_staleness: float | None = None,
                                  outage_grace: float = 0, meta: RequestMeta | None = None) -> AuthResult:
@@ -297,31 +286,29 @@ class Keyfob:
         check = None
         if max_staleness is not None or outage_grace or (meta is not None and self.settings.bind is not None):
             check = _route_check(max_staleness, outage_grace, meta)
-        strategy = self._strategies[True]
+        return await self._authenticate(self._for(True), token, None, {}, check)
+
+    async def _authenticate(self, strategy: Strategy, token: str | None, refresh: str | None,
+                            cookies: Mapping[str, str], check: RouteCheck | None = None) -> AuthResult:
         if not self._started:
             await self.start()
         try:
-            out = await strategy.authenticate(token, None, now=self.clock(), check=check)
+            out = await strategy.authenticate(token, refresh, now=self.clock(), check=check)
         except StoreUnavailable:
             raise
-        except Exception as exc:
-            return self._refused(strategy, {}, exc)
-        if isinstance(out, Session):
-            return new_auth_result(out)
-        return AuthResult(out.session, cookies=self._with_cookies(strategy, out, {}).cookies)
-
-    def _refused(self, strategy: Strategy, cookies: Mapping[str, str], exc: Exception) -> AuthResult:
-        """The result of a check the strategy refused (any error but ``StoreUnavailable``): no session,
-        the reason, and cookies that clear a dead session's."""
-        if isinstance(exc, SessionError):
+        except SessionError as exc:
             cleared = self.clear_cookies(cookies, secure=strategy.cookies.secure) if cookies else []
             return AuthResult(None, cookies=cleared, reason=exc.code, error=exc)
-        if isinstance(exc, KeyfobError):
+        except KeyfobError as exc:
             return AuthResult(None, reason=exc.code)
-        # A bug, or input that got past the parsers: fail closed, never 500, never log the token.
-        log.error("keyfob could not check a session token; treating it as invalid", exc_info=exc)
-        err = InvalidToken()
-        return AuthResult(None, reason=err.code, error=err)
+        except Exception:
+            # A bug, or input that got past the parsers: fail closed, never 500, never log the token.
+            log.exception("keyfob could not check a session token; treating it as invalid")
+            err = InvalidToken()
+            return AuthResult(None, reason=err.code, error=err)
+        if isinstance(out, Session):
+            return new_auth_result(out)
+        return AuthResult(out.session, cookies=self._with_cookies(strategy, out, cookies).cookies)
 
     async def refresh(self, refresh_token: str | None = None, *, cookies: Mapping[str, str] | None = None,
                       secure: bool | None = None, meta: RequestMeta | None = None) -> Issued:
